@@ -1,0 +1,11 @@
+//! Sluice: an MQTT 3.1.1 + 5.0 broker.
+//!
+//! Layout:
+//! - `codec`: bytes ⇄ packets, strict validation, reason codes.
+//! - `topic`: validated topic names and filters, the subscription tree.
+//! - `session`: the per-client protocol state machine (no I/O, no clock).
+//! - `broker`: the shared state (sessions, router, retained messages).
+//! - `server`: listeners and connection tasks that move bytes and timers.
+//! - `config`: the TOML/env configuration with validation.
+
+pub mod codec;

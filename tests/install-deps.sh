@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine: the
+# mosquitto command-line clients and the paho-mqtt Python client.
+# Idempotent: skips what is already present.
+set -euo pipefail
+
+need_apt=()
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! python3 -c 'import paho.mqtt, pytest' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3' 'pytest>=7'
+fi
