@@ -8,4 +8,9 @@
 //! - `server`: listeners and connection tasks that move bytes and timers.
 //! - `config`: the TOML/env configuration with validation.
 
+pub mod broker;
 pub mod codec;
+pub mod config;
+pub mod server;
+pub mod session;
+pub mod topic;

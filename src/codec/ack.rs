@@ -25,15 +25,28 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(packet_id: PacketId) -> Ack {
-        Ack { packet_id, reason: ReasonCode::Success, properties: Properties::default() }
+        Ack {
+            packet_id,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        }
     }
 
     pub fn with_reason(packet_id: PacketId, reason: ReasonCode) -> Ack {
-        Ack { packet_id, reason, properties: Properties::default() }
+        Ack {
+            packet_id,
+            reason,
+            properties: Properties::default(),
+        }
     }
 
-    pub fn decode(kind: AckKind, r: &mut Reader, version: ProtocolVersion) -> Result<Ack, DecodeError> {
-        let packet_id = PacketId::new(r.u16()?).ok_or(DecodeError::Malformed("packet identifier 0"))?;
+    pub fn decode(
+        kind: AckKind,
+        r: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Ack, DecodeError> {
+        let packet_id =
+            PacketId::new(r.u16()?).ok_or(DecodeError::Malformed("packet identifier 0"))?;
         if !version.is_v5() {
             if !r.is_empty() {
                 return Err(DecodeError::Malformed("bytes after acknowledgement"));
@@ -44,7 +57,8 @@ impl Ack {
             return Ok(Ack::new(packet_id));
         }
         let raw = r.u8()?;
-        let reason = ReasonCode::from_u8(raw).ok_or(DecodeError::Malformed("unknown reason code"))?;
+        let reason =
+            ReasonCode::from_u8(raw).ok_or(DecodeError::Malformed("unknown reason code"))?;
         let valid = match kind {
             AckKind::PubAck | AckKind::PubRec => matches!(
                 raw,
@@ -53,7 +67,9 @@ impl Ack {
             AckKind::PubRel | AckKind::PubComp => matches!(raw, 0x00 | 0x92),
         };
         if !valid {
-            return Err(DecodeError::Malformed("reason code not allowed in this acknowledgement"));
+            return Err(DecodeError::Malformed(
+                "reason code not allowed in this acknowledgement",
+            ));
         }
         let properties = if r.is_empty() {
             Properties::default()
@@ -63,7 +79,11 @@ impl Ack {
         if !r.is_empty() {
             return Err(DecodeError::Malformed("bytes after acknowledgement"));
         }
-        Ok(Ack { packet_id, reason, properties })
+        Ok(Ack {
+            packet_id,
+            reason,
+            properties,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
@@ -81,7 +101,11 @@ impl Ack {
         }
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u16(self.packet_id.get());
         if !version.is_v5() {
             return Ok(());

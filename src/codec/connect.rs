@@ -65,7 +65,9 @@ impl Connect {
         let password_flag = flags & 0x40 != 0;
         let username_flag = flags & 0x80 != 0;
         if !will_flag && (will_qos != 0 || will_retain) {
-            return Err(DecodeError::Malformed("will QoS or retain set without will flag"));
+            return Err(DecodeError::Malformed(
+                "will QoS or retain set without will flag",
+            ));
         }
         let will_qos = QoS::from_u8(will_qos).ok_or(DecodeError::Malformed("will QoS 3"))?;
         if password_flag && !username_flag && !protocol.is_v5() {
@@ -77,6 +79,11 @@ impl Connect {
         } else {
             Properties::default()
         };
+        if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+            return Err(DecodeError::Protocol(
+                "authentication data without authentication method",
+            ));
+        }
         let client_id = r.string()?;
         let will = if will_flag {
             let properties = if protocol.is_v5() {
@@ -90,21 +97,48 @@ impl Connect {
             }
             check_topic_name(&topic)?;
             let payload = r.binary()?;
-            Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+            Some(Will {
+                topic,
+                payload,
+                qos: will_qos,
+                retain: will_retain,
+                properties,
+            })
         } else {
             None
         };
-        let username = if username_flag { Some(r.string()?) } else { None };
-        let password = if password_flag { Some(r.binary()?) } else { None };
+        let username = if username_flag {
+            Some(r.string()?)
+        } else {
+            None
+        };
+        let password = if password_flag {
+            Some(r.binary()?)
+        } else {
+            None
+        };
         if !r.is_empty() {
             return Err(DecodeError::Malformed("bytes after CONNECT payload"));
         }
-        Ok(Connect { protocol, clean_start, keep_alive, properties, client_id, will, username, password })
+        Ok(Connect {
+            protocol,
+            clean_start,
+            keep_alive,
+            properties,
+            client_id,
+            will,
+            username,
+            password,
+        })
     }
 
     pub fn body_len(&self) -> usize {
         let v5 = self.protocol.is_v5();
-        let name_len = if self.protocol == ProtocolVersion::V31 { 8 } else { 6 };
+        let name_len = if self.protocol == ProtocolVersion::V31 {
+            8
+        } else {
+            6
+        };
         let mut n = name_len + 1 + 1 + 2;
         if v5 {
             n += self.properties.wire_len();
@@ -177,6 +211,14 @@ pub struct ConnAck {
     pub properties: Properties,
 }
 
+/// CONNACK reason codes (v5 3.2.2.2 table).
+fn valid_v5_connack_code(code: ReasonCode) -> bool {
+    matches!(
+        code.as_u8(),
+        0x00 | 0x80..=0x8A | 0x8C | 0x90 | 0x95 | 0x97 | 0x99..=0x9D | 0x9F
+    )
+}
+
 impl ConnAck {
     pub fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck, DecodeError> {
         let flags = r.u8()?;
@@ -185,7 +227,9 @@ impl ConnAck {
         }
         let raw = r.u8()?;
         let (code, properties) = if version.is_v5() {
-            let code = ReasonCode::from_u8(raw).ok_or(DecodeError::Malformed("unknown reason code"))?;
+            let code = ReasonCode::from_u8(raw)
+                .filter(|c| valid_v5_connack_code(*c))
+                .ok_or(DecodeError::Malformed("reason code not allowed in CONNACK"))?;
             (code, Properties::decode(r, PropertyScope::ConnAck)?)
         } else {
             let code = match raw {
@@ -202,7 +246,11 @@ impl ConnAck {
         if !r.is_empty() {
             return Err(DecodeError::Malformed("bytes after CONNACK"));
         }
-        Ok(ConnAck { session_present: flags & 1 != 0, code, properties })
+        Ok(ConnAck {
+            session_present: flags & 1 != 0,
+            code,
+            properties,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
@@ -213,7 +261,11 @@ impl ConnAck {
         }
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u8(u8::from(self.session_present));
         if version.is_v5() {
             buf.put_u8(self.code.as_u8());

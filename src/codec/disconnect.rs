@@ -17,11 +17,20 @@ pub struct Disconnect {
 
 impl Disconnect {
     pub fn new(reason: ReasonCode) -> Disconnect {
-        Disconnect { reason, properties: Properties::default() }
+        Disconnect {
+            reason,
+            properties: Properties::default(),
+        }
     }
 
     pub fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<Disconnect, DecodeError> {
-        let (reason, properties) = decode_reason_and_properties(r, version, PropertyScope::Disconnect)?;
+        let (reason, properties) =
+            decode_reason_and_properties(r, version, PropertyScope::Disconnect)?;
+        if !valid_disconnect_reason(reason) {
+            return Err(DecodeError::Malformed(
+                "reason code not allowed in DISCONNECT",
+            ));
+        }
         Ok(Disconnect { reason, properties })
     }
 
@@ -29,9 +38,29 @@ impl Disconnect {
         reason_and_properties_len(self.reason, &self.properties, version)
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         encode_reason_and_properties(self.reason, &self.properties, version, buf)
     }
+}
+
+/// The DISCONNECT reason codes of spec 3.14.2.1, plus 0x8C (bad
+/// authentication method), which table 2.4 also allows in DISCONNECT for a
+/// failed re-authentication. Anything else (0x01, 0x18, ...) is meaningless
+/// here and would only confuse the session layer.
+fn valid_disconnect_reason(reason: ReasonCode) -> bool {
+    matches!(
+        reason.as_u8(),
+        0x00 | 0x04
+            | 0x80..=0x83
+            | 0x87
+            | 0x89
+            | 0x8B..=0x90
+            | 0x93..=0xA2
+    )
 }
 
 /// AUTH (v5 only): enhanced authentication exchange.
@@ -43,7 +72,8 @@ pub struct Auth {
 
 impl Auth {
     pub fn decode(r: &mut Reader) -> Result<Auth, DecodeError> {
-        let (reason, properties) = decode_reason_and_properties(r, ProtocolVersion::V5, PropertyScope::Auth)?;
+        let (reason, properties) =
+            decode_reason_and_properties(r, ProtocolVersion::V5, PropertyScope::Auth)?;
         if !matches!(
             reason,
             ReasonCode::Success | ReasonCode::ContinueAuthentication | ReasonCode::ReAuthenticate
@@ -73,15 +103,24 @@ fn decode_reason_and_properties(
         }
         return Ok((ReasonCode::Success, Properties::default()));
     }
-    let reason = ReasonCode::from_u8(r.u8()?).ok_or(DecodeError::Malformed("unknown reason code"))?;
-    let properties = if r.is_empty() { Properties::default() } else { Properties::decode(r, scope)? };
+    let reason =
+        ReasonCode::from_u8(r.u8()?).ok_or(DecodeError::Malformed("unknown reason code"))?;
+    let properties = if r.is_empty() {
+        Properties::default()
+    } else {
+        Properties::decode(r, scope)?
+    };
     if !r.is_empty() {
         return Err(DecodeError::Malformed("bytes after properties"));
     }
     Ok((reason, properties))
 }
 
-fn reason_and_properties_len(reason: ReasonCode, props: &Properties, version: ProtocolVersion) -> usize {
+fn reason_and_properties_len(
+    reason: ReasonCode,
+    props: &Properties,
+    version: ProtocolVersion,
+) -> usize {
     if !version.is_v5() {
         return 0;
     }

@@ -30,7 +30,9 @@ pub use error::{DecodeError, EncodeError};
 pub use properties::{Properties, PropertyScope};
 pub use publish::Publish;
 pub use reason::ReasonCode;
-pub use subscribe::{RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};
+pub use subscribe::{
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
 pub use wire::{decode_varint, PacketId, ProtocolVersion, QoS, Reader, MAX_VARINT};
 
 /// Every MQTT control packet.
@@ -94,7 +96,10 @@ pub fn decode_packet(
     };
     let total = 1 + len_bytes + remaining as usize;
     if total > max_size {
-        return Err(DecodeError::PacketTooLarge { size: total, max: max_size });
+        return Err(DecodeError::PacketTooLarge {
+            size: total,
+            max: max_size,
+        });
     }
     let packet_type = first >> 4;
     let flags = first & 0x0f;
@@ -189,7 +194,7 @@ pub fn decode_packet(
 /// Size of `packet` on the wire, fixed header included.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     let body = body_len(packet, version);
-    1 + wire::varint_len(body as u32) + body
+    1 + wire::varint_len(u32::try_from(body).unwrap_or(u32::MAX)) + body
 }
 
 fn body_len(packet: &Packet, v: ProtocolVersion) -> usize {
@@ -197,7 +202,9 @@ fn body_len(packet: &Packet, v: ProtocolVersion) -> usize {
         Packet::Connect(c) => c.body_len(),
         Packet::ConnAck(c) => c.body_len(v),
         Packet::Publish(p) => p.body_len(v),
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => a.body_len(v),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            a.body_len(v)
+        }
         Packet::Subscribe(s) => s.body_len(v),
         Packet::SubAck(s) => s.body_len(v),
         Packet::Unsubscribe(u) => u.body_len(v),
@@ -209,7 +216,11 @@ fn body_len(packet: &Packet, v: ProtocolVersion) -> usize {
 }
 
 /// Appends `packet` to `buf`. Returns the number of bytes written.
-pub fn encode_packet(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+pub fn encode_packet(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<usize, EncodeError> {
     let body = body_len(packet, version);
     if body > MAX_VARINT as usize {
         return Err(EncodeError::PacketTooLarge(body));
@@ -255,6 +266,11 @@ pub fn encode_packet(packet: &Packet, version: ProtocolVersion, buf: &mut BytesM
         buf.truncate(start);
         return Err(e);
     }
-    debug_assert_eq!(buf.len() - body_start, body, "{} body length mismatch", packet.name());
+    debug_assert_eq!(
+        buf.len() - body_start,
+        body,
+        "{} body length mismatch",
+        packet.name()
+    );
     Ok(buf.len() - start)
 }

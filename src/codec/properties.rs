@@ -91,21 +91,26 @@ fn allowed(pid: u8, scope: PropertyScope) -> bool {
     use id::*;
     use PropertyScope::*;
     match pid {
-        PAYLOAD_FORMAT_INDICATOR | MESSAGE_EXPIRY_INTERVAL | CONTENT_TYPE | RESPONSE_TOPIC
+        PAYLOAD_FORMAT_INDICATOR
+        | MESSAGE_EXPIRY_INTERVAL
+        | CONTENT_TYPE
+        | RESPONSE_TOPIC
         | CORRELATION_DATA => matches!(scope, Publish | Will),
         SUBSCRIPTION_IDENTIFIER => matches!(scope, Publish | Subscribe),
         SESSION_EXPIRY_INTERVAL => matches!(scope, Connect | ConnAck | Disconnect),
-        ASSIGNED_CLIENT_IDENTIFIER | SERVER_KEEP_ALIVE | RESPONSE_INFORMATION | MAXIMUM_QOS
-        | RETAIN_AVAILABLE | WILDCARD_SUBSCRIPTION_AVAILABLE
-        | SUBSCRIPTION_IDENTIFIER_AVAILABLE | SHARED_SUBSCRIPTION_AVAILABLE => scope == ConnAck,
+        ASSIGNED_CLIENT_IDENTIFIER
+        | SERVER_KEEP_ALIVE
+        | RESPONSE_INFORMATION
+        | MAXIMUM_QOS
+        | RETAIN_AVAILABLE
+        | WILDCARD_SUBSCRIPTION_AVAILABLE
+        | SUBSCRIPTION_IDENTIFIER_AVAILABLE
+        | SHARED_SUBSCRIPTION_AVAILABLE => scope == ConnAck,
         AUTHENTICATION_METHOD | AUTHENTICATION_DATA => matches!(scope, Connect | ConnAck | Auth),
         REQUEST_PROBLEM_INFORMATION | REQUEST_RESPONSE_INFORMATION => scope == Connect,
         WILL_DELAY_INTERVAL => scope == Will,
         SERVER_REFERENCE => matches!(scope, ConnAck | Disconnect),
-        REASON_STRING => matches!(
-            scope,
-            ConnAck | Ack | SubAck | UnsubAck | Disconnect | Auth
-        ),
+        REASON_STRING => matches!(scope, ConnAck | Ack | SubAck | UnsubAck | Disconnect | Auth),
         RECEIVE_MAXIMUM | TOPIC_ALIAS_MAXIMUM | MAXIMUM_PACKET_SIZE => {
             matches!(scope, Connect | ConnAck)
         }
@@ -143,7 +148,9 @@ impl Properties {
             let pid = r.varint()?;
             let pid = u8::try_from(pid).map_err(|_| DecodeError::Malformed("unknown property"))?;
             if !allowed(pid, scope) {
-                return Err(DecodeError::Malformed("property not allowed in this packet"));
+                return Err(DecodeError::Malformed(
+                    "property not allowed in this packet",
+                ));
             }
             match pid {
                 PAYLOAD_FORMAT_INDICATOR => {
@@ -215,12 +222,14 @@ impl Properties {
                     }
                     set_once(&mut p.maximum_packet_size, v)?
                 }
-                WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                    set_once(&mut p.wildcard_subscription_available, zero_or_one(r.u8()?)?)?
-                }
-                SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                    set_once(&mut p.subscription_identifier_available, zero_or_one(r.u8()?)?)?
-                }
+                WILDCARD_SUBSCRIPTION_AVAILABLE => set_once(
+                    &mut p.wildcard_subscription_available,
+                    zero_or_one(r.u8()?)?,
+                )?,
+                SUBSCRIPTION_IDENTIFIER_AVAILABLE => set_once(
+                    &mut p.subscription_identifier_available,
+                    zero_or_one(r.u8()?)?,
+                )?,
                 SHARED_SUBSCRIPTION_AVAILABLE => {
                     set_once(&mut p.shared_subscription_available, zero_or_one(r.u8()?)?)?
                 }
@@ -281,13 +290,17 @@ impl Properties {
     /// Length including the variable byte integer prefix.
     pub fn wire_len(&self) -> usize {
         let len = self.encoded_len();
-        varint_len(len as u32) + len
+        varint_len(u32::try_from(len).unwrap_or(u32::MAX)) + len
     }
 
     /// Writes the property block with its length prefix.
     pub fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         use id::*;
-        put_varint(buf, self.encoded_len() as u32)?;
+        let len = self.encoded_len();
+        put_varint(
+            buf,
+            u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge(len))?,
+        )?;
         let u8p = |buf: &mut BytesMut, pid: u8, v: Option<u8>| {
             if let Some(v) = v {
                 buf.put_u8(pid);
@@ -330,13 +343,25 @@ impl Properties {
             put_varint(buf, *v)?;
         }
         u32p(buf, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        sp(buf, ASSIGNED_CLIENT_IDENTIFIER, &self.assigned_client_identifier)?;
+        sp(
+            buf,
+            ASSIGNED_CLIENT_IDENTIFIER,
+            &self.assigned_client_identifier,
+        )?;
         u16p(buf, SERVER_KEEP_ALIVE, self.server_keep_alive);
         sp(buf, AUTHENTICATION_METHOD, &self.authentication_method)?;
         bp(buf, AUTHENTICATION_DATA, &self.authentication_data)?;
-        u8p(buf, REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        u8p(
+            buf,
+            REQUEST_PROBLEM_INFORMATION,
+            self.request_problem_information,
+        );
         u32p(buf, WILL_DELAY_INTERVAL, self.will_delay_interval);
-        u8p(buf, REQUEST_RESPONSE_INFORMATION, self.request_response_information);
+        u8p(
+            buf,
+            REQUEST_RESPONSE_INFORMATION,
+            self.request_response_information,
+        );
         sp(buf, RESPONSE_INFORMATION, &self.response_information)?;
         sp(buf, SERVER_REFERENCE, &self.server_reference)?;
         sp(buf, REASON_STRING, &self.reason_string)?;
@@ -351,9 +376,21 @@ impl Properties {
             put_string(buf, v)?;
         }
         u32p(buf, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        u8p(buf, WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
-        u8p(buf, SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifier_available);
-        u8p(buf, SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+        u8p(
+            buf,
+            WILDCARD_SUBSCRIPTION_AVAILABLE,
+            self.wildcard_subscription_available,
+        );
+        u8p(
+            buf,
+            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+            self.subscription_identifier_available,
+        );
+        u8p(
+            buf,
+            SHARED_SUBSCRIPTION_AVAILABLE,
+            self.shared_subscription_available,
+        );
         Ok(())
     }
 
@@ -374,7 +411,10 @@ mod tests {
     fn duplicate_property_is_a_protocol_error() {
         let r = decode(&[6, 0x02, 0, 0, 0, 1, 0x01], PropertyScope::Publish);
         assert!(r.is_err());
-        let r = decode(&[10, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2], PropertyScope::Publish);
+        let r = decode(
+            &[10, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2],
+            PropertyScope::Publish,
+        );
         assert_eq!(r, Err(DecodeError::Protocol("property appears twice")));
     }
 
@@ -388,7 +428,10 @@ mod tests {
 
     #[test]
     fn topic_alias_zero_is_refused() {
-        assert_eq!(decode(&[3, 0x23, 0, 0], PropertyScope::Publish), Err(DecodeError::TopicAliasInvalid));
+        assert_eq!(
+            decode(&[3, 0x23, 0, 0], PropertyScope::Publish),
+            Err(DecodeError::TopicAliasInvalid)
+        );
     }
 
     #[test]
@@ -415,7 +458,8 @@ mod tests {
         let mut buf = BytesMut::new();
         p.encode(&mut buf).unwrap();
         assert_eq!(buf.len(), p.wire_len());
-        let back = Properties::decode(&mut Reader::new(buf.freeze()), PropertyScope::Publish).unwrap();
+        let back =
+            Properties::decode(&mut Reader::new(buf.freeze()), PropertyScope::Publish).unwrap();
         assert_eq!(back, p);
     }
 }

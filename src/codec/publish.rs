@@ -23,9 +23,14 @@ pub struct Publish {
 }
 
 impl Publish {
-    pub fn decode(flags: u8, r: &mut Reader, version: ProtocolVersion) -> Result<Publish, DecodeError> {
+    pub fn decode(
+        flags: u8,
+        r: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Publish, DecodeError> {
         let dup = flags & 0x08 != 0;
-        let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::Malformed("PUBLISH QoS 3"))?;
+        let qos =
+            QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::Malformed("PUBLISH QoS 3"))?;
         let retain = flags & 0x01 != 0;
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
@@ -50,7 +55,15 @@ impl Publish {
             });
         }
         let payload = r.rest();
-        Ok(Publish { dup, qos, retain, topic, packet_id, properties, payload })
+        Ok(Publish {
+            dup,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload,
+        })
     }
 
     pub fn flags(&self) -> u8 {
@@ -68,7 +81,11 @@ impl Publish {
         n
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         put_string(buf, &self.topic)?;
         if self.qos != QoS::AtMostOnce {
             let id = self.packet_id.ok_or(EncodeError::MissingPacketId)?;

@@ -29,17 +29,26 @@ pub struct SubscriptionOptions {
 }
 
 impl SubscriptionOptions {
+    /// 3.1.1 makes every bad bit a malformed packet (3.8.3.1, MQTT-3-8.3-4);
+    /// v5 splits it: reserved bits are malformed, while QoS 3 and retain
+    /// handling 3 are protocol errors (3.8.3.1).
     fn decode(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOptions, DecodeError> {
-        let qos = QoS::from_u8(byte & 0x03).ok_or(DecodeError::Malformed("subscription QoS 3"))?;
         if !version.is_v5() {
             if byte & 0xfc != 0 {
                 return Err(DecodeError::Malformed("reserved bits set in requested QoS"));
             }
-            return Ok(SubscriptionOptions { qos, ..Default::default() });
+            let qos = QoS::from_u8(byte).ok_or(DecodeError::Malformed("subscription QoS 3"))?;
+            return Ok(SubscriptionOptions {
+                qos,
+                ..Default::default()
+            });
         }
         if byte & 0xc0 != 0 {
-            return Err(DecodeError::Malformed("reserved bits set in subscription options"));
+            return Err(DecodeError::Malformed(
+                "reserved bits set in subscription options",
+            ));
         }
+        let qos = QoS::from_u8(byte & 0x03).ok_or(DecodeError::Protocol("subscription QoS 3"))?;
         let retain_handling = match (byte >> 4) & 0x03 {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendIfNew,
@@ -97,15 +106,27 @@ impl Subscribe {
         if filters.is_empty() {
             return Err(DecodeError::Protocol("SUBSCRIBE without topic filters"));
         }
-        Ok(Subscribe { packet_id, properties, filters })
+        Ok(Subscribe {
+            packet_id,
+            properties,
+            filters,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
-        let props = if version.is_v5() { self.properties.wire_len() } else { 0 };
+        let props = if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        };
         2 + props + self.filters.iter().map(|(f, _)| 3 + f.len()).sum::<usize>()
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.encode(buf)?;
@@ -118,12 +139,32 @@ impl Subscribe {
     }
 }
 
-/// SUBACK; `reasons` are raw bytes (granted QoS or failure code).
+/// SUBACK; `reasons` are raw bytes (granted QoS or failure code), written
+/// with the v5 codes. A 3.1.1 client only knows 0x80 as a failure, so any
+/// failure code is sent to it as 0x80 (3.9.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubAck {
     pub packet_id: PacketId,
     pub properties: Properties,
     pub reasons: Vec<u8>,
+}
+
+/// SUBACK return codes a 3.1.1 peer may send (3.9.3).
+fn valid_v311_suback_code(code: u8) -> bool {
+    matches!(code, 0x00 | 0x01 | 0x02 | 0x80)
+}
+
+/// SUBACK reason codes a v5 peer may send (3.9.3 table).
+fn valid_v5_suback_code(code: u8) -> bool {
+    matches!(
+        code,
+        0x00 | 0x01 | 0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2
+    )
+}
+
+/// UNSUBACK reason codes (v5 3.11.3 table).
+fn valid_unsuback_code(code: u8) -> bool {
+    matches!(code, 0x00 | 0x11 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91)
 }
 
 impl SubAck {
@@ -138,20 +179,44 @@ impl SubAck {
         if reasons.is_empty() {
             return Err(DecodeError::Protocol("SUBACK without reason codes"));
         }
-        Ok(SubAck { packet_id, properties, reasons })
+        let valid = if version.is_v5() {
+            valid_v5_suback_code
+        } else {
+            valid_v311_suback_code
+        };
+        if !reasons.iter().all(|&c| valid(c)) {
+            return Err(DecodeError::Malformed("reason code not allowed in SUBACK"));
+        }
+        Ok(SubAck {
+            packet_id,
+            properties,
+            reasons,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
-        let props = if version.is_v5() { self.properties.wire_len() } else { 0 };
+        let props = if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        };
         2 + props + self.reasons.len()
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.encode(buf)?;
+            buf.put_slice(&self.reasons);
+        } else {
+            for &code in &self.reasons {
+                buf.put_u8(if code >= 0x80 { 0x80 } else { code });
+            }
         }
-        buf.put_slice(&self.reasons);
         Ok(())
     }
 }
@@ -178,15 +243,27 @@ impl Unsubscribe {
         if filters.is_empty() {
             return Err(DecodeError::Protocol("UNSUBSCRIBE without topic filters"));
         }
-        Ok(Unsubscribe { packet_id, properties, filters })
+        Ok(Unsubscribe {
+            packet_id,
+            properties,
+            filters,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
-        let props = if version.is_v5() { self.properties.wire_len() } else { 0 };
+        let props = if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        };
         2 + props + self.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.encode(buf)?;
@@ -213,11 +290,28 @@ impl UnsubAck {
             if !r.is_empty() {
                 return Err(DecodeError::Malformed("bytes after UNSUBACK"));
             }
-            return Ok(UnsubAck { packet_id, properties: Properties::default(), reasons: Vec::new() });
+            return Ok(UnsubAck {
+                packet_id,
+                properties: Properties::default(),
+                reasons: Vec::new(),
+            });
         }
         let properties = Properties::decode(r, PropertyScope::UnsubAck)?;
         let reasons = r.rest().to_vec();
-        Ok(UnsubAck { packet_id, properties, reasons })
+        // One reason code per filter, and UNSUBSCRIBE has at least one.
+        if reasons.is_empty() {
+            return Err(DecodeError::Protocol("UNSUBACK without reason codes"));
+        }
+        if !reasons.iter().all(|&c| valid_unsuback_code(c)) {
+            return Err(DecodeError::Malformed(
+                "reason code not allowed in UNSUBACK",
+            ));
+        }
+        Ok(UnsubAck {
+            packet_id,
+            properties,
+            reasons,
+        })
     }
 
     pub fn body_len(&self, version: ProtocolVersion) -> usize {
@@ -228,7 +322,11 @@ impl UnsubAck {
         }
     }
 
-    pub fn encode_body(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.encode(buf)?;

@@ -63,7 +63,9 @@ impl Reader {
                 let _ = self.buf.split_to(n);
                 Ok(v)
             }
-            None => Err(DecodeError::Malformed("packet ends inside a variable byte integer")),
+            None => Err(DecodeError::Malformed(
+                "packet ends inside a variable byte integer",
+            )),
         }
     }
 
@@ -110,12 +112,16 @@ pub fn decode_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
         value |= u32::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             if i > 0 && byte == 0 {
-                return Err(DecodeError::Malformed("variable byte integer is not minimal"));
+                return Err(DecodeError::Malformed(
+                    "variable byte integer is not minimal",
+                ));
             }
             return Ok(Some((value, i + 1)));
         }
     }
-    Err(DecodeError::Malformed("variable byte integer longer than 4 bytes"))
+    Err(DecodeError::Malformed(
+        "variable byte integer longer than 4 bytes",
+    ))
 }
 
 pub fn varint_len(v: u32) -> usize {
@@ -211,7 +217,9 @@ mod tests {
 
     #[test]
     fn varint_round_trip_at_boundaries() {
-        for v in [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT] {
+        for v in [
+            0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT,
+        ] {
             let mut buf = BytesMut::new();
             put_varint(&mut buf, v).unwrap();
             assert_eq!(buf.len(), varint_len(v));
@@ -231,7 +239,10 @@ mod tests {
     fn string_rejects_nul_and_bad_utf8() {
         assert!(bytes_to_string(Bytes::from_static(b"a\0b")).is_err());
         assert!(bytes_to_string(Bytes::from_static(&[0xc3, 0x28])).is_err());
-        assert_eq!(bytes_to_string(Bytes::from_static("é/x".as_bytes())).unwrap(), "é/x");
+        assert_eq!(
+            bytes_to_string(Bytes::from_static("é/x".as_bytes())).unwrap(),
+            "é/x"
+        );
     }
 
     #[test]

@@ -1,0 +1,280 @@
+//! Configuration: built-in defaults, an optional TOML file and `SLUICE__…`
+//! environment overrides, read through the `config` crate. Unknown keys and
+//! bad values are errors that name the key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::session::QueueFullPolicy;
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Load {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: invalid value for `{key}`: {message}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    #[default]
+    Tcp,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port, e.g. "127.0.0.1:1883". Port 0 picks a free port.
+    pub bind: SocketAddr,
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+}
+
+/// Limits against misbehaving or overloaded clients. Every one has a safe
+/// default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest packet accepted from a client, fixed header included.
+    pub max_packet_size: u32,
+    /// Simultaneous client connections.
+    pub max_connections: usize,
+    /// QoS 1/2 messages sent to one client and not yet acknowledged.
+    pub max_inflight_messages: u16,
+    /// QoS 2 messages a client may have unreleased towards us (v5 Receive Maximum).
+    pub receive_maximum: u16,
+    /// Messages queued per session (offline, or beyond the inflight window).
+    pub max_queued_messages: usize,
+    /// Payload bytes queued per session.
+    pub max_queued_bytes: usize,
+    pub queue_full_policy: QueueFullPolicy,
+    /// Levels in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Bytes in a topic name or filter.
+    pub max_topic_length: usize,
+    /// Largest keep alive accepted; clients asking for more (or 0) are told
+    /// this value through v5 Server Keep Alive. 0 = no limit.
+    pub max_keep_alive: u16,
+    /// Cap on the v5 session expiry interval, seconds.
+    pub max_session_expiry: u32,
+    /// Topic aliases a v5 client may use towards us.
+    pub topic_alias_maximum: u16,
+    /// Seconds a new socket has to send CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Subscriptions per client.
+    pub max_subscriptions_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_size: 1 << 20,
+            max_connections: 100_000,
+            max_inflight_messages: 256,
+            receive_maximum: 1024,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 64 << 20,
+            queue_full_policy: QueueFullPolicy::DropOldest,
+            max_topic_levels: 32,
+            max_topic_length: 4096,
+            max_keep_alive: 0,
+            max_session_expiry: u32::MAX,
+            topic_alias_maximum: 64,
+            connect_timeout_secs: 10,
+            max_subscriptions_per_client: 1000,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// tracing filter, e.g. "info" or "sluice=debug".
+    pub log_level: String,
+    pub listeners: Vec<ListenerConfig>,
+    pub limits: Limits,
+    /// Accept clients without credentials.
+    pub allow_anonymous: bool,
+    /// Prefix of the Response Information sent to v5 clients that ask for
+    /// it; the client id is appended.
+    pub response_information_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            listeners: vec![ListenerConfig {
+                bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                protocol: ListenerProtocol::Tcp,
+            }],
+            limits: Limits::default(),
+            allow_anonymous: true,
+            response_information_prefix: "sluice/response/".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `SLUICE__SECTION__KEY`
+    /// environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let source_name = match file {
+            Some(f) => f.display().to_string(),
+            None => "built-in defaults and environment".to_string(),
+        };
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Load {
+                    source_name,
+                    message: "file not found".into(),
+                });
+            }
+            builder = builder
+                .add_source(config::File::from(PathBuf::from(f)).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SLUICE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder.build().map_err(|e| ConfigError::Load {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Load {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(&source_name)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        let l = &self.limits;
+        if self.listeners.is_empty() {
+            return Err(invalid("listeners", "at least one listener is needed"));
+        }
+        if l.max_packet_size < 64 || l.max_packet_size > crate::codec::MAX_VARINT + 5 {
+            return Err(invalid(
+                "limits.max_packet_size",
+                "must be between 64 and 268435460",
+            ));
+        }
+        if l.max_inflight_messages == 0 {
+            return Err(invalid(
+                "limits.max_inflight_messages",
+                "must be at least 1",
+            ));
+        }
+        if l.receive_maximum == 0 {
+            return Err(invalid("limits.receive_maximum", "must be at least 1"));
+        }
+        if l.max_queued_messages == 0 {
+            return Err(invalid("limits.max_queued_messages", "must be at least 1"));
+        }
+        if l.max_topic_levels == 0 {
+            return Err(invalid("limits.max_topic_levels", "must be at least 1"));
+        }
+        if l.max_topic_length == 0 || l.max_topic_length > 65_535 {
+            return Err(invalid(
+                "limits.max_topic_length",
+                "must be between 1 and 65535",
+            ));
+        }
+        if l.connect_timeout_secs == 0 {
+            return Err(invalid("limits.connect_timeout_secs", "must be at least 1"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid(
+                "log_level",
+                "not a valid log filter (try \"info\" or \"sluice=debug\")",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load(Some(f.path()))
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.listeners[0].bind.to_string(), "127.0.0.1:1883");
+        assert!(c.allow_anonymous);
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let c =
+            load_str("[limits]\nmax_packet_size = 2048\n[[listeners]]\nbind = \"127.0.0.1:0\"\n")
+                .unwrap();
+        assert_eq!(c.limits.max_packet_size, 2048);
+        assert_eq!(c.listeners[0].bind.port(), 0);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_key_and_file() {
+        let err = load_str("[limits]\nmax_pakcet_size = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_pakcet_size"), "{err}");
+        assert!(err.contains(".toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error_naming_key() {
+        let err = load_str("[limits]\nmax_inflight_messages = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_inflight_messages"), "{err}");
+        let err = load_str("[limits]\nmax_packet_size = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_packet_size"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/sluice.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/sluice.toml") && err.contains("not found"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,671 @@
+//! One client connection: reads packets, feeds them to the session and the
+//! router, writes what the session has to send in batches, and carries out
+//! keep alive, takeover and shutdown. All protocol decisions live in
+//! `session` and `broker`; this task only moves bytes and timers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::handshake::{attach, peek_connect_version, Attached, Refused};
+use super::outgoing::OutgoingLimits;
+use crate::broker::{Broker, SessionSlot, Subscription};
+use crate::codec::{
+    decode_packet, encode_packet, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet,
+    Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe, Will,
+};
+use crate::session::{after_disconnect, FlowError, KeepAlive, Message, NEVER};
+use crate::topic::TopicFilter;
+
+/// Bytes written per wake-up before yielding to reads.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Why a connection ended; decides the will and the session's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// The client sent DISCONNECT; `with_will` for v5 reason 0x04.
+    Disconnect {
+        with_will: bool,
+    },
+    /// The socket closed or failed without DISCONNECT.
+    Closed,
+    /// We closed it for a protocol violation or keep alive timeout.
+    Violation(ReasonCode),
+    TakenOver,
+    Shutdown,
+}
+
+/// Keeps the broker's connection count right however the task ends.
+struct ConnectionPermit(Arc<Broker>);
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.remove_connection();
+    }
+}
+
+pub async fn run(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let over_limit = !broker.try_add_connection();
+    let _permit = (!over_limit).then(|| ConnectionPermit(Arc::clone(&broker)));
+    let max_packet = broker.config.limits.max_packet_size as usize;
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let mut rbuf = BytesMut::with_capacity(1024);
+
+    let connect =
+        match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, max_packet)).await
+        {
+            Err(_) => {
+                tracing::debug!(%peer, "no CONNECT within the connect timeout");
+                return;
+            }
+            Ok(Err(ConnectFailure::Io)) => return,
+            Ok(Err(ConnectFailure::Decode(e, version))) => {
+                tracing::debug!(%peer, error = %e, "bad CONNECT");
+                let code = match e {
+                    DecodeError::UnsupportedProtocolVersion(_) => {
+                        Some(ReasonCode::UnsupportedProtocolVersion)
+                    }
+                    // 3.1.1 has no CONNACK code for a malformed CONNECT: just close.
+                    _ if version == Some(ProtocolVersion::V5) => Some(e.reason_code()),
+                    _ => None,
+                };
+                if let Some(code) = code {
+                    let v = version.unwrap_or(ProtocolVersion::V311);
+                    let ack = ConnAck {
+                        session_present: false,
+                        code,
+                        properties: Properties::default(),
+                    };
+                    let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+                }
+                return;
+            }
+            Ok(Ok(c)) => c,
+        };
+    let version = connect.protocol;
+    if over_limit {
+        let code = if version.is_v5() {
+            ReasonCode::ServerBusy
+        } else {
+            ReasonCode::ServerUnavailable
+        };
+        let ack = ConnAck {
+            session_present: false,
+            code,
+            properties: Properties::default(),
+        };
+        let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
+        tracing::warn!(%peer, "connection refused: max_connections reached");
+        return;
+    }
+    let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
+    async move {
+        let attached = match attach(&broker, &connect).await {
+            Ok(a) => a,
+            Err(Refused(ack)) => {
+                tracing::info!(code = ?ack.code, "connection refused");
+                let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
+                return;
+            }
+        };
+        tracing::debug!(
+            protocol = version.level(),
+            keep_alive = attached.keep_alive,
+            "client connected"
+        );
+        let mut conn = Connection::new(broker, *connect, attached, rbuf);
+        let exit = conn.serve(stream).await;
+        tracing::debug!(?exit, "client disconnected");
+        conn.finish(exit);
+    }
+    .instrument(span)
+    .await
+}
+
+enum ConnectFailure {
+    Io,
+    Decode(DecodeError, Option<ProtocolVersion>),
+}
+
+async fn read_connect(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Box<Connect>, ConnectFailure> {
+    loop {
+        match decode_packet(rbuf, None, max_packet) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(_)) => {
+                return Err(ConnectFailure::Decode(
+                    DecodeError::Protocol("first packet is not CONNECT"),
+                    None,
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ConnectFailure::Decode(e, peek_connect_version(rbuf))),
+        }
+        match stream.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(ConnectFailure::Io),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write_packets(
+    stream: &mut TcpStream,
+    packets: &[Packet],
+    version: ProtocolVersion,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    for p in packets {
+        if encode_packet(p, version, &mut buf).is_err() {
+            tracing::warn!(packet = p.name(), "could not encode packet");
+        }
+    }
+    stream.write_all(&buf).await?;
+    stream.flush().await
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    version: ProtocolVersion,
+    client_id: ByteString,
+    slot: Arc<SessionSlot>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    kick: tokio::sync::oneshot::Receiver<ReasonCode>,
+    keep_alive: KeepAlive,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    outgoing: OutgoingLimits,
+    /// Topic aliases the client set up towards us.
+    incoming_aliases: HashMap<u16, ByteString>,
+    /// Outgoing QoS 1/2 window: min(client's Receive Maximum, our limit).
+    window: usize,
+    session_expiry_was_zero: bool,
+    connack: Option<ConnAck>,
+}
+
+impl Connection {
+    fn new(broker: Arc<Broker>, connect: Connect, a: Attached, rbuf: BytesMut) -> Connection {
+        let version = connect.protocol;
+        let limits = &broker.config.limits;
+        let client_receive_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+        let window = usize::from(client_receive_max.min(limits.max_inflight_messages));
+        let client_max_packet = connect
+            .properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |v| v as usize);
+        let alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+        let client_id = a.slot.client_id.clone();
+        Connection {
+            version,
+            client_id,
+            slot: a.slot,
+            _guard: a.guard,
+            kick: a.kick,
+            keep_alive: KeepAlive::new(a.keep_alive, Instant::now()),
+            rbuf,
+            wbuf: BytesMut::with_capacity(4096),
+            outgoing: OutgoingLimits::new(version, client_max_packet, alias_max),
+            incoming_aliases: HashMap::new(),
+            window,
+            session_expiry_was_zero: a.session_expiry_requested_zero,
+            connack: Some(a.connack),
+            broker,
+        }
+    }
+
+    fn send(&mut self, packet: Packet) {
+        if !self.outgoing.fits(&packet) {
+            tracing::debug!(
+                packet = packet.name(),
+                "packet exceeds the client's maximum size, not sent"
+            );
+            return;
+        }
+        if let Err(e) = encode_packet(&packet, self.version, &mut self.wbuf) {
+            tracing::warn!(packet = packet.name(), error = %e, "could not encode packet");
+        }
+    }
+
+    async fn serve(&mut self, stream: TcpStream) -> Exit {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut shutdown = self.broker.shutdown_signal();
+        if let Some(ack) = self.connack.take() {
+            self.send(Packet::ConnAck(ack));
+        }
+        // A resumed session first resends what was in flight (4.4).
+        let resend = self.slot.state.lock().resend(Instant::now());
+        for p in resend {
+            self.send(p);
+        }
+        // Bytes that came with CONNECT.
+        if let Err(exit) = self.process_input() {
+            let _ = flush(&mut writer, &mut self.wbuf).await;
+            return exit;
+        }
+        self.drain();
+        loop {
+            if !self.wbuf.is_empty() && flush(&mut writer, &mut self.wbuf).await.is_err() {
+                return Exit::Closed;
+            }
+            if *shutdown.borrow() {
+                return self
+                    .close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
+                    .await;
+            }
+            let deadline = self.keep_alive.deadline();
+            let keep_alive_timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                reason = &mut self.kick => {
+                    let reason = reason.unwrap_or(ReasonCode::SessionTakenOver);
+                    let exit = if reason == ReasonCode::SessionTakenOver { Exit::TakenOver } else { Exit::Violation(reason) };
+                    return self.close(&mut writer, reason, exit).await;
+                }
+                _ = shutdown.changed() => {
+                    return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
+                }
+                read = reader.read_buf(&mut self.rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return Exit::Closed,
+                        Ok(_) => {
+                            self.keep_alive.seen(Instant::now());
+                            if let Err(exit) = self.process_input() {
+                                let _ = flush(&mut writer, &mut self.wbuf).await;
+                                return exit;
+                            }
+                        }
+                    }
+                }
+                _ = self.slot.notify.notified() => {}
+                _ = keep_alive_timer => {
+                    tracing::debug!("keep alive timeout");
+                    return self.close(&mut writer, ReasonCode::KeepAliveTimeout, Exit::Violation(ReasonCode::KeepAliveTimeout)).await;
+                }
+            }
+            self.drain();
+            if self.rbuf.capacity() > 64 * 1024 && self.rbuf.is_empty() {
+                // Don't keep a large read buffer for an idle connection.
+                self.rbuf = BytesMut::with_capacity(1024);
+            }
+        }
+    }
+
+    /// Sends a v5 DISCONNECT with `reason` (3.1.1 has none) and ends.
+    async fn close(&mut self, writer: &mut OwnedWriteHalf, reason: ReasonCode, exit: Exit) -> Exit {
+        if self.version.is_v5() {
+            self.send(Packet::Disconnect(Disconnect::new(reason)));
+        }
+        let _ = flush(writer, &mut self.wbuf).await;
+        let _ = writer.shutdown().await;
+        exit
+    }
+
+    /// Decodes and handles every complete packet in the read buffer.
+    fn process_input(&mut self) -> Result<(), Exit> {
+        let max = self.broker.config.limits.max_packet_size as usize;
+        loop {
+            match decode_packet(&mut self.rbuf, Some(self.version), max) {
+                Ok(Some(p)) => self.handle(p)?,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad packet from client");
+                    return Err(self.violation(e.reason_code()));
+                }
+            }
+        }
+    }
+
+    /// Queues a v5 DISCONNECT for a protocol violation.
+    fn violation(&mut self, reason: ReasonCode) -> Exit {
+        if self.version.is_v5() {
+            self.send(Packet::Disconnect(Disconnect::new(reason)));
+        }
+        Exit::Violation(reason)
+    }
+
+    fn handle(&mut self, packet: Packet) -> Result<(), Exit> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(a) => {
+                self.slot.state.lock().on_puback(a.packet_id);
+                Ok(())
+            }
+            Packet::PubRec(a) => {
+                let rel = self.slot.state.lock().on_pubrec(a.packet_id, a.reason);
+                if let Some(rel) = rel {
+                    self.send(Packet::PubRel(rel));
+                }
+                Ok(())
+            }
+            Packet::PubRel(a) => {
+                let comp = self.slot.state.lock().on_pubrel(a.packet_id);
+                self.send(Packet::PubComp(comp));
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                self.slot.state.lock().on_pubcomp(a.packet_id);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Auth(_) => Err(self.violation(ReasonCode::ProtocolError)),
+            other => {
+                tracing::debug!(packet = other.name(), "client sent a server-only packet");
+                Err(self.violation(ReasonCode::ProtocolError))
+            }
+        }
+    }
+
+    fn on_publish(&mut self, mut p: Publish) -> Result<(), Exit> {
+        let limits = &self.broker.config.limits;
+        if self.version.is_v5() {
+            if !p.properties.subscription_identifiers.is_empty() {
+                return Err(self.violation(ReasonCode::ProtocolError));
+            }
+            if let Some(alias) = p.properties.topic_alias.take() {
+                if alias > limits.topic_alias_maximum {
+                    return Err(self.violation(ReasonCode::TopicAliasInvalid));
+                }
+                if p.topic.is_empty() {
+                    match self.incoming_aliases.get(&alias) {
+                        Some(t) => p.topic = t.clone(),
+                        None => return Err(self.violation(ReasonCode::ProtocolError)),
+                    }
+                } else {
+                    self.incoming_aliases.insert(alias, p.topic.clone());
+                }
+            }
+        }
+        if p.topic.len() > limits.max_topic_length
+            || p.topic.split('/').count() > limits.max_topic_levels
+        {
+            return Err(self.violation(ReasonCode::TopicNameInvalid));
+        }
+        let now = Instant::now();
+        let qos = p.qos;
+        let packet_id = p.packet_id;
+        let routable = !p.topic.starts_with("$SYS");
+        let message = Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos,
+            retain: p.retain,
+            expires_at: p
+                .properties
+                .message_expiry_interval
+                .map(|s| now + Duration::from_secs(u64::from(s))),
+            properties: Message::forwardable_properties(&p.properties),
+            publisher: Some(self.client_id.clone()),
+        };
+        match (qos, packet_id) {
+            (QoS::AtMostOnce, _) => {
+                if routable {
+                    self.broker.publish(message);
+                }
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                let matched = if routable {
+                    self.broker.publish(message)
+                } else {
+                    0
+                };
+                let reason = if matched == 0 && self.version.is_v5() {
+                    ReasonCode::NoMatchingSubscribers
+                } else {
+                    ReasonCode::Success
+                };
+                self.send(Packet::PubAck(Ack::with_reason(id, reason)));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let receive_max = limits.receive_maximum;
+                let fresh = self.slot.state.lock().on_incoming_qos2(id, receive_max);
+                match fresh {
+                    Ok(true) => {
+                        let matched = if routable {
+                            self.broker.publish(message)
+                        } else {
+                            0
+                        };
+                        let reason = if matched == 0 && self.version.is_v5() {
+                            ReasonCode::NoMatchingSubscribers
+                        } else {
+                            ReasonCode::Success
+                        };
+                        self.send(Packet::PubRec(Ack::with_reason(id, reason)));
+                    }
+                    Ok(false) => self.send(Packet::PubRec(Ack::new(id))),
+                    Err(FlowError::ReceiveMaximumExceeded) => {
+                        return Err(self.violation(ReasonCode::ReceiveMaximumExceeded));
+                    }
+                }
+            }
+            _ => return Err(self.violation(ReasonCode::ProtocolError)),
+        }
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Exit> {
+        let limits = &self.broker.config.limits;
+        let v5 = self.version.is_v5();
+        let identifier = s.properties.subscription_identifiers.first().copied();
+        let now = Instant::now();
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        for (raw, mut options) in s.filters {
+            let filter = if raw.len() > limits.max_topic_length {
+                None
+            } else {
+                TopicFilter::parse(raw.clone(), limits.max_topic_levels).ok()
+            };
+            let Some(filter) = filter else {
+                tracing::debug!(filter = %raw, "invalid topic filter");
+                reasons.push(if v5 {
+                    ReasonCode::TopicFilterInvalid.as_u8()
+                } else {
+                    0x80
+                });
+                continue;
+            };
+            if v5 && filter.share_group.is_some() && options.no_local {
+                return Err(self.violation(ReasonCode::ProtocolError));
+            }
+            let count = self.slot.subscriptions.lock().len();
+            let exists = self.slot.subscriptions.lock().contains_key(&filter.raw);
+            if !exists && count >= limits.max_subscriptions_per_client {
+                reasons.push(if v5 {
+                    ReasonCode::QuotaExceeded.as_u8()
+                } else {
+                    0x80
+                });
+                continue;
+            }
+            options.qos = options.qos.min(self.broker.maximum_qos());
+            let granted = options.qos;
+            self.broker.subscribe(
+                &self.slot,
+                Subscription {
+                    filter,
+                    options,
+                    identifier,
+                },
+                now,
+            );
+            reasons.push(granted.as_u8());
+        }
+        self.send(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }));
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let existed = self.broker.unsubscribe(&self.slot, f);
+            reasons.push(
+                if existed {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+                .as_u8(),
+            );
+        }
+        self.send(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }));
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<(), Exit> {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.session_expiry_was_zero && expiry != 0 {
+                return Err(self.violation(ReasonCode::ProtocolError));
+            }
+            let capped = expiry.min(self.broker.config.limits.max_session_expiry);
+            self.slot.control.lock().session_expiry = capped;
+        }
+        Err(Exit::Disconnect {
+            with_will: d.reason == ReasonCode::DisconnectWithWill,
+        })
+    }
+
+    /// Moves queued messages into the write buffer, within the inflight
+    /// window and a per-wake-up byte budget.
+    fn drain(&mut self) {
+        let now = Instant::now();
+        let mut state = self.slot.state.lock();
+        while self.wbuf.len() < WRITE_BATCH {
+            let Some(p) = state.next_publish(now, self.window) else {
+                return;
+            };
+            let id = p.packet_id;
+            match self.outgoing.prepare(p) {
+                Some(packet) => {
+                    if let Err(e) = encode_packet(&packet, self.version, &mut self.wbuf) {
+                        tracing::warn!(error = %e, "could not encode PUBLISH");
+                    }
+                }
+                None => {
+                    tracing::debug!("message larger than the client's maximum packet size dropped");
+                    if let Some(id) = id {
+                        state.discard_inflight(id);
+                    }
+                }
+            }
+        }
+        if state.has_pending() {
+            // Budget used up: come back after writing.
+            self.slot.notify.notify_one();
+        }
+    }
+
+    /// After the socket is gone: will, session expiry, or nothing if the
+    /// session moved to a new connection.
+    fn finish(self, exit: Exit) {
+        let slot = self.slot;
+        slot.set_online(false);
+        let (will, will_delay, expiry, generation) = {
+            let mut c = slot.control.lock();
+            c.kick = None;
+            (c.will.take(), c.will_delay, c.session_expiry, c.generation)
+        };
+        let broker = self.broker;
+        match exit {
+            Exit::Shutdown => return,
+            Exit::TakenOver => {
+                // The new connection opened before any will delay passed.
+                if will_delay == 0 {
+                    if let Some(w) = will {
+                        broker.publish(will_message(&w, &slot.client_id));
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        let send_will = !matches!(exit, Exit::Disconnect { with_will: false });
+        let plan = after_disconnect(will.is_some(), send_will, will_delay, expiry);
+        if let (Some(after), Some(w)) = (plan.will_after, will) {
+            let msg = will_message(&w, &slot.client_id);
+            if after.is_zero() {
+                broker.publish(msg);
+            } else {
+                let broker = Arc::clone(&broker);
+                let slot = Arc::clone(&slot);
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    if still_offline(&slot, generation) {
+                        broker.publish(msg);
+                    }
+                });
+            }
+        }
+        match plan.session_ends_after {
+            Some(d) if d.is_zero() => broker.remove_session(&slot),
+            Some(d) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    if still_offline(&slot, generation) {
+                        tracing::debug!(client_id = %slot.client_id, "session expired");
+                        broker.remove_session(&slot);
+                    }
+                });
+            }
+            None => {}
+        }
+        debug_assert!(expiry == NEVER || plan.session_ends_after.is_some());
+    }
+}
+
+fn still_offline(slot: &SessionSlot, generation: u64) -> bool {
+    !slot.is_online() && slot.control.lock().generation == generation
+}
+
+fn will_message(w: &Will, client_id: &ByteString) -> Message {
+    Message {
+        topic: w.topic.clone(),
+        payload: w.payload.clone(),
+        qos: w.qos,
+        retain: w.retain,
+        properties: Message::forwardable_properties(&w.properties),
+        expires_at: w
+            .properties
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+        publisher: Some(client_id.clone()),
+    }
+}
+
+async fn flush(writer: &mut OwnedWriteHalf, wbuf: &mut BytesMut) -> std::io::Result<()> {
+    let r = writer.write_all(wbuf).await;
+    wbuf.clear();
+    r
+}

@@ -1,0 +1,191 @@
+//! The CONNECT → CONNACK exchange (3.1, 3.2): client id rules, session
+//! takeover and resumption, and the v5 properties that set the limits of
+//! the connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytestring::ByteString;
+use tokio::sync::{oneshot, OwnedMutexGuard};
+
+use crate::broker::{Broker, SessionSlot};
+use crate::codec::{ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
+use crate::session::{negotiate_keep_alive, NEVER};
+
+/// What the connection keeps from a successful CONNECT.
+pub struct Attached {
+    pub slot: Arc<SessionSlot>,
+    pub guard: OwnedMutexGuard<()>,
+    pub kick: oneshot::Receiver<ReasonCode>,
+    pub connack: ConnAck,
+    pub keep_alive: u16,
+    pub session_expiry_requested_zero: bool,
+}
+
+/// A refusal: the CONNACK to send before closing.
+pub struct Refused(pub ConnAck);
+
+fn refuse(code: ReasonCode) -> Refused {
+    Refused(ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    })
+}
+
+static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A client id for clients that sent an empty one; unique within this run
+/// and unlikely to collide with ids of earlier runs.
+fn assign_client_id() -> ByteString {
+    let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    ByteString::from(format!("sluice-{t:x}-{n}"))
+}
+
+/// Validates CONNECT, takes over any connection of the same client id,
+/// opens or resumes the session and builds the CONNACK.
+pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached, Refused> {
+    let limits = &broker.config.limits;
+    let v5 = connect.protocol.is_v5();
+    if connect.properties.authentication_method.is_some() {
+        // No enhanced authentication method is offered (yet).
+        return Err(refuse(ReasonCode::BadAuthenticationMethod));
+    }
+    if !broker.config.allow_anonymous && connect.username.is_none() {
+        return Err(refuse(ReasonCode::NotAuthorized));
+    }
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            return Err(refuse(ReasonCode::ClientIdentifierNotValid));
+        }
+        let id = assign_client_id();
+        assigned = Some(id.clone());
+        id
+    } else {
+        if connect.client_id.len() > 65_535 {
+            return Err(refuse(ReasonCode::ClientIdentifierNotValid));
+        }
+        connect.client_id.clone()
+    };
+
+    // Session expiry: v3.1.1 clean session ends with the connection, a
+    // persistent one never expires; v5 says it in CONNECT, capped by config.
+    let requested_expiry = if v5 {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        NEVER
+    };
+    let session_expiry = requested_expiry.min(limits.max_session_expiry);
+
+    let takeover_guard = take_over(broker, &client_id).await;
+    let (slot, session_present) = broker.open_session(&client_id, connect.clean_start);
+    let guard = match takeover_guard {
+        Some((old, g)) if Arc::ptr_eq(&old, &slot) => g,
+        _ => slot.connection_lock.clone().lock_owned().await,
+    };
+
+    let (kick_tx, kick_rx) = oneshot::channel();
+    {
+        let mut ctrl = slot.control.lock();
+        ctrl.generation += 1;
+        ctrl.kick = Some(kick_tx);
+        ctrl.will = connect.will.clone();
+        ctrl.will_delay = connect
+            .will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .unwrap_or(0);
+        ctrl.session_expiry = session_expiry;
+        ctrl.protocol = Some(connect.protocol);
+    }
+    slot.set_online(true);
+
+    let (keep_alive, server_keep_alive) =
+        negotiate_keep_alive(connect.keep_alive, limits.max_keep_alive);
+    let mut properties = Properties::default();
+    if v5 {
+        properties.assigned_client_identifier = assigned;
+        properties.server_keep_alive = server_keep_alive;
+        if session_expiry != requested_expiry {
+            properties.session_expiry_interval = Some(session_expiry);
+        }
+        if limits.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(limits.receive_maximum);
+        }
+        properties.maximum_packet_size = Some(limits.max_packet_size);
+        if limits.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        }
+        if connect.properties.request_response_information == Some(1) {
+            properties.response_information = Some(ByteString::from(format!(
+                "{}{}",
+                broker.config.response_information_prefix, client_id
+            )));
+        }
+    }
+    let keep_alive = if v5 { keep_alive } else { connect.keep_alive };
+    Ok(Attached {
+        slot,
+        guard,
+        kick: kick_rx,
+        connack: ConnAck {
+            // A new session is never "present", whatever clean start said.
+            session_present: session_present && !connect.clean_start,
+            code: ReasonCode::Success,
+            properties,
+        },
+        keep_alive,
+        session_expiry_requested_zero: requested_expiry == 0,
+    })
+}
+
+/// Closes any connection serving `client_id` (v5: DISCONNECT 0x8E) and
+/// waits until it has let go of the session.
+async fn take_over(
+    broker: &Arc<Broker>,
+    client_id: &ByteString,
+) -> Option<(Arc<SessionSlot>, OwnedMutexGuard<()>)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let old = broker.find_session(client_id)?;
+        let kick = old.control.lock().kick.take();
+        if let Some(k) = kick {
+            let _ = k.send(ReasonCode::SessionTakenOver);
+        }
+        let lock = old.connection_lock.clone();
+        match tokio::time::timeout(Duration::from_millis(100), lock.lock_owned()).await {
+            Ok(g) => {
+                // The session may have ended while we waited.
+                match broker.find_session(client_id) {
+                    Some(now) if Arc::ptr_eq(&now, &old) => return Some((old, g)),
+                    _ => continue,
+                }
+            }
+            Err(_) if Instant::now() < deadline => continue,
+            Err(_) => {
+                tracing::warn!(client_id = %client_id, "previous connection did not release the session in time");
+                return None;
+            }
+        }
+    }
+}
+
+/// The protocol level byte of a CONNECT in `buf`, if it is far enough in,
+/// so a CONNECT that fails to decode can still be answered in its version.
+pub fn peek_connect_version(buf: &[u8]) -> Option<ProtocolVersion> {
+    let (_, n) = crate::codec::decode_varint(buf.get(1..)?).ok()??;
+    let body = buf.get(1 + n..)?;
+    let name_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    match body.get(2 + name_len)? {
+        5 => Some(ProtocolVersion::V5),
+        _ => Some(ProtocolVersion::V311),
+    }
+}

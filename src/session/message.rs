@@ -1,0 +1,68 @@
+//! An application message as the router moves it: one shared allocation per
+//! publish, whatever the number of subscribers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::{Properties, QoS};
+
+/// A message accepted from a publisher (or a will, or a retained copy).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// The v5 properties forwarded unchanged to subscribers: payload format,
+    /// content type, response topic, correlation data, user properties.
+    pub properties: Properties,
+    /// From the v5 message expiry interval; the remaining time is written
+    /// into each delivery.
+    pub expires_at: Option<Instant>,
+    /// Client id of the publisher, for no-local. `None` for broker messages.
+    pub publisher: Option<ByteString>,
+}
+
+impl Message {
+    /// Keeps only the properties a subscriber must receive unchanged
+    /// (3.3.2.3): aliases, subscription ids and expiry are per hop.
+    pub fn forwardable_properties(p: &Properties) -> Properties {
+        Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p.user_properties.clone(),
+            ..Properties::default()
+        }
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// Seconds of life left, rounded up, for the outgoing expiry property.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|t| {
+            let left = t.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// One message bound for one session, with what that session's matching
+/// subscriptions decided.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// The QoS to deliver at: min(message QoS, best granted QoS).
+    pub qos: QoS,
+    /// The RETAIN flag to send.
+    pub retain: bool,
+    /// v5 subscription identifiers of every matching subscription.
+    pub subscription_ids: Vec<u32>,
+}

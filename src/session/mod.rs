@@ -1,0 +1,11 @@
+//! The session core: protocol state that needs no socket and no clock.
+
+mod keepalive;
+mod lifetime;
+mod message;
+mod state;
+
+pub use keepalive::{negotiate_keep_alive, KeepAlive};
+pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
+pub use message::{Delivery, Message};
+pub use state::{Enqueued, FlowError, QueueFullPolicy, QueueLimits, SessionState};

@@ -1,0 +1,535 @@
+//! The state a session keeps between connections (spec 4.1): its queue of
+//! messages not yet sent, QoS 1/2 flows in flight both ways and packet id
+//! allocation. Pure state: no I/O, time passed in as `now`, so every flow is
+//! tested without sockets.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
+
+use super::message::Delivery;
+
+/// What to do when a session's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFullPolicy {
+    /// Drop the oldest queued message to make room (newest data wins).
+    #[default]
+    DropOldest,
+    /// Refuse the new message.
+    DropNewest,
+}
+
+/// Bounds on what a session may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub policy: QueueFullPolicy,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_messages: 10_000,
+            max_bytes: 64 << 20,
+            policy: QueueFullPolicy::DropOldest,
+        }
+    }
+}
+
+/// Where an outgoing QoS 1/2 message stands. Named after the packet awaited.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub delivery: Delivery,
+    pub state: OutState,
+    /// Send order, so a reconnect resends in the original order.
+    seq: u64,
+}
+
+/// Result of offering a delivery to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// Queued, and the oldest message was dropped to make room.
+    DroppedOldest,
+    /// Not queued: the queue was full and the policy keeps old messages.
+    DroppedNew,
+}
+
+/// A protocol violation by the client detected by the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("receive maximum exceeded")]
+    ReceiveMaximumExceeded,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionState {
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    inflight: BTreeMap<u16, Inflight>,
+    next_packet_id: u16,
+    next_seq: u64,
+    /// QoS 2 packet ids received and routed, waiting for PUBREL. A repeat
+    /// PUBLISH with one of these ids is not routed again (exactly once).
+    incoming_qos2: HashSet<u16>,
+    limits: QueueLimits,
+    /// Messages dropped because the queue was full, since the session began.
+    pub dropped: u64,
+    /// Messages dropped because they expired before delivery.
+    pub expired: u64,
+}
+
+fn delivery_bytes(d: &Delivery) -> usize {
+    d.message.payload.len() + d.message.topic.len()
+}
+
+impl SessionState {
+    pub fn new(limits: QueueLimits) -> SessionState {
+        SessionState {
+            limits,
+            next_packet_id: 1,
+            ..Default::default()
+        }
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Offers a message to the session. Bounded by count and bytes.
+    pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
+        let size = delivery_bytes(&d);
+        let full = |s: &Self| {
+            s.queue.len() >= s.limits.max_messages || s.queued_bytes + size > s.limits.max_bytes
+        };
+        let mut outcome = Enqueued::Queued;
+        if full(self) {
+            match self.limits.policy {
+                QueueFullPolicy::DropNewest => {
+                    self.dropped += 1;
+                    return Enqueued::DroppedNew;
+                }
+                QueueFullPolicy::DropOldest => {
+                    while full(self) {
+                        let Some(old) = self.queue.pop_front() else {
+                            // One message bigger than the byte limit on its own.
+                            self.dropped += 1;
+                            return Enqueued::DroppedNew;
+                        };
+                        self.queued_bytes -= delivery_bytes(&old);
+                        self.dropped += 1;
+                        outcome = Enqueued::DroppedOldest;
+                    }
+                }
+            }
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(d);
+        outcome
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        if self.inflight.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if id != 0 && !self.inflight.contains_key(&id) {
+                return PacketId::new(id);
+            }
+        }
+    }
+
+    /// Takes the next queued message to send, if the window allows. QoS 1/2
+    /// messages get a packet id and enter the inflight set; QoS 0 leave the
+    /// session when returned. Expired messages are skipped and counted.
+    pub fn next_publish(&mut self, now: Instant, window: usize) -> Option<Publish> {
+        loop {
+            let front = self.queue.front()?;
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+                return None;
+            }
+            let d = self.queue.pop_front()?;
+            self.queued_bytes -= delivery_bytes(&d);
+            if d.message.is_expired(now) {
+                self.expired += 1;
+                continue;
+            }
+            let packet_id = if d.qos == QoS::AtMostOnce {
+                None
+            } else {
+                let Some(id) = self.allocate_packet_id() else {
+                    self.queue.push_front(d);
+                    return None;
+                };
+                Some(id)
+            };
+            let publish = build_publish(&d, packet_id, false, now);
+            if let Some(id) = packet_id {
+                let state = if d.qos == QoS::AtLeastOnce {
+                    OutState::AwaitPubAck
+                } else {
+                    OutState::AwaitPubRec
+                };
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.inflight.insert(
+                    id.get(),
+                    Inflight {
+                        delivery: d,
+                        state,
+                        seq,
+                    },
+                );
+            }
+            return Some(publish);
+        }
+    }
+
+    /// Forgets an outgoing message that could not be sent (too large for
+    /// the client), as if its flow completed (3.1.2.11.4).
+    pub fn discard_inflight(&mut self, id: PacketId) {
+        self.inflight.remove(&id.get());
+    }
+
+    /// PUBACK from the client. False if the id was not awaiting one.
+    pub fn on_puback(&mut self, id: PacketId) -> bool {
+        match self.inflight.get(&id.get()) {
+            Some(f) if f.state == OutState::AwaitPubAck => {
+                self.inflight.remove(&id.get());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBREC from the client: answer PUBREL, or end the flow if the client
+    /// refused the message (v5 reason >= 0x80). Unknown ids get PUBREL 0x92.
+    pub fn on_pubrec(&mut self, id: PacketId, reason: ReasonCode) -> Option<Ack> {
+        match self.inflight.get_mut(&id.get()) {
+            Some(f) if f.state == OutState::AwaitPubRec || f.state == OutState::AwaitPubComp => {
+                if reason.is_error() {
+                    self.inflight.remove(&id.get());
+                    return None;
+                }
+                f.state = OutState::AwaitPubComp;
+                Some(Ack::new(id))
+            }
+            _ => {
+                if reason.is_error() {
+                    None
+                } else {
+                    Some(Ack::with_reason(id, ReasonCode::PacketIdentifierNotFound))
+                }
+            }
+        }
+    }
+
+    /// PUBCOMP from the client. False if the id was not awaiting one.
+    pub fn on_pubcomp(&mut self, id: PacketId) -> bool {
+        match self.inflight.get(&id.get()) {
+            Some(f) if f.state == OutState::AwaitPubComp => {
+                self.inflight.remove(&id.get());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An incoming QoS 2 PUBLISH. Returns true when it is new and must be
+    /// routed, false for a repeat of a message already routed.
+    pub fn on_incoming_qos2(
+        &mut self,
+        id: PacketId,
+        receive_maximum: u16,
+    ) -> Result<bool, FlowError> {
+        if self.incoming_qos2.contains(&id.get()) {
+            return Ok(false);
+        }
+        if self.incoming_qos2.len() >= usize::from(receive_maximum) {
+            return Err(FlowError::ReceiveMaximumExceeded);
+        }
+        self.incoming_qos2.insert(id.get());
+        Ok(true)
+    }
+
+    /// PUBREL from the client: releases the id. Returns the PUBCOMP.
+    pub fn on_pubrel(&mut self, id: PacketId) -> Ack {
+        if self.incoming_qos2.remove(&id.get()) {
+            Ack::new(id)
+        } else {
+            Ack::with_reason(id, ReasonCode::PacketIdentifierNotFound)
+        }
+    }
+
+    /// What a resumed session sends first (4.4): every unacknowledged
+    /// PUBLISH again with DUP set, and PUBREL for those already received,
+    /// in their original order.
+    pub fn resend(&mut self, now: Instant) -> Vec<Packet> {
+        let mut flows: Vec<(&u16, &Inflight)> = self.inflight.iter().collect();
+        flows.sort_by_key(|(_, f)| f.seq);
+        flows
+            .into_iter()
+            .filter_map(|(id, f)| {
+                let id = PacketId::new(*id)?;
+                Some(match f.state {
+                    OutState::AwaitPubAck | OutState::AwaitPubRec => {
+                        Packet::Publish(build_publish(&f.delivery, Some(id), true, now))
+                    }
+                    OutState::AwaitPubComp => Packet::PubRel(Ack::new(id)),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The PUBLISH for one delivery, with per-hop v5 properties filled in.
+fn build_publish(d: &Delivery, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
+    let m = &d.message;
+    let mut properties = m.properties.clone();
+    properties.message_expiry_interval = m.remaining_expiry(now);
+    properties.subscription_identifiers = d.subscription_ids.clone();
+    Publish {
+        dup: dup && d.qos != QoS::AtMostOnce,
+        qos: d.qos,
+        retain: d.retain,
+        topic: m.topic.clone(),
+        packet_id,
+        properties,
+        payload: m.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::Properties;
+    use crate::session::message::Message;
+
+    fn delivery(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: topic.into(),
+                payload: Bytes::from_static(b"x"),
+                qos,
+                retain: false,
+                properties: Properties::default(),
+                expires_at,
+                publisher: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: vec![],
+        }
+    }
+
+    fn pid(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    #[test]
+    fn qos1_flow_completes_on_puback() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery("a", QoS::AtLeastOnce, None));
+        let p = s.next_publish(now, 10).unwrap();
+        assert_eq!(p.packet_id, Some(pid(1)));
+        assert_eq!(s.inflight_len(), 1);
+        assert!(!s.on_puback(pid(2)));
+        assert!(s.on_puback(pid(1)));
+        assert_eq!(s.inflight_len(), 0);
+        assert!(!s.on_puback(pid(1)), "a second PUBACK matches nothing");
+    }
+
+    #[test]
+    fn qos2_flow_goes_through_pubrec_pubrel_pubcomp() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery("a", QoS::ExactlyOnce, None));
+        let p = s.next_publish(now, 10).unwrap();
+        let id = p.packet_id.unwrap();
+        assert!(!s.on_pubcomp(id), "PUBCOMP before PUBREC is ignored");
+        assert_eq!(s.on_pubrec(id, ReasonCode::Success), Some(Ack::new(id)));
+        assert!(s.on_pubcomp(id));
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn pubrec_with_error_reason_ends_the_flow() {
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery("a", QoS::ExactlyOnce, None));
+        let id = s
+            .next_publish(Instant::now(), 10)
+            .unwrap()
+            .packet_id
+            .unwrap();
+        assert_eq!(s.on_pubrec(id, ReasonCode::QuotaExceeded), None);
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn window_limits_inflight_but_not_qos0() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery("a", QoS::AtLeastOnce, None));
+        s.enqueue(delivery("b", QoS::AtLeastOnce, None));
+        assert!(s.next_publish(now, 1).is_some());
+        assert!(s.next_publish(now, 1).is_none(), "window full");
+        assert!(s.on_puback(pid(1)));
+        assert_eq!(&*s.next_publish(now, 1).unwrap().topic, "b");
+        s.enqueue(delivery("c", QoS::AtMostOnce, None));
+        assert_eq!(
+            &*s.next_publish(now, 1).unwrap().topic,
+            "c",
+            "QoS 0 ignores the window"
+        );
+    }
+
+    #[test]
+    fn resend_sets_dup_and_keeps_order_and_pubrel_state() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        for t in ["a", "b", "c"] {
+            s.enqueue(delivery(t, QoS::ExactlyOnce, None));
+        }
+        let ids: Vec<PacketId> = (0..3)
+            .map(|_| s.next_publish(now, 10).unwrap().packet_id.unwrap())
+            .collect();
+        s.on_pubrec(ids[1], ReasonCode::Success);
+        let again = s.resend(now);
+        assert_eq!(again.len(), 3);
+        match &again[0] {
+            Packet::Publish(p) => {
+                assert!(p.dup);
+                assert_eq!(&*p.topic, "a");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(again[1], Packet::PubRel(Ack::new(ids[1])));
+    }
+
+    #[test]
+    fn incoming_qos2_is_routed_once_until_pubrel() {
+        let mut s = SessionState::new(QueueLimits::default());
+        assert_eq!(s.on_incoming_qos2(pid(5), 10), Ok(true));
+        assert_eq!(
+            s.on_incoming_qos2(pid(5), 10),
+            Ok(false),
+            "duplicate not routed again"
+        );
+        assert_eq!(s.on_pubrel(pid(5)), Ack::new(pid(5)));
+        assert_eq!(
+            s.on_pubrel(pid(5)).reason,
+            ReasonCode::PacketIdentifierNotFound
+        );
+        assert_eq!(
+            s.on_incoming_qos2(pid(5), 10),
+            Ok(true),
+            "id reusable after PUBCOMP"
+        );
+    }
+
+    #[test]
+    fn receive_maximum_is_enforced_on_incoming_qos2() {
+        let mut s = SessionState::new(QueueLimits::default());
+        assert_eq!(s.on_incoming_qos2(pid(1), 2), Ok(true));
+        assert_eq!(s.on_incoming_qos2(pid(2), 2), Ok(true));
+        assert_eq!(
+            s.on_incoming_qos2(pid(3), 2),
+            Err(FlowError::ReceiveMaximumExceeded)
+        );
+    }
+
+    #[test]
+    fn expired_messages_are_dropped_and_expiry_is_decremented() {
+        let t0 = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery(
+            "old",
+            QoS::AtLeastOnce,
+            Some(t0 + Duration::from_secs(1)),
+        ));
+        s.enqueue(delivery(
+            "new",
+            QoS::AtLeastOnce,
+            Some(t0 + Duration::from_secs(60)),
+        ));
+        let p = s.next_publish(t0 + Duration::from_secs(20), 10).unwrap();
+        assert_eq!(&*p.topic, "new");
+        assert_eq!(p.properties.message_expiry_interval, Some(40));
+        assert_eq!(s.expired, 1);
+    }
+
+    #[test]
+    fn queue_limit_drops_by_policy() {
+        let limits = QueueLimits {
+            max_messages: 2,
+            max_bytes: usize::MAX,
+            policy: QueueFullPolicy::DropOldest,
+        };
+        let mut s = SessionState::new(limits);
+        s.enqueue(delivery("1", QoS::AtLeastOnce, None));
+        s.enqueue(delivery("2", QoS::AtLeastOnce, None));
+        assert_eq!(
+            s.enqueue(delivery("3", QoS::AtLeastOnce, None)),
+            Enqueued::DroppedOldest
+        );
+        assert_eq!(&*s.next_publish(Instant::now(), 10).unwrap().topic, "2");
+
+        let limits = QueueLimits {
+            policy: QueueFullPolicy::DropNewest,
+            ..limits
+        };
+        let mut s = SessionState::new(limits);
+        s.enqueue(delivery("1", QoS::AtLeastOnce, None));
+        s.enqueue(delivery("2", QoS::AtLeastOnce, None));
+        assert_eq!(
+            s.enqueue(delivery("3", QoS::AtLeastOnce, None)),
+            Enqueued::DroppedNew
+        );
+        assert_eq!(s.dropped, 1);
+        assert_eq!(&*s.next_publish(Instant::now(), 10).unwrap().topic, "1");
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_wrap() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.next_packet_id = u16::MAX;
+        s.enqueue(delivery("a", QoS::AtLeastOnce, None));
+        s.enqueue(delivery("b", QoS::AtLeastOnce, None));
+        assert_eq!(
+            s.next_publish(now, 10).unwrap().packet_id,
+            Some(pid(u16::MAX))
+        );
+        assert_eq!(s.next_publish(now, 10).unwrap().packet_id, Some(pid(1)));
+    }
+}

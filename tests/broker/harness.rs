@@ -1,0 +1,358 @@
+//! Test harness: runs the real `sluice` binary on an ephemeral port and
+//! offers a raw MQTT client built on the project's codec, for tests that
+//! need exact control over the bytes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sluice::codec::*;
+
+pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A running broker; killed when dropped.
+pub struct Sluice {
+    child: Child,
+    pub port: u16,
+    log: mpsc::Receiver<String>,
+}
+
+impl Sluice {
+    pub fn start() -> Sluice {
+        Sluice::start_with(&[])
+    }
+
+    /// Starts with extra `SLUICE__…` environment overrides.
+    pub fn start_with(env: &[(&str, &str)]) -> Sluice {
+        Sluice::start_args(&[], env)
+    }
+
+    pub fn start_with_config(path: &Path) -> Sluice {
+        Sluice::start_args(&["--config", path.to_str().unwrap()], &[])
+    }
+
+    pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        let mut cmd = Command::new(SLUICE);
+        cmd.args(args).args(["--bind", "127.0.0.1:0"]);
+        cmd.env("RUST_LOG", "sluice=debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Owned from here on, so a failed start still kills the process.
+        let mut sluice = Sluice {
+            child,
+            port: 0,
+            log: rx,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = sluice
+                .log
+                .recv_timeout(left)
+                .expect("sluice did not report its listening address");
+            if line.contains("listening") {
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .expect("addr field")
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                sluice.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                return sluice;
+            }
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Log lines printed so far (drains them).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking MQTT client speaking through the project's codec.
+pub struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+pub fn pid(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: clean,
+        keep_alive: 60,
+        properties: Properties::default(),
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+pub fn publish(topic: &str, payload: &[u8], qos: QoS, id: u16) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id: if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(pid(id))
+        },
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+pub fn sub_opts(qos: QoS) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        ..Default::default()
+    }
+}
+
+impl Raw {
+    pub fn open(port: u16, version: ProtocolVersion) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to sluice");
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Opens a connection and completes CONNECT/CONNACK; panics unless accepted.
+    pub fn connect(
+        port: u16,
+        version: ProtocolVersion,
+        client_id: &str,
+        clean: bool,
+    ) -> (Raw, ConnAck) {
+        Raw::connect_with(port, connect_packet(version, client_id, clean))
+    }
+
+    pub fn connect_with(port: u16, c: Connect) -> (Raw, ConnAck) {
+        let mut raw = Raw::open(port, c.protocol);
+        raw.send(&Packet::Connect(Box::new(c)));
+        match raw.recv() {
+            Some(Packet::ConnAck(ack)) => {
+                assert_eq!(ack.code, ReasonCode::Success, "CONNACK refused: {ack:?}");
+                (raw, ack)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, p: &Packet) {
+        let mut buf = BytesMut::new();
+        encode_packet(p, self.version, &mut buf).unwrap();
+        self.send_bytes(&buf);
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Next packet within 5 s; `None` on close or timeout.
+    pub fn recv(&mut self) -> Option<Packet> {
+        self.recv_timeout(Duration::from_secs(5))
+    }
+
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = Some(self.version);
+            if let Some(p) =
+                decode_packet(&mut self.buf, v, usize::MAX).expect("broker sent a bad packet")
+            {
+                return Some(p);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives within `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        if let Some(p) = self.recv_timeout(d) {
+            panic!("expected nothing, got {p:?}");
+        }
+    }
+
+    /// Reads until the broker closes the connection; returns what came before.
+    pub fn until_closed(&mut self) -> Vec<Packet> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "connection not closed; got {out:?}"
+            );
+            let v = Some(self.version);
+            match decode_packet(&mut self.buf, v, usize::MAX) {
+                Ok(Some(p)) => {
+                    out.push(p);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("broker sent a bad packet: {e}"),
+            }
+            self.stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, id: u16, filters: &[(&str, SubscriptionOptions)]) -> SubAck {
+        self.subscribe_with(id, filters, Properties::default())
+    }
+
+    pub fn subscribe_with(
+        &mut self,
+        id: u16,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: Properties,
+    ) -> SubAck {
+        let filters = filters.iter().map(|(f, o)| ((*f).into(), *o)).collect();
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: pid(id),
+            properties,
+            filters,
+        }));
+        match self.recv() {
+            Some(Packet::SubAck(a)) => a,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS flow from the publisher's side.
+    pub fn publish(&mut self, p: Publish) {
+        let qos = p.qos;
+        self.send(&Packet::Publish(p));
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => match self.recv() {
+                Some(Packet::PubAck(_)) => {}
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => match self.recv() {
+                Some(Packet::PubRec(a)) => {
+                    self.send(&Packet::PubRel(Ack::new(a.packet_id)));
+                    match self.recv() {
+                        Some(Packet::PubComp(_)) => {}
+                        other => panic!("expected PUBCOMP, got {other:?}"),
+                    }
+                }
+                other => panic!("expected PUBREC, got {other:?}"),
+            },
+        }
+    }
+
+    /// Receives a PUBLISH, acknowledging it (QoS 1: PUBACK; QoS 2: PUBREC,
+    /// and PUBCOMP for any PUBREL met while waiting).
+    pub fn expect_publish(&mut self) -> Publish {
+        loop {
+            match self.recv() {
+                Some(Packet::PubRel(a)) => self.send(&Packet::PubComp(Ack::new(a.packet_id))),
+                Some(Packet::Publish(p)) => {
+                    match (p.qos, p.packet_id) {
+                        (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(Ack::new(id))),
+                        (QoS::ExactlyOnce, Some(id)) => self.send(&Packet::PubRec(Ack::new(id))),
+                        _ => {}
+                    }
+                    return p;
+                }
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+    }
+
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        // Wait for the broker to close, so its session bookkeeping is done.
+        let _ = self.until_closed();
+    }
+
+    /// Drops the TCP connection without DISCONNECT (an abnormal loss).
+    pub fn drop_connection(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+pub const V4: ProtocolVersion = ProtocolVersion::V311;
+pub const V5: ProtocolVersion = ProtocolVersion::V5;

@@ -1,0 +1,6 @@
+//! Integration tests against the real `sluice` binary, by spec area.
+
+mod harness;
+
+mod connect;
+mod publish_qos;
