@@ -8,8 +8,14 @@ fn round_trip(p: Packet, v: ProtocolVersion) {
     let mut buf = BytesMut::new();
     let n = encode_packet(&p, v, &mut buf).unwrap();
     assert_eq!(n, encoded_len(&p, v));
-    let version = if matches!(p, Packet::Connect(_)) { None } else { Some(v) };
-    let back = decode_packet(&mut buf, version, usize::MAX).unwrap().unwrap();
+    let version = if matches!(p, Packet::Connect(_)) {
+        None
+    } else {
+        Some(v)
+    };
+    let back = decode_packet(&mut buf, version, usize::MAX)
+        .unwrap()
+        .unwrap();
     assert_eq!(back, p);
     assert!(buf.is_empty());
 }
@@ -33,7 +39,10 @@ fn publish_round_trips_in_both_versions() {
                 topic: "a/b".into(),
                 packet_id: PacketId::new(7),
                 properties: if v.is_v5() {
-                    Properties { message_expiry_interval: Some(5), ..Default::default() }
+                    Properties {
+                        message_expiry_interval: Some(5),
+                        ..Default::default()
+                    }
                 } else {
                     Properties::default()
                 },
@@ -52,7 +61,9 @@ fn v5_disconnect_short_forms_are_accepted() {
     );
     assert_eq!(
         decode_bytes(&[0xe0, 0x01, 0x8e], V5).unwrap(),
-        Some(Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver)))
+        Some(Packet::Disconnect(Disconnect::new(
+            ReasonCode::SessionTakenOver
+        )))
     );
 }
 
@@ -62,7 +73,10 @@ fn oversized_packet_is_refused_from_the_fixed_header() {
     let mut buf = BytesMut::from(&[0x30, 0xe8, 0x07][..]);
     assert_eq!(
         decode_packet(&mut buf, V4, 100),
-        Err(DecodeError::PacketTooLarge { size: 1003, max: 100 })
+        Err(DecodeError::PacketTooLarge {
+            size: 1003,
+            max: 100
+        })
     );
 }
 
