@@ -13,4 +13,5 @@ pub mod codec;
 pub mod config;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod topic;
