@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::session::QueueFullPolicy;
+use crate::store::FsyncPolicy;
 
 /// A configuration problem, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,14 @@ pub struct Config {
     /// Prefix of the Response Information sent to v5 clients that ask for
     /// it; the client id is appended.
     pub response_information_prefix: String,
+    /// Keep sessions, queues and retained messages on disk. Off: memory
+    /// only, everything is lost on restart.
+    pub persistence: bool,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// When acknowledged messages reach the disk: "always", "batch" (group
+    /// commit, default) or "never" (OS buffers only).
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for Config {
@@ -124,6 +133,9 @@ impl Default for Config {
             limits: Limits::default(),
             allow_anonymous: true,
             response_information_prefix: "sluice/response/".into(),
+            persistence: true,
+            data_dir: PathBuf::from("./data"),
+            fsync: FsyncPolicy::Batch,
         }
     }
 }
@@ -204,6 +216,12 @@ impl Config {
         }
         if l.connect_timeout_secs == 0 {
             return Err(invalid("limits.connect_timeout_secs", "must be at least 1"));
+        }
+        if self.persistence && self.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "data_dir",
+                "must not be empty when persistence is on",
+            ));
         }
         if l.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be at least 1"));

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 use sluice::broker::Broker;
 use sluice::config::{Config, ListenerConfig, ListenerProtocol};
 use sluice::server;
+use sluice::store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,6 +23,13 @@ struct Cli {
     /// (e.g. 127.0.0.1:0 for a free port).
     #[arg(long)]
     bind: Option<std::net::SocketAddr>,
+    /// Data directory for sessions, queues and retained messages
+    /// (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory only (overrides `persistence`).
+    #[arg(long)]
+    in_memory: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,6 +64,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    if cli.in_memory {
+        config.persistence = false;
+    }
     if let Some(bind) = cli.bind {
         config.listeners = vec![ListenerConfig {
             bind,
@@ -91,14 +106,58 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let listeners = server::bind_listeners(&config.listeners).await?;
-    for (l, c) in listeners.iter().zip(&config.listeners) {
+    let (store, recovered) = if config.persistence {
+        let started = std::time::Instant::now();
+        let (store, recovered) =
+            Store::open(&config.data_dir, config.fsync).with_context(|| {
+                format!(
+                    "cannot open the data directory {}",
+                    config.data_dir.display()
+                )
+            })?;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            fsync = ?config.fsync,
+            open_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
+        (store, Some(recovered))
+    } else {
+        tracing::warn!(
+            "persistence is off: sessions, queues and retained messages live in memory only"
+        );
+        (Store::disabled(), None)
+    };
+    let listener_configs = config.listeners.clone();
+    let broker = Broker::new(config, store.clone());
+    if let Some(recovered) = recovered {
+        let s = broker.restore(recovered);
+        tracing::info!(
+            sessions = s.sessions,
+            subscriptions = s.subscriptions,
+            retained = s.retained,
+            queued = s.queued,
+            inflight = s.inflight,
+            messages = s.messages,
+            dangling_removed = s.dangling_removed,
+            elapsed_ms = s.elapsed.as_millis() as u64,
+            disk_bytes = store.disk_usage(),
+            "state recovered"
+        );
+    }
+    let listeners = server::bind_listeners(&listener_configs).await?;
+    for (l, c) in listeners.iter().zip(&listener_configs) {
         let addr = server::local_addr(l).context("listener has no local address")?;
         tracing::info!(protocol = ?c.protocol, %addr, "listening");
     }
-    let broker = Broker::new(config);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
+    // Keep the broker alive until the store is closed: tearing down its
+    // memory releases messages, which must not read as deletions.
+    let keep_alive = Arc::clone(&broker);
     server::serve(broker, listeners, shutdown_signal(), Duration::from_secs(5)).await;
+    store.close();
+    drop(keep_alive);
+    tracing::info!("store closed");
     Ok(())
 }
 

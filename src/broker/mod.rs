@@ -11,7 +11,7 @@ mod slot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
@@ -20,10 +20,41 @@ use tokio::sync::watch;
 pub use retained::RetainedStore;
 pub use slot::{Control, SessionSlot, Subscription};
 
-use crate::codec::{QoS, RetainHandling};
+use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
-use crate::session::{Delivery, Enqueued, Message, QueueLimits};
+use crate::session::{AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, StoredMessage};
+use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Store, Ticket};
 use crate::topic::SubscriptionTree;
+
+mod restore;
+pub use restore::RestoreSummary;
+
+/// What routing a publish produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Sessions (and shared groups) that were offered the message.
+    pub matched: usize,
+    /// Durable once everything this publish must keep is on disk: the
+    /// publisher's PUBACK/PUBREC waits for it.
+    pub ticket: Ticket,
+}
+
+/// The store's copy of a message.
+pub fn message_record(m: &Message) -> MessageRecord {
+    let now = Instant::now();
+    MessageRecord {
+        topic: m.topic.clone(),
+        payload: m.payload.clone(),
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties.clone(),
+        expires_at_ms: m
+            .expires_at
+            .map(|t| (now_ms() + t.saturating_duration_since(now).as_millis() as u64).max(1))
+            .unwrap_or(0),
+        publisher: m.publisher.clone(),
+    }
+}
 
 /// What the subscription tree stores per (client, filter).
 #[derive(Debug, Clone)]
@@ -50,10 +81,11 @@ pub struct Broker {
     connections: AtomicUsize,
     pub stats: Stats,
     started: Instant,
+    store: Store,
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Arc<Broker> {
+    pub fn new(config: Config, store: Store) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Broker {
             config,
@@ -64,7 +96,12 @@ impl Broker {
             connections: AtomicUsize::new(0),
             stats: Stats::default(),
             started: Instant::now(),
+            store,
         })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -138,6 +175,9 @@ impl Broker {
             sessions.remove(client_id);
             drop(sessions);
             self.drop_subscriptions(&old);
+            self.store.submit(vec![Op::DeleteSession {
+                client_id: client_id.clone(),
+            }]);
             sessions = self.sessions.lock();
         }
         let slot = Arc::new(SessionSlot::new(client_id.clone(), self.queue_limits()));
@@ -157,6 +197,62 @@ impl Broker {
         }
         drop(sessions);
         self.drop_subscriptions(slot);
+        self.store.submit(vec![Op::DeleteSession {
+            client_id: slot.client_id.clone(),
+        }]);
+    }
+
+    /// Writes a persistent session's record (subscriptions, will, expiry).
+    pub fn persist_session(&self, slot: &SessionSlot, disconnected_at_ms: u64) -> Ticket {
+        if !slot.is_persistent() || !self.store.is_enabled() {
+            return Ticket::default();
+        }
+        let record = slot.record(disconnected_at_ms);
+        self.store.submit(vec![Op::PutSession {
+            client_id: slot.client_id.clone(),
+            record,
+        }])
+    }
+
+    /// Carries out what follows a closed connection: publishes a delayed
+    /// will and ends the session when their time comes, unless the client
+    /// reconnected meanwhile (`generation` changed).
+    pub fn schedule_offline(
+        self: &Arc<Self>,
+        slot: &Arc<SessionSlot>,
+        plan: AfterDisconnect,
+        generation: u64,
+    ) {
+        if let Some(after) = plan.will_after {
+            let broker = Arc::clone(self);
+            let slot = Arc::clone(slot);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if !still_offline(&slot, generation) {
+                    return;
+                }
+                let will = slot.control.lock().will.take();
+                if let Some(w) = will {
+                    broker.publish(will_message(&w, &slot.client_id));
+                    broker.persist_session(&slot, now_ms());
+                }
+            });
+        }
+        match plan.session_ends_after {
+            Some(d) if d.is_zero() => self.remove_session(slot),
+            Some(d) => {
+                let broker = Arc::clone(self);
+                let slot = Arc::clone(slot);
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    if still_offline(&slot, generation) {
+                        tracing::debug!(client_id = %slot.client_id, "session expired");
+                        broker.remove_session(&slot);
+                    }
+                });
+            }
+            None => {}
+        }
     }
 
     fn drop_subscriptions(&self, slot: &Arc<SessionSlot>) {
@@ -191,12 +287,16 @@ impl Broker {
             let messages = self.retained.read().matching(&sub.filter.filter, now);
             for message in messages {
                 let qos = message.qos.min(sub.options.qos);
-                slot.deliver(Delivery {
-                    message,
-                    qos,
-                    retain: true,
-                    subscription_ids: sub.identifier.into_iter().collect(),
-                });
+                slot.deliver(
+                    Delivery {
+                        message,
+                        qos,
+                        retain: true,
+                        subscription_ids: sub.identifier.into_iter().collect(),
+                        seq: None,
+                    },
+                    &self.store,
+                );
             }
         }
         existed
@@ -219,15 +319,12 @@ impl Broker {
     /// Routes a message: stores it if retained, then queues one delivery per
     /// matching session (one per shared group). A session with overlapping
     /// subscriptions gets a single copy at the highest granted QoS carrying
-    /// every matching subscription identifier. Returns how many sessions
-    /// were offered the message.
-    pub fn publish(&self, message: Message) -> usize {
-        let message = Arc::new(message);
+    /// every matching subscription identifier. What must survive a crash
+    /// (the retained copy, QoS 1/2 deliveries to persistent sessions) goes
+    /// to the store first; the returned ticket says when it is durable.
+    pub fn publish(&self, mut message: Message) -> Published {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        if message.retain {
-            self.retained.write().put(&message);
-        }
-        let mut merged: Vec<(Arc<SessionSlot>, Delivery)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut index: HashMap<*const SessionSlot, usize> = HashMap::new();
         {
             let tree = self.subscriptions.read();
@@ -248,41 +345,130 @@ impl Broker {
                     if !m.shared {
                         let key = Arc::as_ptr(&e.slot);
                         if let Some(&i) = index.get(&key) {
-                            let d = &mut merged[i].1;
-                            d.qos = d.qos.max(qos);
-                            d.retain |= retain;
-                            d.subscription_ids.extend(e.subscription.identifier);
+                            let t: &mut Target = &mut targets[i];
+                            t.qos = t.qos.max(qos);
+                            t.retain |= retain;
+                            t.subscription_ids.extend(e.subscription.identifier);
                             return;
                         }
-                        index.insert(key, merged.len());
+                        index.insert(key, targets.len());
                     }
-                    merged.push((
-                        Arc::clone(&e.slot),
-                        Delivery {
-                            message: Arc::clone(&message),
-                            qos,
-                            retain,
-                            subscription_ids: e.subscription.identifier.into_iter().collect(),
-                        },
-                    ));
+                    targets.push(Target {
+                        slot: Arc::clone(&e.slot),
+                        qos,
+                        retain,
+                        subscription_ids: e.subscription.identifier.into_iter().collect(),
+                    });
                 },
             );
         }
-        let n = merged.len();
-        for (slot, d) in merged {
-            if slot.deliver(d) != Enqueued::Queued {
+
+        let store_on = self.store.is_enabled();
+        let mut ops = Vec::new();
+        let keep_retained = message.retain && !message.payload.is_empty();
+        let keep_for_sessions = targets
+            .iter()
+            .any(|t| t.qos != QoS::AtMostOnce && t.slot.is_persistent());
+        if store_on && (keep_retained || keep_for_sessions) {
+            let id = self.store.next_message_id();
+            ops.push(Op::PutMessage {
+                id,
+                record: message_record(&message),
+            });
+            message.stored = Some(Arc::new(StoredMessage::new(id, self.store.clone())));
+        }
+        let message = Arc::new(message);
+        if message.retain {
+            self.retained.write().put(&message);
+            if store_on {
+                ops.push(match message.stored_id() {
+                    Some(message_id) if keep_retained => Op::PutRetained {
+                        topic: message.topic.clone(),
+                        message_id,
+                    },
+                    _ => Op::DeleteRetained {
+                        topic: message.topic.clone(),
+                    },
+                });
+            }
+        }
+        let mut deliveries = Vec::with_capacity(targets.len());
+        for t in targets {
+            let mut seq = None;
+            if let (Some(message_id), true) = (
+                message.stored_id(),
+                t.qos != QoS::AtMostOnce && t.slot.is_persistent(),
+            ) {
+                let s = t.slot.next_seq();
+                ops.push(Op::PutOutbox {
+                    client_id: t.slot.client_id.clone(),
+                    seq: s,
+                    record: OutboxRecord {
+                        message_id,
+                        qos: t.qos,
+                        retain: t.retain,
+                        state: OutboxState::Queued,
+                        packet_id: 0,
+                        subscription_ids: t.subscription_ids.clone(),
+                    },
+                });
+                seq = Some(s);
+            }
+            let d = Delivery {
+                message: Arc::clone(&message),
+                qos: t.qos,
+                retain: t.retain,
+                subscription_ids: t.subscription_ids,
+                seq,
+            };
+            deliveries.push((t.slot, d));
+        }
+        // Before queueing: a later delete of a queued entry must follow its put.
+        let ticket = self.store.submit(ops);
+        let matched = deliveries.len();
+        for (slot, d) in deliveries {
+            if slot.deliver(d, &self.store) != Enqueued::Queued {
                 self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client_id = %slot.client_id, "session queue full, message dropped");
             }
         }
         self.stats
             .messages_routed
-            .fetch_add(n as u64, Ordering::Relaxed);
-        n
+            .fetch_add(matched as u64, Ordering::Relaxed);
+        Published { matched, ticket }
     }
 
     /// Highest QoS the broker grants.
     pub fn maximum_qos(&self) -> QoS {
         QoS::ExactlyOnce
+    }
+}
+
+/// One session a publish goes to, before the message is shared.
+struct Target {
+    slot: Arc<SessionSlot>,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<u32>,
+}
+
+fn still_offline(slot: &SessionSlot, generation: u64) -> bool {
+    !slot.is_online() && slot.control.lock().generation == generation
+}
+
+/// The message a will becomes when it is published.
+pub fn will_message(w: &Will, client_id: &ByteString) -> Message {
+    Message {
+        topic: w.topic.clone(),
+        payload: w.payload.clone(),
+        qos: w.qos,
+        retain: w.retain,
+        properties: Message::forwardable_properties(&w.properties),
+        expires_at: w
+            .properties
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+        publisher: Some(client_id.clone()),
+        stored: None,
     }
 }

@@ -71,6 +71,7 @@ mod tests {
             properties: Properties::default(),
             expires_at,
             publisher: None,
+            stored: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! and the bookkeeping of which connection that is.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
 use crate::codec::{ProtocolVersion, ReasonCode, SubscriptionOptions, Will};
-use crate::session::{Delivery, Enqueued, QueueLimits, SessionState};
+use crate::session::{Change, Delivery, Enqueued, QueueLimits, SessionState};
+use crate::store::{Op, SessionRecord, Store, SubscriptionRecord, Ticket};
 use crate::topic::TopicFilter;
 
 /// One subscription of a session.
@@ -46,6 +47,10 @@ pub struct SessionSlot {
     /// Wakes the connection task when a message is queued.
     pub notify: Notify,
     online: AtomicBool,
+    /// Whether the session outlives its connection and is kept on disk.
+    persistent: AtomicBool,
+    /// Next outbox key for deliveries persisted for this session.
+    next_seq: AtomicU64,
     /// Held by the serving connection for its lifetime, so a takeover waits
     /// until the previous connection has finished with the session.
     pub connection_lock: Arc<tokio::sync::Mutex<()>>,
@@ -60,6 +65,8 @@ impl SessionSlot {
             control: Mutex::new(Control::default()),
             notify: Notify::new(),
             online: AtomicBool::new(false),
+            persistent: AtomicBool::new(false),
+            next_seq: AtomicU64::new(1),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -72,12 +79,109 @@ impl SessionSlot {
         self.online.store(online, Ordering::Release);
     }
 
+    pub fn is_persistent(&self) -> bool {
+        self.persistent.load(Ordering::Acquire)
+    }
+
+    pub fn set_persistent(&self, persistent: bool) {
+        self.persistent.store(persistent, Ordering::Release);
+        self.state.lock().set_persistent(persistent);
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Continues outbox numbering after a restart.
+    pub fn set_next_seq(&self, seq: u64) {
+        self.next_seq.store(seq, Ordering::Relaxed);
+    }
+
     /// Queues a delivery and wakes the connection, if any.
-    pub fn deliver(&self, d: Delivery) -> Enqueued {
-        let outcome = self.state.lock().enqueue(d);
+    pub fn deliver(&self, d: Delivery, store: &Store) -> Enqueued {
+        let outcome = {
+            let mut state = self.state.lock();
+            let outcome = state.enqueue(d);
+            submit_journal(&self.client_id, &mut state, store);
+            outcome
+        };
         if outcome != Enqueued::DroppedNew {
             self.notify.notify_one();
         }
         outcome
+    }
+
+    /// Hands the session's journaled changes to the store, in order, and
+    /// returns what the serving connection must wait for before writing
+    /// more (also for changes another thread submitted meanwhile).
+    pub fn flush_journal(&self, store: &Store) -> Ticket {
+        let mut state = self.state.lock();
+        submit_journal(&self.client_id, &mut state, store);
+        state.take_wait()
+    }
+
+    /// The session as the store keeps it.
+    pub fn record(&self, disconnected_at_ms: u64) -> SessionRecord {
+        let subscriptions = self
+            .subscriptions
+            .lock()
+            .values()
+            .map(|s| SubscriptionRecord {
+                filter: s.filter.raw.clone(),
+                options: s.options,
+                identifier: s.identifier,
+            })
+            .collect();
+        let c = self.control.lock();
+        SessionRecord {
+            protocol: c.protocol.unwrap_or(ProtocolVersion::V311),
+            session_expiry: c.session_expiry,
+            disconnected_at_ms,
+            will: c.will.clone(),
+            will_delay: c.will_delay,
+            subscriptions,
+        }
+    }
+}
+
+fn submit_journal(client_id: &ByteString, state: &mut SessionState, store: &Store) {
+    let (changes, must_wait) = state.take_journal();
+    if changes.is_empty() || !store.is_enabled() {
+        return;
+    }
+    let ops = changes
+        .into_iter()
+        .map(|c| match c {
+            Change::Outbox {
+                seq,
+                record: Some(record),
+            } => Op::PutOutbox {
+                client_id: client_id.clone(),
+                seq,
+                record,
+            },
+            Change::Outbox { seq, record: None } => Op::DeleteOutbox {
+                client_id: client_id.clone(),
+                seq,
+            },
+            Change::Incoming {
+                packet_id,
+                present: true,
+            } => Op::PutIncoming {
+                client_id: client_id.clone(),
+                packet_id,
+            },
+            Change::Incoming {
+                packet_id,
+                present: false,
+            } => Op::DeleteIncoming {
+                client_id: client_id.clone(),
+                packet_id,
+            },
+        })
+        .collect();
+    let ticket = store.submit(ops);
+    if must_wait {
+        state.raise_wait(ticket);
     }
 }

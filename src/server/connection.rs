@@ -17,13 +17,14 @@ use tracing::Instrument;
 
 use super::handshake::{attach, peek_connect_version, Attached, Refused};
 use super::outgoing::OutgoingLimits;
-use crate::broker::{Broker, SessionSlot, Subscription};
+use crate::broker::{will_message, Broker, SessionSlot, Subscription};
 use crate::codec::{
     decode_packet, encode_packet, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet,
     Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
-    Unsubscribe, Will,
+    Unsubscribe,
 };
-use crate::session::{after_disconnect, FlowError, KeepAlive, Message, NEVER};
+use crate::session::{after_disconnect, FlowError, KeepAlive, Message};
+use crate::store::{now_ms, Store, Ticket};
 use crate::topic::TopicFilter;
 
 /// Bytes written per wake-up before yielding to reads.
@@ -193,6 +194,10 @@ struct Connection {
     window: usize,
     session_expiry_was_zero: bool,
     connack: Option<ConnAck>,
+    store: Store,
+    /// What must be durable before the write buffer goes out: acks to
+    /// publishers wait for their messages to be on disk.
+    pending: Ticket,
 }
 
 impl Connection {
@@ -221,6 +226,8 @@ impl Connection {
             window,
             session_expiry_was_zero: a.session_expiry_requested_zero,
             connack: Some(a.connack),
+            store: broker.store().clone(),
+            pending: a.ticket,
             broker,
         }
     }
@@ -251,12 +258,12 @@ impl Connection {
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process_input() {
-            let _ = flush(&mut writer, &mut self.wbuf).await;
+            let _ = self.flush_out(&mut writer).await;
             return exit;
         }
         self.drain();
         loop {
-            if !self.wbuf.is_empty() && flush(&mut writer, &mut self.wbuf).await.is_err() {
+            if !self.wbuf.is_empty() && self.flush_out(&mut writer).await.is_err() {
                 return Exit::Closed;
             }
             if *shutdown.borrow() {
@@ -287,7 +294,7 @@ impl Connection {
                         Ok(_) => {
                             self.keep_alive.seen(Instant::now());
                             if let Err(exit) = self.process_input() {
-                                let _ = flush(&mut writer, &mut self.wbuf).await;
+                                let _ = self.flush_out(&mut writer).await;
                                 return exit;
                             }
                         }
@@ -307,12 +314,26 @@ impl Connection {
         }
     }
 
+    /// Writes the buffer once what it acknowledges is durable.
+    async fn flush_out(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let ticket = std::mem::take(&mut self.pending);
+        self.store.wait(ticket).await;
+        flush(writer, &mut self.wbuf).await
+    }
+
+    fn wait_for(&mut self, ticket: Ticket) {
+        self.pending = self.pending.max(ticket);
+    }
+
     /// Sends a v5 DISCONNECT with `reason` (3.1.1 has none) and ends.
     async fn close(&mut self, writer: &mut OwnedWriteHalf, reason: ReasonCode, exit: Exit) -> Exit {
         if self.version.is_v5() {
             self.send(Packet::Disconnect(Disconnect::new(reason)));
         }
-        let _ = flush(writer, &mut self.wbuf).await;
+        let _ = self.flush_out(writer).await;
         let _ = writer.shutdown().await;
         exit
     }
@@ -322,7 +343,12 @@ impl Connection {
         let max = self.broker.config.limits.max_packet_size as usize;
         loop {
             match decode_packet(&mut self.rbuf, Some(self.version), max) {
-                Ok(Some(p)) => self.handle(p)?,
+                Ok(Some(p)) => {
+                    let result = self.handle(p);
+                    let ticket = self.slot.flush_journal(&self.store);
+                    self.wait_for(ticket);
+                    result?
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     tracing::debug!(error = %e, "bad packet from client");
@@ -421,6 +447,7 @@ impl Connection {
                 .map(|s| now + Duration::from_secs(u64::from(s))),
             properties: Message::forwardable_properties(&p.properties),
             publisher: Some(self.client_id.clone()),
+            stored: None,
         };
         match (qos, packet_id) {
             (QoS::AtMostOnce, _) => {
@@ -429,11 +456,7 @@ impl Connection {
                 }
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                let matched = if routable {
-                    self.broker.publish(message)
-                } else {
-                    0
-                };
+                let matched = if routable { self.publish(message) } else { 0 };
                 let reason = if matched == 0 && self.version.is_v5() {
                     ReasonCode::NoMatchingSubscribers
                 } else {
@@ -446,11 +469,10 @@ impl Connection {
                 let fresh = self.slot.state.lock().on_incoming_qos2(id, receive_max);
                 match fresh {
                     Ok(true) => {
-                        let matched = if routable {
-                            self.broker.publish(message)
-                        } else {
-                            0
-                        };
+                        // The incoming id and the message become durable together.
+                        let ticket = self.slot.flush_journal(&self.store);
+                        self.wait_for(ticket);
+                        let matched = if routable { self.publish(message) } else { 0 };
                         let reason = if matched == 0 && self.version.is_v5() {
                             ReasonCode::NoMatchingSubscribers
                         } else {
@@ -467,6 +489,13 @@ impl Connection {
             _ => return Err(self.violation(ReasonCode::ProtocolError)),
         }
         Ok(())
+    }
+
+    /// Routes a message whose acknowledgement must wait for its durability.
+    fn publish(&mut self, message: Message) -> usize {
+        let published = self.broker.publish(message);
+        self.wait_for(published.ticket);
+        published.matched
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Exit> {
@@ -562,9 +591,14 @@ impl Connection {
     fn drain(&mut self) {
         let now = Instant::now();
         let mut state = self.slot.state.lock();
-        while self.wbuf.len() < WRITE_BATCH {
+        let mut budget_used = false;
+        loop {
+            if self.wbuf.len() >= WRITE_BATCH {
+                budget_used = true;
+                break;
+            }
             let Some(p) = state.next_publish(now, self.window) else {
-                return;
+                break;
             };
             let id = p.packet_id;
             match self.outgoing.prepare(p) {
@@ -581,24 +615,29 @@ impl Connection {
                 }
             }
         }
-        if state.has_pending() {
-            // Budget used up: come back after writing.
+        if budget_used && state.has_pending() {
+            // Come back after writing; a full window waits for acks instead.
             self.slot.notify.notify_one();
         }
+        drop(state);
+        let ticket = self.slot.flush_journal(&self.store);
+        self.wait_for(ticket);
     }
 
     /// After the socket is gone: will, session expiry, or nothing if the
     /// session moved to a new connection.
     fn finish(self, exit: Exit) {
         let slot = self.slot;
+        let broker = self.broker;
         slot.set_online(false);
         let (will, will_delay, expiry, generation) = {
             let mut c = slot.control.lock();
             c.kick = None;
             (c.will.take(), c.will_delay, c.session_expiry, c.generation)
         };
-        let broker = self.broker;
         match exit {
+            // The store keeps the session as it was: a restart treats the
+            // connection as lost then.
             Exit::Shutdown => return,
             Exit::TakenOver => {
                 // The new connection opened before any will delay passed.
@@ -613,54 +652,19 @@ impl Connection {
         }
         let send_will = !matches!(exit, Exit::Disconnect { with_will: false });
         let plan = after_disconnect(will.is_some(), send_will, will_delay, expiry);
-        if let (Some(after), Some(w)) = (plan.will_after, will) {
-            let msg = will_message(&w, &slot.client_id);
-            if after.is_zero() {
-                broker.publish(msg);
-            } else {
-                let broker = Arc::clone(&broker);
-                let slot = Arc::clone(&slot);
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    if still_offline(&slot, generation) {
-                        broker.publish(msg);
-                    }
-                });
+        match (plan.will_after, will) {
+            (Some(after), Some(w)) if after.is_zero() => {
+                broker.publish(will_message(&w, &slot.client_id));
             }
+            // Kept in the session (and on disk) until its delay has passed.
+            (Some(_), Some(w)) => slot.control.lock().will = Some(w),
+            _ => {}
         }
-        match plan.session_ends_after {
-            Some(d) if d.is_zero() => broker.remove_session(&slot),
-            Some(d) => {
-                tokio::spawn(async move {
-                    tokio::time::sleep(d).await;
-                    if still_offline(&slot, generation) {
-                        tracing::debug!(client_id = %slot.client_id, "session expired");
-                        broker.remove_session(&slot);
-                    }
-                });
-            }
-            None => {}
+        slot.set_persistent(expiry != 0 && broker.store().is_enabled());
+        if expiry != 0 {
+            broker.persist_session(&slot, now_ms());
         }
-        debug_assert!(expiry == NEVER || plan.session_ends_after.is_some());
-    }
-}
-
-fn still_offline(slot: &SessionSlot, generation: u64) -> bool {
-    !slot.is_online() && slot.control.lock().generation == generation
-}
-
-fn will_message(w: &Will, client_id: &ByteString) -> Message {
-    Message {
-        topic: w.topic.clone(),
-        payload: w.payload.clone(),
-        qos: w.qos,
-        retain: w.retain,
-        properties: Message::forwardable_properties(&w.properties),
-        expires_at: w
-            .properties
-            .message_expiry_interval
-            .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
-        publisher: Some(client_id.clone()),
+        broker.schedule_offline(&slot, plan, generation);
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Attached {
     pub connack: ConnAck,
     pub keep_alive: u16,
     pub session_expiry_requested_zero: bool,
+    /// Durable once the session's record is on disk; CONNACK waits for it.
+    pub ticket: crate::store::Ticket,
 }
 
 /// A refusal: the CONNACK to send before closing.
@@ -107,6 +109,20 @@ pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached,
         ctrl.protocol = Some(connect.protocol);
     }
     slot.set_online(true);
+    let persistent = session_expiry != 0 && broker.store().is_enabled();
+    slot.set_persistent(persistent);
+    let ticket = if persistent {
+        broker.persist_session(&slot, 0)
+    } else {
+        if session_present {
+            // Resumed without expiry: the stored copy has no future.
+            broker.store().submit(vec![crate::store::Op::DeleteSession {
+                client_id: client_id.clone(),
+            }])
+        } else {
+            crate::store::Ticket::default()
+        }
+    };
 
     let (keep_alive, server_keep_alive) =
         negotiate_keep_alive(connect.keep_alive, limits.max_keep_alive);
@@ -144,6 +160,7 @@ pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached,
         },
         keep_alive,
         session_expiry_requested_zero: requested_expiry == 0,
+        ticket,
     })
 }
 

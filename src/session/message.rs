@@ -8,6 +8,34 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::{Properties, QoS};
+use crate::store::{Op, Store};
+
+/// Ties a message in memory to its copy on disk: when the last reference
+/// goes (every queue and the retained store let go of it), the copy is
+/// deleted. One copy on disk however many sessions queue it.
+pub struct StoredMessage {
+    pub id: u64,
+    store: Store,
+}
+
+impl StoredMessage {
+    pub fn new(id: u64, store: Store) -> StoredMessage {
+        StoredMessage { id, store }
+    }
+}
+
+impl Drop for StoredMessage {
+    fn drop(&mut self) {
+        self.store
+            .submit_release(vec![Op::DeleteMessage { id: self.id }]);
+    }
+}
+
+impl std::fmt::Debug for StoredMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredMessage({})", self.id)
+    }
+}
 
 /// A message accepted from a publisher (or a will, or a retained copy).
 #[derive(Debug, Clone)]
@@ -24,6 +52,8 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for no-local. `None` for broker messages.
     pub publisher: Option<ByteString>,
+    /// Set when the message is on disk.
+    pub stored: Option<Arc<StoredMessage>>,
 }
 
 impl Message {
@@ -38,6 +68,10 @@ impl Message {
             user_properties: p.user_properties.clone(),
             ..Properties::default()
         }
+    }
+
+    pub fn stored_id(&self) -> Option<u64> {
+        self.stored.as_ref().map(|s| s.id)
     }
 
     pub fn is_expired(&self, now: Instant) -> bool {
@@ -65,4 +99,6 @@ pub struct Delivery {
     pub retain: bool,
     /// v5 subscription identifiers of every matching subscription.
     pub subscription_ids: Vec<u32>,
+    /// Key of this delivery in the session's outbox on disk, if persisted.
+    pub seq: Option<u64>,
 }

@@ -7,5 +7,7 @@ mod state;
 
 pub use keepalive::{negotiate_keep_alive, KeepAlive};
 pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
-pub use message::{Delivery, Message};
-pub use state::{Enqueued, FlowError, QueueFullPolicy, QueueLimits, SessionState};
+pub use message::{Delivery, Message, StoredMessage};
+pub use state::{
+    Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery, SessionState,
+};

@@ -7,8 +7,30 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
+use crate::store::{OutboxRecord, OutboxState, Ticket};
 
 use super::message::Delivery;
+
+/// A change the state machine made that must reach the store. Produced
+/// under the session lock and handed to the store in the same order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Put (`Some`) or delete (`None`) the outbox entry `seq`.
+    Outbox {
+        seq: u64,
+        record: Option<OutboxRecord>,
+    },
+    /// Remember (`true`) or forget an incoming QoS 2 packet id.
+    Incoming { packet_id: u16, present: bool },
+}
+
+/// A delivery read back from the store.
+#[derive(Debug, Clone)]
+pub struct RestoredDelivery {
+    pub delivery: Delivery,
+    pub state: OutboxState,
+    pub packet_id: u16,
+}
 
 /// What to do when a session's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -91,6 +113,26 @@ pub struct SessionState {
     pub dropped: u64,
     /// Messages dropped because they expired before delivery.
     pub expired: u64,
+    /// Whether this session's state is kept in the store.
+    persistent: bool,
+    journal: Vec<Change>,
+    /// Set when a journaled change must be durable before the next packet
+    /// goes to the client (QoS 2 exactly-once bookkeeping).
+    journal_must_wait: bool,
+    /// Ticket of submitted changes that the serving connection must see
+    /// durable before writing more (whoever submitted them).
+    wait_ticket: Ticket,
+}
+
+fn outbox_record(d: &Delivery, state: OutboxState, packet_id: u16) -> Option<OutboxRecord> {
+    Some(OutboxRecord {
+        message_id: d.message.stored_id()?,
+        qos: d.qos,
+        retain: d.retain,
+        state,
+        packet_id,
+        subscription_ids: d.subscription_ids.clone(),
+    })
 }
 
 fn delivery_bytes(d: &Delivery) -> usize {
@@ -104,6 +146,78 @@ impl SessionState {
             next_packet_id: 1,
             ..Default::default()
         }
+    }
+
+    /// Rebuilds a session read back from the store: queued deliveries,
+    /// flows in flight and incoming QoS 2 ids, in their original order.
+    pub fn restore(
+        limits: QueueLimits,
+        deliveries: Vec<RestoredDelivery>,
+        incoming: Vec<u16>,
+    ) -> SessionState {
+        let mut s = SessionState::new(limits);
+        s.persistent = true;
+        for r in deliveries {
+            let packet_id = PacketId::new(r.packet_id);
+            match (r.state, packet_id) {
+                (OutboxState::Queued, _) | (_, None) => {
+                    s.queued_bytes += delivery_bytes(&r.delivery);
+                    s.queue.push_back(r.delivery);
+                }
+                (state, Some(id)) => {
+                    let state = match (state, r.delivery.qos) {
+                        (OutboxState::Released, _) => OutState::AwaitPubComp,
+                        (_, QoS::ExactlyOnce) => OutState::AwaitPubRec,
+                        _ => OutState::AwaitPubAck,
+                    };
+                    let seq = s.next_seq;
+                    s.next_seq += 1;
+                    s.inflight.insert(
+                        id.get(),
+                        Inflight {
+                            delivery: r.delivery,
+                            state,
+                            seq,
+                        },
+                    );
+                    s.next_packet_id = id.get().checked_add(1).unwrap_or(1);
+                }
+            }
+        }
+        s.incoming_qos2 = incoming.into_iter().collect();
+        s
+    }
+
+    pub fn set_persistent(&mut self, persistent: bool) {
+        self.persistent = persistent;
+    }
+
+    /// Takes the changes to persist, and whether one of them must be durable
+    /// before anything more is written to the client.
+    pub fn take_journal(&mut self) -> (Vec<Change>, bool) {
+        let wait = std::mem::take(&mut self.journal_must_wait);
+        (std::mem::take(&mut self.journal), wait)
+    }
+
+    /// Records that submitted changes must be durable before the connection
+    /// writes more.
+    pub fn raise_wait(&mut self, ticket: Ticket) {
+        self.wait_ticket = self.wait_ticket.max(ticket);
+    }
+
+    pub fn take_wait(&mut self) -> Ticket {
+        std::mem::take(&mut self.wait_ticket)
+    }
+
+    fn journal_outbox(&mut self, d: &Delivery, record: Option<OutboxRecord>, must_wait: bool) {
+        if let Some(seq) = d.seq {
+            self.journal.push(Change::Outbox { seq, record });
+            self.journal_must_wait |= must_wait;
+        }
+    }
+
+    fn journal_done(&mut self, d: &Delivery) {
+        self.journal_outbox(d, None, false);
     }
 
     pub fn queued_len(&self) -> usize {
@@ -129,6 +243,7 @@ impl SessionState {
             match self.limits.policy {
                 QueueFullPolicy::DropNewest => {
                     self.dropped += 1;
+                    self.journal_done(&d);
                     return Enqueued::DroppedNew;
                 }
                 QueueFullPolicy::DropOldest => {
@@ -136,9 +251,11 @@ impl SessionState {
                         let Some(old) = self.queue.pop_front() else {
                             // One message bigger than the byte limit on its own.
                             self.dropped += 1;
+                            self.journal_done(&d);
                             return Enqueued::DroppedNew;
                         };
                         self.queued_bytes -= delivery_bytes(&old);
+                        self.journal_done(&old);
                         self.dropped += 1;
                         outcome = Enqueued::DroppedOldest;
                     }
@@ -176,6 +293,7 @@ impl SessionState {
             self.queued_bytes -= delivery_bytes(&d);
             if d.message.is_expired(now) {
                 self.expired += 1;
+                self.journal_done(&d);
                 continue;
             }
             let packet_id = if d.qos == QoS::AtMostOnce {
@@ -189,6 +307,10 @@ impl SessionState {
             };
             let publish = build_publish(&d, packet_id, false, now);
             if let Some(id) = packet_id {
+                // A QoS 2 packet id must be on disk before the client sees it,
+                // or a restart could resend the message under a new id.
+                let record = outbox_record(&d, OutboxState::Sent, id.get());
+                self.journal_outbox(&d, record, d.qos == QoS::ExactlyOnce);
                 let state = if d.qos == QoS::AtLeastOnce {
                     OutState::AwaitPubAck
                 } else {
@@ -212,14 +334,18 @@ impl SessionState {
     /// Forgets an outgoing message that could not be sent (too large for
     /// the client), as if its flow completed (3.1.2.11.4).
     pub fn discard_inflight(&mut self, id: PacketId) {
-        self.inflight.remove(&id.get());
+        if let Some(f) = self.inflight.remove(&id.get()) {
+            self.journal_done(&f.delivery);
+        }
     }
 
     /// PUBACK from the client. False if the id was not awaiting one.
     pub fn on_puback(&mut self, id: PacketId) -> bool {
         match self.inflight.get(&id.get()) {
             Some(f) if f.state == OutState::AwaitPubAck => {
-                self.inflight.remove(&id.get());
+                if let Some(f) = self.inflight.remove(&id.get()) {
+                    self.journal_done(&f.delivery);
+                }
                 true
             }
             _ => false,
@@ -232,10 +358,17 @@ impl SessionState {
         match self.inflight.get_mut(&id.get()) {
             Some(f) if f.state == OutState::AwaitPubRec || f.state == OutState::AwaitPubComp => {
                 if reason.is_error() {
-                    self.inflight.remove(&id.get());
+                    if let Some(f) = self.inflight.remove(&id.get()) {
+                        self.journal_done(&f.delivery);
+                    }
                     return None;
                 }
                 f.state = OutState::AwaitPubComp;
+                let d = f.delivery.clone();
+                // Released must be durable before PUBREL goes out: after a
+                // restart we resend PUBREL, never the PUBLISH again.
+                let record = outbox_record(&d, OutboxState::Released, id.get());
+                self.journal_outbox(&d, record, true);
                 Some(Ack::new(id))
             }
             _ => {
@@ -252,7 +385,9 @@ impl SessionState {
     pub fn on_pubcomp(&mut self, id: PacketId) -> bool {
         match self.inflight.get(&id.get()) {
             Some(f) if f.state == OutState::AwaitPubComp => {
-                self.inflight.remove(&id.get());
+                if let Some(f) = self.inflight.remove(&id.get()) {
+                    self.journal_done(&f.delivery);
+                }
                 true
             }
             _ => false,
@@ -273,12 +408,26 @@ impl SessionState {
             return Err(FlowError::ReceiveMaximumExceeded);
         }
         self.incoming_qos2.insert(id.get());
+        if self.persistent {
+            self.journal.push(Change::Incoming {
+                packet_id: id.get(),
+                present: true,
+            });
+            self.journal_must_wait = true;
+        }
         Ok(true)
     }
 
     /// PUBREL from the client: releases the id. Returns the PUBCOMP.
     pub fn on_pubrel(&mut self, id: PacketId) -> Ack {
         if self.incoming_qos2.remove(&id.get()) {
+            if self.persistent {
+                self.journal.push(Change::Incoming {
+                    packet_id: id.get(),
+                    present: false,
+                });
+                self.journal_must_wait = true;
+            }
             Ack::new(id)
         } else {
             Ack::with_reason(id, ReasonCode::PacketIdentifierNotFound)
@@ -344,10 +493,12 @@ mod tests {
                 properties: Properties::default(),
                 expires_at,
                 publisher: None,
+                stored: None,
             }),
             qos,
             retain: false,
             subscription_ids: vec![],
+            seq: None,
         }
     }
 
@@ -531,5 +682,113 @@ mod tests {
             Some(pid(u16::MAX))
         );
         assert_eq!(s.next_publish(now, 10).unwrap().packet_id, Some(pid(1)));
+    }
+
+    fn stored_delivery(topic: &str, qos: QoS, seq: u64) -> Delivery {
+        let store = crate::store::Store::disabled();
+        let mut d = delivery(topic, qos, None);
+        let mut m = (*d.message).clone();
+        m.stored = Some(Arc::new(crate::session::StoredMessage::new(
+            seq * 10,
+            store,
+        )));
+        d.message = Arc::new(m);
+        d.seq = Some(seq);
+        d
+    }
+
+    #[test]
+    fn journal_records_outbox_changes_and_when_to_wait() {
+        let now = Instant::now();
+        let mut s = SessionState::new(QueueLimits::default());
+        s.set_persistent(true);
+        s.enqueue(stored_delivery("one", QoS::AtLeastOnce, 1));
+        s.enqueue(stored_delivery("two", QoS::ExactlyOnce, 2));
+        let p1 = s.next_publish(now, 10).unwrap().packet_id.unwrap();
+        let (j, wait) = s.take_journal();
+        assert!(!wait, "QoS 1 sends need not wait for the disk");
+        assert!(
+            matches!(&j[..], [Change::Outbox { seq: 1, record: Some(r) }] if r.state == OutboxState::Sent)
+        );
+        let p2 = s.next_publish(now, 10).unwrap().packet_id.unwrap();
+        let (_, wait) = s.take_journal();
+        assert!(wait, "a QoS 2 packet id must be durable before it is sent");
+        s.on_puback(p1);
+        assert_eq!(
+            s.take_journal().0,
+            vec![Change::Outbox {
+                seq: 1,
+                record: None
+            }]
+        );
+        s.on_pubrec(p2, ReasonCode::Success);
+        let (j, wait) = s.take_journal();
+        assert!(wait);
+        assert!(
+            matches!(&j[..], [Change::Outbox { seq: 2, record: Some(r) }] if r.state == OutboxState::Released)
+        );
+        s.on_pubcomp(p2);
+        assert_eq!(
+            s.take_journal().0,
+            vec![Change::Outbox {
+                seq: 2,
+                record: None
+            }]
+        );
+        assert_eq!(s.on_incoming_qos2(pid(4), 10), Ok(true));
+        assert_eq!(
+            s.take_journal(),
+            (
+                vec![Change::Incoming {
+                    packet_id: 4,
+                    present: true
+                }],
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn non_persistent_deliveries_journal_nothing() {
+        let mut s = SessionState::new(QueueLimits::default());
+        s.enqueue(delivery("a", QoS::ExactlyOnce, None));
+        s.next_publish(Instant::now(), 10);
+        s.on_incoming_qos2(pid(1), 10).unwrap();
+        assert_eq!(s.take_journal(), (vec![], false));
+    }
+
+    #[test]
+    fn restore_puts_each_state_where_it_belongs() {
+        let now = Instant::now();
+        let restored = vec![
+            RestoredDelivery {
+                delivery: stored_delivery("released", QoS::ExactlyOnce, 1),
+                state: OutboxState::Released,
+                packet_id: 5,
+            },
+            RestoredDelivery {
+                delivery: stored_delivery("sent", QoS::AtLeastOnce, 2),
+                state: OutboxState::Sent,
+                packet_id: 6,
+            },
+            RestoredDelivery {
+                delivery: stored_delivery("queued", QoS::AtLeastOnce, 3),
+                state: OutboxState::Queued,
+                packet_id: 0,
+            },
+        ];
+        let mut s = SessionState::restore(QueueLimits::default(), restored, vec![9]);
+        let again = s.resend(now);
+        assert_eq!(again[0], Packet::PubRel(Ack::new(pid(5))));
+        assert!(matches!(&again[1], Packet::Publish(p) if p.dup && p.packet_id == Some(pid(6))));
+        let next = s.next_publish(now, 10).unwrap();
+        assert_eq!(&*next.topic, "queued");
+        assert_ne!(next.packet_id, Some(pid(5)));
+        assert_ne!(next.packet_id, Some(pid(6)));
+        assert_eq!(
+            s.on_incoming_qos2(pid(9), 10),
+            Ok(false),
+            "incoming id remembered"
+        );
     }
 }

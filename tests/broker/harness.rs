@@ -15,11 +15,15 @@ use sluice::codec::*;
 
 pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
-/// A running broker; killed when dropped.
+/// A running broker with its own data directory; killed when dropped.
 pub struct Sluice {
     child: Child,
     pub port: u16,
     log: mpsc::Receiver<String>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Kept so restarts find the same state; removed with the broker.
+    pub data: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Sluice {
@@ -37,10 +41,27 @@ impl Sluice {
     }
 
     pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        let data = std::sync::Arc::new(tempfile::tempdir().expect("temp data dir"));
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Sluice::spawn(args, env, data, 0)
+    }
+
+    fn spawn(
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        data: std::sync::Arc<tempfile::TempDir>,
+        port: u16,
+    ) -> Sluice {
         let mut cmd = Command::new(SLUICE);
-        cmd.args(args).args(["--bind", "127.0.0.1:0"]);
+        cmd.args(&args)
+            .args(["--bind", &format!("127.0.0.1:{port}")]);
+        cmd.arg("--data-dir").arg(data.path().join("store"));
         cmd.env("RUST_LOG", "sluice=debug");
-        for (k, v) in env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let mut child = cmd
@@ -62,6 +83,9 @@ impl Sluice {
             child,
             port: 0,
             log: rx,
+            args,
+            env,
+            data,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -82,6 +106,42 @@ impl Sluice {
                 return sluice;
             }
         }
+    }
+
+    /// Kills the broker with SIGKILL (no cleanup at all) and starts it
+    /// again on the same port and data directory.
+    pub fn kill_and_restart(mut self) -> Sluice {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.respawn()
+    }
+
+    /// Stops the broker with SIGTERM (graceful) and starts it again on the
+    /// same port and data directory.
+    pub fn restart(mut self) -> Sluice {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.respawn()
+    }
+
+    fn respawn(self) -> Sluice {
+        let (args, env, data, port) = (
+            self.args.clone(),
+            self.env.clone(),
+            self.data.clone(),
+            self.port,
+        );
+        drop(self);
+        Sluice::spawn(args, env, data, port)
     }
 
     pub fn addr(&self) -> String {

@@ -3,4 +3,5 @@
 mod harness;
 
 mod connect;
+mod persistence;
 mod publish_qos;

@@ -1,0 +1,349 @@
+//! Durable state (store): sessions, queues, flows in flight, incoming QoS 2
+//! ids, retained messages and pending wills survive a graceful restart and
+//! SIGKILL. Acknowledged means on disk.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use sluice::codec::*;
+
+use crate::harness::*;
+
+fn persistent(v: ProtocolVersion, id: &str) -> Connect {
+    let mut c = connect_packet(v, id, false);
+    if v == V5 {
+        c.properties.session_expiry_interval = Some(3600);
+    }
+    c
+}
+
+fn restart(s: Sluice, kill: bool) -> Sluice {
+    if kill {
+        s.kill_and_restart()
+    } else {
+        s.restart()
+    }
+}
+
+#[test]
+fn session_queue_and_retained_survive_restart_and_kill() {
+    for kill in [false, true] {
+        for v in [V4, V5] {
+            let s = Sluice::start();
+            let (mut sub, _) = Raw::connect_with(s.port, persistent(v, "keeper"));
+            sub.subscribe(1, &[("keep/#", sub_opts(QoS::ExactlyOnce))]);
+            sub.disconnect();
+            let (mut p, _) = Raw::connect(s.port, v, "pub", true);
+            p.publish(publish("keep/1", b"one", QoS::AtLeastOnce, 1));
+            p.publish(publish("keep/2", b"two", QoS::ExactlyOnce, 2));
+            let mut r = publish("state/led", b"on", QoS::AtLeastOnce, 3);
+            r.retain = true;
+            p.publish(r);
+            let s = restart(s, kill);
+            let (mut sub, ack) = Raw::connect_with(s.port, persistent(v, "keeper"));
+            assert!(ack.session_present, "{v:?} kill={kill}");
+            let a = sub.expect_publish();
+            let b = sub.expect_publish();
+            assert_eq!(
+                (&*a.topic, &*a.payload, a.qos),
+                ("keep/1", &b"one"[..], QoS::AtLeastOnce)
+            );
+            assert_eq!(
+                (&*b.topic, &*b.payload, b.qos),
+                ("keep/2", &b"two"[..], QoS::ExactlyOnce)
+            );
+            // The subscription survived too: a new message still arrives.
+            let (mut p, _) = Raw::connect(s.port, v, "pub", true);
+            p.publish(publish("keep/3", b"three", QoS::AtLeastOnce, 4));
+            loop {
+                let m = sub.expect_publish();
+                if &*m.topic == "keep/3" {
+                    break;
+                }
+                assert_eq!(
+                    &*m.topic, "keep/2",
+                    "only the QoS 2 PUBREL exchange may come between"
+                );
+            }
+            let (mut fresh, _) = Raw::connect(s.port, v, "late", true);
+            fresh.subscribe(1, &[("state/+", sub_opts(QoS::AtLeastOnce))]);
+            let m = fresh.expect_publish();
+            assert!(m.retain);
+            assert_eq!(&*m.payload, b"on");
+        }
+    }
+}
+
+#[test]
+fn delivered_and_acknowledged_messages_are_not_redelivered_after_restart() {
+    let s = Sluice::start();
+    let (mut sub, _) = Raw::connect_with(s.port, persistent(V5, "acker"));
+    sub.subscribe(1, &[("a", sub_opts(QoS::AtLeastOnce))]);
+    let (mut p, _) = Raw::connect(s.port, V5, "pub", true);
+    p.publish(publish("a", b"x", QoS::AtLeastOnce, 1));
+    assert_eq!(&*sub.expect_publish().payload, b"x");
+    sub.disconnect();
+    // Graceful: the acknowledgement's deletion is flushed at shutdown. After
+    // SIGKILL a QoS 1 redelivery (DUP) is allowed; losing it is not.
+    let s = s.restart();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V5, "acker"));
+    assert!(ack.session_present);
+    sub.expect_silence(Duration::from_millis(500));
+}
+
+#[test]
+fn outgoing_qos2_in_each_state_resumes_after_kill() {
+    let s = Sluice::start();
+    let (mut sub, _) = Raw::connect_with(s.port, persistent(V4, "q2"));
+    sub.subscribe(1, &[("q", sub_opts(QoS::ExactlyOnce))]);
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    p.publish(publish("q", b"released", QoS::ExactlyOnce, 1));
+    p.publish(publish("q", b"sent", QoS::ExactlyOnce, 2));
+    let first = match sub.recv() {
+        Some(Packet::Publish(x)) => x,
+        o => panic!("{o:?}"),
+    };
+    let second = match sub.recv() {
+        Some(Packet::Publish(x)) => x,
+        o => panic!("{o:?}"),
+    };
+    sub.send(&Packet::PubRec(Ack::new(first.packet_id.unwrap())));
+    assert_eq!(
+        sub.recv(),
+        Some(Packet::PubRel(Ack::new(first.packet_id.unwrap())))
+    );
+    let s = s.kill_and_restart();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, "q2"));
+    assert!(ack.session_present);
+    let mut got = [sub.recv().unwrap(), sub.recv().unwrap()];
+    got.sort_by_key(|p| std::cmp::Reverse(p.name()));
+    assert_eq!(
+        got[0],
+        Packet::PubRel(Ack::new(first.packet_id.unwrap())),
+        "released: PUBREL again, not PUBLISH"
+    );
+    match &got[1] {
+        Packet::Publish(x) => {
+            assert!(x.dup);
+            assert_eq!(
+                x.packet_id, second.packet_id,
+                "same packet id after restart"
+            );
+            assert_eq!(&*x.payload, b"sent");
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn incoming_qos2_is_exactly_once_across_kill() {
+    let s = Sluice::start();
+    let (mut sub, _) = Raw::connect_with(s.port, persistent(V5, "once-sub"));
+    sub.subscribe(1, &[("once", sub_opts(QoS::ExactlyOnce))]);
+    sub.disconnect();
+    let (mut p, _) = Raw::connect_with(s.port, persistent(V5, "once-pub"));
+    let mut m = publish("once", b"only-once", QoS::ExactlyOnce, 7);
+    p.send(&Packet::Publish(m.clone()));
+    assert!(matches!(p.recv(), Some(Packet::PubRec(_))));
+    let s = s.kill_and_restart();
+    let (mut p, ack) = Raw::connect_with(s.port, persistent(V5, "once-pub"));
+    assert!(ack.session_present);
+    m.dup = true;
+    p.send(&Packet::Publish(m));
+    assert!(matches!(p.recv(), Some(Packet::PubRec(_))));
+    p.send(&Packet::PubRel(Ack::new(pid(7))));
+    assert_eq!(p.recv(), Some(Packet::PubComp(Ack::new(pid(7)))));
+    let (mut sub, _) = Raw::connect_with(s.port, persistent(V5, "once-sub"));
+    assert_eq!(&*sub.expect_publish().payload, b"only-once");
+    match sub.recv_timeout(Duration::from_millis(500)) {
+        None | Some(Packet::PubRel(_)) => {}
+        other => panic!("duplicate delivery: {other:?}"),
+    }
+}
+
+#[test]
+fn pending_will_delay_survives_kill() {
+    let s = Sluice::start();
+    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V5, "watcher"));
+    watcher.subscribe(1, &[("wills/#", sub_opts(QoS::AtLeastOnce))]);
+    watcher.disconnect();
+    let mut c = persistent(V5, "dying");
+    let will_props = Properties {
+        will_delay_interval: Some(1),
+        ..Default::default()
+    };
+    c.will = Some(Will {
+        topic: "wills/dying".into(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: will_props,
+    });
+    let (dying, _) = Raw::connect_with(s.port, c);
+    dying.drop_connection();
+    std::thread::sleep(Duration::from_millis(100));
+    let s = s.kill_and_restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V5, "watcher"));
+    let m = watcher.expect_publish();
+    assert_eq!((&*m.topic, &*m.payload), ("wills/dying", &b"gone"[..]));
+}
+
+#[test]
+fn connected_client_at_crash_gets_its_will_after_restart() {
+    let s = Sluice::start();
+    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V4, "w2"));
+    watcher.subscribe(1, &[("lost", sub_opts(QoS::AtLeastOnce))]);
+    watcher.disconnect();
+    let mut c = persistent(V4, "victim");
+    c.will = Some(Will {
+        topic: "lost".into(),
+        payload: bytes::Bytes::from_static(b"victim"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let (_victim, _) = Raw::connect_with(s.port, c);
+    let s = s.kill_and_restart();
+    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V4, "w2"));
+    assert_eq!(&*watcher.expect_publish().payload, b"victim");
+}
+
+#[test]
+fn session_expiry_counts_while_broker_is_down() {
+    let s = Sluice::start();
+    let mut c = connect_packet(V5, "short-lived", false);
+    c.properties.session_expiry_interval = Some(1);
+    let (raw, _) = Raw::connect_with(s.port, c.clone());
+    raw.disconnect();
+    let s = s.restart();
+    let (raw, ack) = Raw::connect_with(s.port, c.clone());
+    assert!(ack.session_present, "still within expiry");
+    raw.disconnect();
+    std::thread::sleep(Duration::from_millis(200));
+    let s = s.kill_and_restart();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (raw, ack) = Raw::connect_with(s.port, c);
+    assert!(!ack.session_present, "expired while down");
+    raw.disconnect();
+}
+
+#[test]
+fn clean_sessions_leave_nothing_behind() {
+    let s = Sluice::start();
+    let (mut c, _) = Raw::connect(s.port, V4, "clean", true);
+    c.subscribe(1, &[("x", sub_opts(QoS::AtLeastOnce))]);
+    c.disconnect();
+    let s = s.restart();
+    let (c, ack) = Raw::connect(s.port, V4, "clean", false);
+    assert!(!ack.session_present);
+    c.disconnect();
+}
+
+#[test]
+fn foreign_data_directory_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let out = std::process::Command::new(SLUICE)
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a Sluice data directory"), "{err}");
+    assert!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap() == "mine",
+        "left untouched"
+    );
+}
+
+#[test]
+fn damaged_format_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("SLUICE_FORMAT"), "sluice-data-format 999\n").unwrap();
+    let out = std::process::Command::new(SLUICE)
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("format 999"));
+}
+
+/// The product's promise: a QoS 1 publisher at full speed, the broker
+/// killed with SIGKILL at random moments; every message that got a PUBACK
+/// reaches the offline persistent subscriber afterwards.
+#[test]
+fn acknowledged_qos1_messages_survive_repeated_sigkill() {
+    let cycles: usize = std::env::var("SLUICE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut s = Sluice::start();
+    let (mut sub, _) = Raw::connect_with(s.port, persistent(V4, "crash-sub"));
+    sub.subscribe(1, &[("crash/t", sub_opts(QoS::AtLeastOnce))]);
+    sub.disconnect();
+    let mut acked = BTreeSet::new();
+    let mut next: u32 = 0;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..cycles {
+        let port = s.port;
+        let start = next;
+        let publisher = std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let (mut p, _) = Raw::connect(port, V4, "crash-pub", true);
+            let mut n = start;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let id = (n % 60_000 + 1) as u16;
+                p.send(&Packet::Publish(publish(
+                    "crash/t",
+                    &n.to_be_bytes(),
+                    QoS::AtLeastOnce,
+                    id,
+                )));
+                match p.recv_timeout(Duration::from_secs(2)) {
+                    Some(Packet::PubAck(a)) if a.packet_id.get() == id => acked.push(n),
+                    _ => break,
+                }
+                n += 1;
+            }
+            (acked, n)
+        });
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 350));
+        s = s.kill_and_restart();
+        let (got, n) = publisher.join().unwrap();
+        assert!(!got.is_empty(), "the publisher made progress");
+        acked.extend(got);
+        next = n + 1;
+    }
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, "crash-sub"));
+    assert!(ack.session_present);
+    let mut received = BTreeSet::new();
+    while let Some(p) = sub.recv_timeout(Duration::from_millis(1500)) {
+        if let Packet::Publish(m) = p {
+            if let Some(id) = m.packet_id {
+                sub.send(&Packet::PubAck(Ack::new(id)));
+            }
+            let b: [u8; 4] = m.payload[..].try_into().unwrap();
+            received.insert(u32::from_be_bytes(b));
+        }
+    }
+    let lost: Vec<&u32> = acked.difference(&received).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "crash test: {} acknowledged, {} received over {cycles} kills",
+        acked.len(),
+        received.len()
+    );
+}
