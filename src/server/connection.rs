@@ -33,7 +33,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Why a connection ended; decides the will and the session's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
-    /// The client sent DISCONNECT; `with_will` for v5 reason 0x04.
+    /// The client sent DISCONNECT; `with_will` for any v5 reason but 0x00.
     Disconnect {
         with_will: bool,
     },
@@ -581,8 +581,9 @@ impl Connection {
             let capped = expiry.min(self.broker.config.limits.max_session_expiry);
             self.slot.control.lock().session_expiry = capped;
         }
+        // Only a normal disconnection (0x00) discards the will (3.1.2.5, 3.14.4).
         Err(Exit::Disconnect {
-            with_will: d.reason == ReasonCode::DisconnectWithWill,
+            with_will: d.reason != ReasonCode::Success,
         })
     }
 
