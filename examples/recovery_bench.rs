@@ -12,13 +12,22 @@ use sluice::broker::Broker;
 use sluice::codec::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
 use sluice::config::Config;
 use sluice::store::{
-    FsyncPolicy, MessageRecord, Op, OutboxRecord, OutboxState, SessionRecord, Store, SubscriptionRecord,
+    FsyncPolicy, MessageRecord, Op, OutboxRecord, OutboxState, SessionRecord, Store,
+    SubscriptionRecord,
 };
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let sessions: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
-    let retained: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let sessions: u64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let retained: u64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("store");
 
@@ -42,7 +51,10 @@ fn main() -> anyhow::Result<()> {
                     publisher: None,
                 },
             });
-            ops.push(Op::PutRetained { topic: topic.into(), message_id: id });
+            ops.push(Op::PutRetained {
+                topic: topic.into(),
+                message_id: id,
+            });
             if ops.len() >= 10_000 {
                 store.submit(std::mem::take(&mut ops));
             }
@@ -60,7 +72,10 @@ fn main() -> anyhow::Result<()> {
                     will_delay: 0,
                     subscriptions: vec![SubscriptionRecord {
                         filter: format!("commands/{i}/#").into(),
-                        options: SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
+                        options: SubscriptionOptions {
+                            qos: QoS::AtLeastOnce,
+                            ..Default::default()
+                        },
                         identifier: None,
                     }],
                 },
@@ -96,9 +111,14 @@ fn main() -> anyhow::Result<()> {
         store.submit(ops);
         store.close();
     }
-    println!("filled {sessions} sessions and {retained} retained messages in {:.1?}", fill.elapsed());
+    println!(
+        "filled {sessions} sessions and {retained} retained messages in {:.1?}",
+        fill.elapsed()
+    );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let started = Instant::now();
         let (store, recovered) = Store::open(&path, FsyncPolicy::Batch)?;

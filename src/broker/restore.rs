@@ -91,6 +91,7 @@ impl Broker {
 
         let limits = self.queue_limits();
         let max_levels = self.config.limits.max_topic_levels.max(1);
+        let mut timers = Vec::new();
         for (client_id, rec) in r.sessions {
             let slot = Arc::new(SessionSlot::new(client_id.clone(), limits));
             let mut deliveries = Vec::new();
@@ -178,6 +179,11 @@ impl Broker {
                 after_disconnect(rec.will.is_some(), true, rec.will_delay, rec.session_expiry);
             plan.will_after = plan.will_after.map(|d| d.saturating_sub(elapsed));
             plan.session_ends_after = plan.session_ends_after.map(|d| d.saturating_sub(elapsed));
+            timers.push((slot, plan));
+        }
+        // Only now: a will published at once must find every restored
+        // subscriber in the tree.
+        for (slot, plan) in timers {
             self.schedule_offline(&slot, plan, 0);
         }
         for (client_id, entries) in outbox {

@@ -416,3 +416,72 @@ impl Raw {
 
 pub const V4: ProtocolVersion = ProtocolVersion::V311;
 pub const V5: ProtocolVersion = ProtocolVersion::V5;
+
+// Helpers for the subscribe, retain, will, v5_features and malformed tests.
+
+impl Raw {
+    /// The next PUBLISH within `d`, acknowledged as `expect_publish` does
+    /// (PUBREL met on the way gets its PUBCOMP); `None` if none arrives.
+    /// Panics on any other packet.
+    pub fn publish_within(&mut self, d: Duration) -> Option<Publish> {
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_timeout(left)? {
+                Packet::PubRel(a) => self.send(&Packet::PubComp(Ack::new(a.packet_id))),
+                Packet::Publish(p) => {
+                    match (p.qos, p.packet_id) {
+                        (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(Ack::new(id))),
+                        (QoS::ExactlyOnce, Some(id)) => self.send(&Packet::PubRec(Ack::new(id))),
+                        _ => {}
+                    }
+                    return Some(p);
+                }
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+    }
+
+    /// Every PUBLISH that arrives until `quiet` passes without one, each
+    /// acknowledged.
+    pub fn collect_publishes(&mut self, quiet: Duration) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some(p) = self.publish_within(quiet) {
+            out.push(p);
+        }
+        out
+    }
+
+    /// The next packet, which must be a PUBLISH; not acknowledged.
+    pub fn recv_publish(&mut self) -> Publish {
+        match self.recv() {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+/// A v5 CONNECT with the given session expiry interval (0 = property absent).
+pub fn connect_v5(client_id: &str, clean: bool, session_expiry: u32) -> Connect {
+    let mut c = connect_packet(V5, client_id, clean);
+    if session_expiry > 0 {
+        c.properties.session_expiry_interval = Some(session_expiry);
+    }
+    c
+}
+
+/// A will message without properties.
+pub fn will_msg(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Will {
+    Will {
+        topic: topic.into(),
+        payload: Bytes::copy_from_slice(payload),
+        qos,
+        retain,
+        properties: Properties::default(),
+    }
+}
+
+/// A DISCONNECT packet with `reason` and no properties.
+pub fn disconnect_packet(reason: ReasonCode) -> Packet {
+    Packet::Disconnect(Disconnect::new(reason))
+}

@@ -3,5 +3,10 @@
 mod harness;
 
 mod connect;
+mod malformed;
 mod persistence;
 mod publish_qos;
+mod retain;
+mod subscribe;
+mod v5_features;
+mod will;
