@@ -35,6 +35,9 @@ pub use subscribe::{
 };
 pub use wire::{decode_varint, PacketId, ProtocolVersion, QoS, Reader, MAX_VARINT};
 
+/// The most `decode_packet` reserves ahead of bytes that have arrived.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Every MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
@@ -108,7 +111,11 @@ pub fn decode_packet(
         return Err(DecodeError::Protocol("first packet is not CONNECT"));
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Make room for the rest, but only a bounded step at a time: five
+        // header bytes must not make the server allocate a maximum-size
+        // packet per connection. The buffer still grows geometrically as the
+        // body actually arrives.
+        buf.reserve((total - buf.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     buf.advance(1 + len_bytes);
