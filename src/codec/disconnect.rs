@@ -124,12 +124,8 @@ fn reason_and_properties_len(
     if !version.is_v5() {
         return 0;
     }
-    if props.is_empty() {
-        if reason == ReasonCode::Success {
-            0
-        } else {
-            1
-        }
+    if props.is_empty() && reason == ReasonCode::Success {
+        0
     } else {
         1 + props.wire_len()
     }
@@ -144,13 +140,12 @@ fn encode_reason_and_properties(
     if !version.is_v5() {
         return Ok(());
     }
-    let empty = props.is_empty();
-    if empty && reason == ReasonCode::Success {
+    if props.is_empty() && reason == ReasonCode::Success {
         return Ok(());
     }
+    // With a reason code we always write the property length too (0 when
+    // empty): the short form is legal, but clients such as rumqttc 0.25
+    // cannot read it, and mosquitto writes the long form as well.
     buf.put_u8(reason.as_u8());
-    if !empty {
-        props.encode(buf)?;
-    }
-    Ok(())
+    props.encode(buf)
 }

@@ -2,6 +2,8 @@
 
 mod harness;
 
+mod clients_mosquitto;
+mod clients_rumqttc;
 mod connect;
 mod malformed;
 mod persistence;

@@ -1,0 +1,126 @@
+"""Fixtures for the paho-mqtt (v2 API) interoperability tests.
+
+The `broker` fixture runs the real `sluice` binary (``$SLUICE_BIN``, else
+``target/debug/sluice``) on an ephemeral port, reads the port from its
+"listening ... addr=127.0.0.1:PORT" log line and kills it afterwards.
+`mqtt` builds connected clients (see `helpers.Client`) and closes them.
+"""
+
+import os
+import shutil
+import tempfile
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from helpers import Client
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 20.0
+
+
+def sluice_bin() -> str:
+    path = os.environ.get("SLUICE_BIN") or str(REPO / "target" / "debug" / "sluice")
+    if not os.path.exists(path):
+        pytest.exit(f"sluice binary not found at {path} (cargo build, or set SLUICE_BIN)", 2)
+    return path
+
+
+class Broker:
+    """A running sluice process."""
+
+    def __init__(self, env_overrides=None):
+        env = dict(os.environ)
+        env["RUST_LOG"] = "sluice=info"
+        env.update(env_overrides or {})
+        # Each broker gets its own store, removed when it stops.
+        self.data_dir = tempfile.mkdtemp(prefix="sluice-py-")
+        self.proc = subprocess.Popen(
+            [sluice_bin(), "--bind", "127.0.0.1:0", "--data-dir", os.path.join(self.data_dir, "store")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.log = []
+        self.port = None
+        found = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.log.append(line.rstrip("\n"))
+                if self.port is None and "listening" in line:
+                    m = re.search(r"addr=127\.0\.0\.1:(\d+)", line)
+                    if m:
+                        self.port = int(m.group(1))
+                        found.set()
+            found.set()  # EOF: the process is gone
+
+        self._reader = threading.Thread(target=pump, daemon=True)
+        self._reader.start()
+        if not found.wait(STARTUP_TIMEOUT) or self.port is None:
+            self.stop()
+            raise RuntimeError("sluice did not report its listening address:\n" + "\n".join(self.log))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._reader.join(timeout=2)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def broker():
+    b = Broker()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def broker_factory():
+    """Starts brokers with extra SLUICE__... environment settings."""
+    started = []
+
+    def start(**env):
+        b = Broker(env)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture(params=[mqtt.MQTTv311, mqtt.MQTTv5], ids=["v311", "v5"])
+def version(request):
+    return request.param
+
+
+@pytest.fixture
+def mqtt_client(broker):
+    """`mqtt_client(version, client_id="", **connect_kwargs)` -> connected Client."""
+    clients = []
+
+    def make(version, client_id="", connect=True, port=None, manual_ack=False, **kwargs):
+        c = Client(port or broker.port, version, client_id, manual_ack=manual_ack)
+        clients.append(c)
+        if connect:
+            c.connect(**kwargs)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+    # Let the broker finish with closing sockets before it is killed.
+    time.sleep(0.01)
