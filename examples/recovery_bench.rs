@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sluice::broker::Broker;
-use sluice::codec::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
+use sluice::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 use sluice::config::Config;
 use sluice::store::{
     FsyncPolicy, MessageRecord, Op, OutboxRecord, OutboxState, SessionRecord, Store,
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
                     payload: Bytes::from_static(b"{\"temp\":21.5,\"ok\":true}"),
                     qos: QoS::AtLeastOnce,
                     retain: true,
-                    properties: Properties::default(),
+                    properties: None,
                     expires_at_ms: 0,
                     publisher: None,
                 },
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
             let client_id: bytestring::ByteString = format!("sensor-{i}").into();
             ops.push(Op::PutSession {
                 client_id: client_id.clone(),
-                record: SessionRecord {
+                record: Box::new(SessionRecord {
                     protocol: ProtocolVersion::V5,
                     session_expiry: 86_400,
                     disconnected_at_ms: sluice::store::now_ms(),
@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
                         },
                         identifier: None,
                     }],
-                },
+                }),
             });
             ops.push(Op::PutMessage {
                 id,
@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                     payload: Bytes::from_static(b"now"),
                     qos: QoS::AtLeastOnce,
                     retain: false,
-                    properties: Properties::default(),
+                    properties: None,
                     expires_at_ms: 0,
                     publisher: None,
                 },

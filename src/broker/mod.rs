@@ -207,7 +207,7 @@ impl Broker {
         if !slot.is_persistent() || !self.store.is_enabled() {
             return Ticket::default();
         }
-        let record = slot.record(disconnected_at_ms);
+        let record = Box::new(slot.record(disconnected_at_ms));
         self.store.submit(vec![Op::PutSession {
             client_id: slot.client_id.clone(),
             record,
@@ -428,8 +428,18 @@ impl Broker {
         let matched = deliveries.len();
         for (slot, d) in deliveries {
             if slot.deliver(d, &self.store) != Enqueued::Queued {
-                self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(client_id = %slot.client_id, "session queue full, message dropped");
+                let total = self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let session_drops = slot.state.lock().dropped;
+                // Never silent, never a log line per message either.
+                if session_drops == 1 || session_drops % 1000 == 0 {
+                    tracing::warn!(
+                        client_id = %slot.client_id,
+                        session_drops,
+                        total_drops = total,
+                        policy = ?self.config.limits.queue_full_policy,
+                        "session queue full, messages dropped"
+                    );
+                }
             }
         }
         self.stats

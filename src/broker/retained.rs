@@ -60,7 +60,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::{Properties, QoS};
+    use crate::codec::QoS;
 
     fn msg(topic: &str, payload: &'static [u8], expires_at: Option<Instant>) -> Arc<Message> {
         Arc::new(Message {
@@ -68,7 +68,7 @@ mod tests {
             payload: Bytes::from_static(payload),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties::default(),
+            properties: None,
             expires_at,
             publisher: None,
             stored: None,

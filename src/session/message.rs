@@ -46,7 +46,9 @@ pub struct Message {
     pub retain: bool,
     /// The v5 properties forwarded unchanged to subscribers: payload format,
     /// content type, response topic, correlation data, user properties.
-    pub properties: Properties,
+    /// Boxed and absent when empty, as for most device traffic: a message
+    /// in memory stays small (retained stores and queues hold millions).
+    pub properties: Option<Box<Properties>>,
     /// From the v5 message expiry interval; the remaining time is written
     /// into each delivery.
     pub expires_at: Option<Instant>,
@@ -59,15 +61,16 @@ pub struct Message {
 impl Message {
     /// Keeps only the properties a subscriber must receive unchanged
     /// (3.3.2.3): aliases, subscription ids and expiry are per hop.
-    pub fn forwardable_properties(p: &Properties) -> Properties {
-        Properties {
+    pub fn forwardable_properties(p: &Properties) -> Option<Box<Properties>> {
+        let kept = Properties {
             payload_format_indicator: p.payload_format_indicator,
             content_type: p.content_type.clone(),
             response_topic: p.response_topic.clone(),
             correlation_data: p.correlation_data.clone(),
             user_properties: p.user_properties.clone(),
             ..Properties::default()
-        }
+        };
+        (!kept.is_empty()).then(|| Box::new(kept))
     }
 
     pub fn stored_id(&self) -> Option<u64> {

@@ -458,7 +458,7 @@ impl SessionState {
 /// The PUBLISH for one delivery, with per-hop v5 properties filled in.
 fn build_publish(d: &Delivery, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
     let m = &d.message;
-    let mut properties = m.properties.clone();
+    let mut properties = m.properties.as_deref().cloned().unwrap_or_default();
     properties.message_expiry_interval = m.remaining_expiry(now);
     properties.subscription_identifiers = d.subscription_ids.clone();
     Publish {
@@ -480,7 +480,6 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::Properties;
     use crate::session::message::Message;
 
     fn delivery(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Delivery {
@@ -490,7 +489,7 @@ mod tests {
                 payload: Bytes::from_static(b"x"),
                 qos,
                 retain: false,
-                properties: Properties::default(),
+                properties: None,
                 expires_at,
                 publisher: None,
                 stored: None,

@@ -255,7 +255,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::{Properties, ProtocolVersion, QoS};
+    use crate::codec::{ProtocolVersion, QoS};
     use crate::store::records::OutboxState;
 
     fn message(topic: &str) -> MessageRecord {
@@ -264,7 +264,7 @@ mod tests {
             payload: Bytes::from_static(b"p"),
             qos: QoS::AtLeastOnce,
             retain: false,
-            properties: Properties::default(),
+            properties: None,
             expires_at_ms: 0,
             publisher: None,
         }
@@ -300,11 +300,11 @@ mod tests {
             b.apply(vec![
                 Op::PutSession {
                     client_id: "a".into(),
-                    record: session(),
+                    record: Box::new(session()),
                 },
                 Op::PutSession {
                     client_id: "ab".into(),
-                    record: session(),
+                    record: Box::new(session()),
                 },
                 Op::PutMessage {
                     id: 1,
@@ -358,6 +358,25 @@ mod tests {
         assert_eq!(r.outbox.len(), 1, "only the other client's entry is left");
         assert_eq!(r.outbox[0].0, "ab");
         assert!(r.incoming.is_empty());
+    }
+
+    #[test]
+    fn damaged_record_is_an_error_not_a_panic_or_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = FjallBackend::open(dir.path()).unwrap();
+            b.sessions.insert("broken", [0xff, 0x00, 0x01]).unwrap();
+            b.sync().unwrap();
+        }
+        let b = FjallBackend::open(dir.path()).unwrap();
+        assert!(matches!(
+            b.load(),
+            Err(StoreError::Corrupt("session record"))
+        ));
+        assert!(
+            b.sessions.contains_key("broken").unwrap(),
+            "nothing is reset"
+        );
     }
 
     #[test]

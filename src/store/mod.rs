@@ -67,7 +67,7 @@ impl From<fjall::Error> for StoreError {
 pub enum Op {
     PutSession {
         client_id: ByteString,
-        record: SessionRecord,
+        record: Box<SessionRecord>,
     },
     /// Removes the session with its outbox and incoming QoS 2 ids.
     DeleteSession {

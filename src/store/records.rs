@@ -122,7 +122,7 @@ pub struct MessageRecord {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
-    pub properties: Properties,
+    pub properties: Option<Box<Properties>>,
     /// 0 = never expires.
     pub expires_at_ms: u64,
     pub publisher: Option<ByteString>,
@@ -135,7 +135,7 @@ impl MessageRecord {
             .bytes(&self.payload)
             .u8(self.qos.as_u8())
             .u8(u8::from(self.retain))
-            .properties(&self.properties)
+            .properties(self.properties.as_deref().unwrap_or(&Properties::default()))
             .u64(self.expires_at_ms);
         match &self.publisher {
             Some(p) => e.u8(1).bytes(p.as_bytes()),
@@ -151,6 +151,7 @@ impl MessageRecord {
         let qos = d.qos()?;
         let retain = d.u8()? != 0;
         let properties = d.properties(PropertyScope::Publish)?;
+        let properties = (!properties.is_empty()).then(|| Box::new(properties));
         let expires_at_ms = d.u64()?;
         let publisher = if d.u8()? == 1 {
             Some(d.string()?)
@@ -377,12 +378,12 @@ mod tests {
             payload: Bytes::from_static(b"\x00\xffdata"),
             qos: QoS::ExactlyOnce,
             retain: true,
-            properties: Properties {
+            properties: Some(Box::new(Properties {
                 content_type: Some("text/plain".into()),
                 user_properties: vec![("k".into(), "v".into())],
                 correlation_data: Some(Bytes::from_static(b"c")),
                 ..Default::default()
-            },
+            })),
             expires_at_ms: 1_700_000_000_000,
             publisher: Some("dev-1".into()),
         };

@@ -175,3 +175,29 @@ fn inflight_window_limits_unacknowledged_messages() {
         o => panic!("{o:?}"),
     }
 }
+
+#[test]
+fn full_offline_queue_drops_by_policy_and_says_so() {
+    for (policy, expected) in [("drop_oldest", [3u8, 4, 5]), ("drop_newest", [1u8, 2, 3])] {
+        let s = Sluice::start_with(&[
+            ("SLUICE__LIMITS__MAX_QUEUED_MESSAGES", "3"),
+            ("SLUICE__LIMITS__QUEUE_FULL_POLICY", policy),
+        ]);
+        let (mut sub, _) = Raw::connect(s.port, V4, "bounded", false);
+        sub.subscribe(1, &[("b", sub_opts(QoS::AtLeastOnce))]);
+        sub.disconnect();
+        let (mut p, _) = Raw::connect(s.port, V4, "bp", true);
+        for i in 1..=5u8 {
+            p.publish(publish("b", &[i], QoS::AtLeastOnce, u16::from(i)));
+        }
+        let (mut sub, _) = Raw::connect(s.port, V4, "bounded", false);
+        let got: Vec<u8> = (0..3).map(|_| sub.expect_publish().payload[0]).collect();
+        assert_eq!(got, expected, "{policy}");
+        sub.expect_silence(Duration::from_millis(300));
+        let log = s.log_lines().join("\n");
+        assert!(
+            log.contains("session queue full"),
+            "{policy}: drop not logged"
+        );
+    }
+}
