@@ -5,6 +5,7 @@ mod harness;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod connect;
+mod load_generator;
 mod malformed;
 mod persistence;
 mod publish_qos;
