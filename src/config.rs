@@ -29,8 +29,75 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
+    /// Plain MQTT over TCP.
     #[default]
     Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket (subprotocol `mqtt`), for browsers.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerProtocol::Tls | ListenerProtocol::Wss)
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerProtocol::Ws | ListenerProtocol::Wss)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerProtocol::Tcp => "tcp",
+            ListenerProtocol::Tls => "tls",
+            ListenerProtocol::Ws => "ws",
+            ListenerProtocol::Wss => "wss",
+        }
+    }
+}
+
+/// Which part of a client certificate becomes the user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// The subject's common name (as mosquitto's `use_identity_as_username`).
+    #[default]
+    Cn,
+    /// The first DNS subject alternative name.
+    Dns,
+    /// The first e-mail subject alternative name.
+    Email,
+    /// The first URI subject alternative name.
+    Uri,
+}
+
+/// TLS settings of a `tls` or `wss` listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_certificate: bool,
+    /// Use the client certificate's identity as the user name; no password
+    /// is then needed.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    #[serde(default)]
+    pub identity_source: IdentitySource,
+}
+
+fn default_ws_path() -> String {
+    "/mqtt".into()
 }
 
 /// One listening socket.
@@ -41,6 +108,32 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// Overrides the global `allow_anonymous` for this listener.
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
+    /// Connections on this listener; 0 = only the global limit applies.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// HTTP path of a `ws`/`wss` listener.
+    #[serde(default = "default_ws_path")]
+    pub ws_path: String,
+    /// Required for `tls` and `wss`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+impl ListenerConfig {
+    /// A plain TCP listener, as `--bind` makes.
+    pub fn tcp(bind: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            bind,
+            protocol: ListenerProtocol::Tcp,
+            allow_anonymous: None,
+            max_connections: 0,
+            ws_path: default_ws_path(),
+            tls: None,
+        }
+    }
 }
 
 /// Limits against misbehaving or overloaded clients. Every one has a safe
@@ -76,6 +169,12 @@ pub struct Limits {
     pub connect_timeout_secs: u64,
     /// Subscriptions per client.
     pub max_subscriptions_per_client: usize,
+    /// PUBLISH packets per second one client may send; beyond it the broker
+    /// stops reading from that client until it is back under (back-pressure,
+    /// nothing is dropped). 0 = no limit.
+    pub publish_rate_messages: u32,
+    /// Payload bytes per second one client may publish; 0 = no limit.
+    pub publish_rate_bytes: u64,
 }
 
 impl Default for Limits {
@@ -95,6 +194,8 @@ impl Default for Limits {
             topic_alias_maximum: 64,
             connect_timeout_secs: 10,
             max_subscriptions_per_client: 1000,
+            publish_rate_messages: 0,
+            publish_rate_bytes: 0,
         }
     }
 }
@@ -120,22 +221,29 @@ pub struct Config {
     /// When acknowledged messages reach the disk: "always", "batch" (group
     /// commit, default) or "never" (OS buffers only).
     pub fsync: FsyncPolicy,
+    /// Mosquitto-format password file (`$7$`/`$6$` lines). Reloaded on SIGHUP.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto-format ACL file. Without one every client may publish and
+    /// subscribe to everything. Reloaded on SIGHUP.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             log_level: "info".into(),
-            listeners: vec![ListenerConfig {
-                bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-                protocol: ListenerProtocol::Tcp,
-            }],
+            listeners: vec![ListenerConfig::tcp(SocketAddr::from((
+                [127, 0, 0, 1],
+                1883,
+            )))],
             limits: Limits::default(),
             allow_anonymous: true,
             response_information_prefix: "sluice/response/".into(),
             persistence: true,
             data_dir: PathBuf::from("./data"),
             fsync: FsyncPolicy::Batch,
+            password_file: None,
+            acl_file: None,
         }
     }
 }
@@ -216,6 +324,65 @@ impl Config {
         }
         if l.connect_timeout_secs == 0 {
             return Err(invalid("limits.connect_timeout_secs", "must be at least 1"));
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            match (&l.tls, l.protocol.uses_tls()) {
+                (None, true) => {
+                    return Err(invalid(
+                        &key("tls"),
+                        "a tls/wss listener needs a [listeners.tls] table with cert and key",
+                    ))
+                }
+                (Some(_), false) => {
+                    return Err(invalid(
+                        &key("tls"),
+                        "TLS settings on a tcp/ws listener (use protocol = \"tls\" or \"wss\")",
+                    ))
+                }
+                (Some(t), true) => {
+                    for (name, path) in [
+                        ("tls.cert", Some(&t.cert)),
+                        ("tls.key", Some(&t.key)),
+                        ("tls.client_ca", t.client_ca.as_ref()),
+                    ] {
+                        if let Some(p) = path {
+                            if !p.exists() {
+                                return Err(invalid(
+                                    &key(name),
+                                    &format!("{} does not exist", p.display()),
+                                ));
+                            }
+                        }
+                    }
+                    if t.require_certificate && t.client_ca.is_none() {
+                        return Err(invalid(
+                            &key("tls.require_certificate"),
+                            "needs tls.client_ca",
+                        ));
+                    }
+                    if t.use_identity_as_username && t.client_ca.is_none() {
+                        return Err(invalid(
+                            &key("tls.use_identity_as_username"),
+                            "needs tls.client_ca",
+                        ));
+                    }
+                }
+                (None, false) => {}
+            }
+            if l.protocol.is_websocket() && !l.ws_path.starts_with('/') {
+                return Err(invalid(&key("ws_path"), "must start with '/'"));
+            }
+        }
+        for (name, path) in [
+            ("password_file", &self.password_file),
+            ("acl_file", &self.acl_file),
+        ] {
+            if let Some(p) = path {
+                if !p.exists() {
+                    return Err(invalid(name, &format!("{} does not exist", p.display())));
+                }
+            }
         }
         if self.persistence && self.data_dir.as_os_str().is_empty() {
             return Err(invalid(

@@ -7,7 +7,10 @@
 //! - `broker`: the shared state (sessions, router, retained messages).
 //! - `server`: listeners and connection tasks that move bytes and timers.
 //! - `config`: the TOML/env configuration with validation.
+//! - `auth`: mosquitto-compatible password and ACL files.
+//! - `store`: the durable journal (fjall) behind sessions and retained messages.
 
+pub mod auth;
 pub mod broker;
 pub mod codec;
 pub mod config;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice::broker::Broker;
-use sluice::config::{Config, ListenerConfig, ListenerProtocol};
+use sluice::broker::{AccessControl, Broker};
+use sluice::config::{Config, ListenerConfig};
 use sluice::server;
+use sluice::server::ListenerCtx;
 use sluice::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -41,10 +42,54 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Create or update a user in a mosquitto-format password file ($7$,
+    /// PBKDF2-SHA512). Prompts for the password unless --password is given.
+    Passwd {
+        /// The password file (created if missing).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// The password, for scripts (visible in the process list).
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+fn passwd(file: &std::path::Path, user: &str, password: Option<String>) -> anyhow::Result<()> {
+    if user.is_empty() || user.contains(':') {
+        anyhow::bail!("a user name must be non-empty and contain no ':'");
+    }
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let first = rpassword::prompt_password("Password: ")?;
+            let again = rpassword::prompt_password("Reenter password: ")?;
+            if first != again {
+                anyhow::bail!("passwords do not match");
+            }
+            first
+        }
+    };
+    sluice::auth::upsert_password_file(file, user, password.as_bytes())?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Passwd {
+        file,
+        user,
+        password,
+    }) = &cli.command
+    {
+        return match passwd(file, user, password.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match Config::load(Some(file)) {
             Ok(_) => {
@@ -71,10 +116,7 @@ fn main() -> ExitCode {
         config.persistence = false;
     }
     if let Some(bind) = cli.bind {
-        config.listeners = vec![ListenerConfig {
-            bind,
-            protocol: ListenerProtocol::Tcp,
-        }];
+        config.listeners = vec![ListenerConfig::tcp(bind)];
     }
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
@@ -128,8 +170,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         );
         (Store::disabled(), None)
     };
+    let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener_configs = config.listeners.clone();
+    let allow_anonymous = config.allow_anonymous;
     let broker = Broker::new(config, store.clone());
+    broker.set_access(access);
     if let Some(recovered) = recovered {
         let s = broker.restore(recovered);
         tracing::info!(
@@ -145,11 +191,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "state recovered"
         );
     }
-    let listeners = server::bind_listeners(&listener_configs).await?;
-    for (l, c) in listeners.iter().zip(&listener_configs) {
-        let addr = server::local_addr(l).context("listener has no local address")?;
-        tracing::info!(protocol = ?c.protocol, %addr, "listening");
+    let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
+    for l in &listeners {
+        let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
+        tracing::info!(protocol, %addr, "listening");
     }
+    let contexts: Vec<Arc<ListenerCtx>> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
+    tokio::spawn(reload_on_sighup(Arc::clone(&broker), contexts));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
     // Keep the broker alive until the store is closed: tearing down its
     // memory releases messages, which must not read as deletions.
@@ -159,6 +207,40 @@ async fn run(config: Config) -> anyhow::Result<()> {
     drop(keep_alive);
     tracing::info!("store closed");
     Ok(())
+}
+
+/// SIGHUP re-reads the password file, the ACL and TLS certificates. A file
+/// that fails to load leaves the running rules in place.
+async fn reload_on_sighup(broker: Arc<Broker>, listeners: Vec<Arc<ListenerCtx>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match broker.reload_access() {
+                Ok(()) => tracing::info!("password file and ACL reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; the previous rules stay in force")
+                }
+            }
+            for l in &listeners {
+                if let Some(tls) = &l.tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!(listener = %l.addr, "TLS certificates reloaded"),
+                        Err(e) => {
+                            tracing::error!(listener = %l.addr, error = %e, "TLS reload failed; the previous certificates stay")
+                        }
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (broker, listeners);
+    }
 }
 
 /// SIGINT or SIGTERM.

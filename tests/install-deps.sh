@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the
-# mosquitto command-line clients and the paho-mqtt Python client.
+# mosquitto command-line clients, mosquitto_passwd (from the `mosquitto`
+# package, to check password-file compatibility) and the paho-mqtt Python
+# client.
 # Idempotent: skips what is already present.
 set -euo pipefail
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -5,6 +5,7 @@
 //! one narrow path (`publish`), so a remote node or a bridge can later be
 //! just another kind of subscriber.
 
+mod access;
 mod retained;
 mod slot;
 
@@ -17,9 +18,11 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+pub use access::AccessControl;
 pub use retained::RetainedStore;
 pub use slot::{Control, SessionSlot, Subscription};
 
+use crate::auth::Access;
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
 use crate::session::{AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, StoredMessage};
@@ -82,6 +85,7 @@ pub struct Broker {
     pub stats: Stats,
     started: Instant,
     store: Store,
+    access: RwLock<Arc<AccessControl>>,
 }
 
 impl Broker {
@@ -97,7 +101,28 @@ impl Broker {
             stats: Stats::default(),
             started: Instant::now(),
             store,
+            access: RwLock::new(Arc::new(AccessControl::default())),
         })
+    }
+
+    /// The current password file and ACL.
+    pub fn access(&self) -> Arc<AccessControl> {
+        Arc::clone(&self.access.read())
+    }
+
+    /// Installs new access rules (at startup and on reload).
+    pub fn set_access(&self, access: AccessControl) {
+        *self.access.write() = Arc::new(access);
+    }
+
+    /// Re-reads the password and ACL files; on error the old rules stay.
+    pub fn reload_access(&self) -> Result<(), String> {
+        let access = AccessControl::load(
+            self.config.password_file.as_ref(),
+            self.config.acl_file.as_ref(),
+        )?;
+        self.set_access(access);
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -284,7 +309,13 @@ impl Broker {
                 RetainHandling::DoNotSend => false,
             };
         if send_retained {
-            let messages = self.retained.read().matching(&sub.filter.filter, now);
+            let mut messages = self.retained.read().matching(&sub.filter.filter, now);
+            if let Some(acl) = &self.access().acl {
+                let user = slot.control.lock().username.clone();
+                messages.retain(|m| {
+                    acl.check_topic(&slot.client_id, user.as_deref(), &m.topic, Access::Read)
+                });
+            }
             for message in messages {
                 let qos = message.qos.min(sub.options.qos);
                 slot.deliver(
@@ -363,6 +394,18 @@ impl Broker {
             );
         }
 
+        let access = self.access();
+        if let Some(acl) = &access.acl {
+            targets.retain(|t| {
+                let user = t.slot.control.lock().username.clone();
+                acl.check_topic(
+                    &t.slot.client_id,
+                    user.as_deref(),
+                    &message.topic,
+                    Access::Read,
+                )
+            });
+        }
         let store_on = self.store.is_enabled();
         let mut ops = Vec::new();
         let keep_retained = message.retain && !message.payload.is_empty();

@@ -36,6 +36,9 @@ pub struct Control {
     pub will_delay: u32,
     pub session_expiry: u32,
     pub protocol: Option<ProtocolVersion>,
+    /// The authenticated user name of the current or last connection, for
+    /// ACL checks on delivery.
+    pub username: Option<ByteString>,
 }
 
 #[derive(Debug)]

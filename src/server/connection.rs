@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::handshake::{attach, peek_connect_version, Attached, Refused};
+use super::listener::ListenerCtx;
 use super::outgoing::OutgoingLimits;
+use super::rate::PublishRate;
+use crate::auth::Access;
 use crate::broker::{will_message, Broker, SessionSlot, Subscription};
 use crate::codec::{
     decode_packet, encode_packet, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet,
@@ -45,19 +47,22 @@ enum Exit {
     Shutdown,
 }
 
-/// Keeps the broker's connection count right however the task ends.
-struct ConnectionPermit(Arc<Broker>);
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.0.remove_connection();
-    }
+/// Where a connection came from: its listener's rules and, for TLS with
+/// client certificates, the certificate identity.
+pub struct Origin {
+    pub listener: Arc<ListenerCtx>,
+    pub identity: Option<String>,
+    /// The global or listener connection limit was reached: answer CONNECT
+    /// with "server busy" and close.
+    pub over_limit: bool,
 }
 
-pub async fn run(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let over_limit = !broker.try_add_connection();
-    let _permit = (!over_limit).then(|| ConnectionPermit(Arc::clone(&broker)));
+/// Serves one client on any byte stream (TCP, TLS, WebSocket).
+pub async fn run<S>(broker: Arc<Broker>, mut stream: S, peer: SocketAddr, origin: Origin)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let over_limit = origin.over_limit;
     let max_packet = broker.config.limits.max_packet_size as usize;
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let mut rbuf = BytesMut::with_capacity(1024);
@@ -111,7 +116,7 @@ pub async fn run(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr) {
     }
     let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
     async move {
-        let attached = match attach(&broker, &connect).await {
+        let attached = match attach(&broker, &connect, &origin).await {
             Ok(a) => a,
             Err(Refused(ack)) => {
                 tracing::info!(code = ?ack.code, "connection refused");
@@ -138,8 +143,8 @@ enum ConnectFailure {
     Decode(DecodeError, Option<ProtocolVersion>),
 }
 
-async fn read_connect(
-    stream: &mut TcpStream,
+async fn read_connect<S: AsyncRead + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     max_packet: usize,
 ) -> Result<Box<Connect>, ConnectFailure> {
@@ -162,8 +167,8 @@ async fn read_connect(
     }
 }
 
-async fn write_packets(
-    stream: &mut TcpStream,
+async fn write_packets<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     packets: &[Packet],
     version: ProtocolVersion,
 ) -> std::io::Result<()> {
@@ -179,6 +184,11 @@ async fn write_packets(
 
 struct Connection {
     broker: Arc<Broker>,
+    /// Authenticated user name (or certificate identity), for the ACL.
+    username: Option<ByteString>,
+    rate: Option<PublishRate>,
+    /// Reading is paused until then: the client is over its publish rate.
+    paused_until: Option<Instant>,
     version: ProtocolVersion,
     client_id: ByteString,
     slot: Arc<SessionSlot>,
@@ -213,6 +223,13 @@ impl Connection {
         let alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
         let client_id = a.slot.client_id.clone();
         Connection {
+            username: a.username.clone(),
+            rate: PublishRate::new(
+                limits.publish_rate_messages,
+                limits.publish_rate_bytes,
+                Instant::now(),
+            ),
+            paused_until: None,
             version,
             client_id,
             slot: a.slot,
@@ -245,8 +262,11 @@ impl Connection {
         }
     }
 
-    async fn serve(&mut self, stream: TcpStream) -> Exit {
-        let (mut reader, mut writer) = stream.into_split();
+    async fn serve<S>(&mut self, stream: S) -> Exit
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.broker.shutdown_signal();
         if let Some(ack) = self.connack.take() {
             self.send(Packet::ConnAck(ack));
@@ -272,6 +292,13 @@ impl Connection {
                     .await;
             }
             let deadline = self.keep_alive.deadline();
+            let paused_until = self.paused_until;
+            let pause_timer = async {
+                match paused_until {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let keep_alive_timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -288,7 +315,14 @@ impl Connection {
                 _ = shutdown.changed() => {
                     return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
                 }
-                read = reader.read_buf(&mut self.rbuf) => {
+                _ = pause_timer => {
+                    self.paused_until = None;
+                    if let Err(exit) = self.process_input() {
+                        let _ = self.flush_out(&mut writer).await;
+                        return exit;
+                    }
+                }
+                read = reader.read_buf(&mut self.rbuf), if self.paused_until.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(_) => {
@@ -315,7 +349,7 @@ impl Connection {
     }
 
     /// Writes the buffer once what it acknowledges is durable.
-    async fn flush_out(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+    async fn flush_out<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>) -> std::io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
@@ -329,7 +363,12 @@ impl Connection {
     }
 
     /// Sends a v5 DISCONNECT with `reason` (3.1.1 has none) and ends.
-    async fn close(&mut self, writer: &mut OwnedWriteHalf, reason: ReasonCode, exit: Exit) -> Exit {
+    async fn close<S: AsyncWrite>(
+        &mut self,
+        writer: &mut WriteHalf<S>,
+        reason: ReasonCode,
+        exit: Exit,
+    ) -> Exit {
         if self.version.is_v5() {
             self.send(Packet::Disconnect(Disconnect::new(reason)));
         }
@@ -342,6 +381,10 @@ impl Connection {
     fn process_input(&mut self) -> Result<(), Exit> {
         let max = self.broker.config.limits.max_packet_size as usize;
         loop {
+            if self.paused_until.is_some() {
+                // Over the publish rate: the rest waits in the buffer.
+                return Ok(());
+            }
             match decode_packet(&mut self.rbuf, Some(self.version), max) {
                 Ok(Some(p)) => {
                     let result = self.handle(p);
@@ -433,9 +476,41 @@ impl Connection {
             return Err(self.violation(ReasonCode::TopicNameInvalid));
         }
         let now = Instant::now();
+        if let Some(rate) = &mut self.rate {
+            if let Some(wait) = rate.charge(p.payload.len(), now) {
+                self.paused_until = Some(now + wait);
+            }
+        }
         let qos = p.qos;
         let packet_id = p.packet_id;
-        let routable = !p.topic.starts_with("$SYS");
+        if let Some(acl) = &self.broker.access().acl {
+            if !acl.check_topic(
+                &self.client_id,
+                self.username.as_deref(),
+                &p.topic,
+                Access::Write,
+            ) {
+                tracing::debug!(topic = %p.topic, "PUBLISH denied by the ACL");
+                // v5 says why; 3.1.1 has no way to, so the flow completes
+                // as if delivered (as mosquitto does).
+                let reason = if self.version.is_v5() {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::Success
+                };
+                match (qos, packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => {
+                        self.send(Packet::PubAck(Ack::with_reason(id, reason)))
+                    }
+                    (QoS::ExactlyOnce, Some(id)) => {
+                        self.send(Packet::PubRec(Ack::with_reason(id, reason)))
+                    }
+                    _ => {}
+                }
+                return Ok(());
+            }
+        }
+        let routable = !(p.topic.starts_with("$SYS/") || &*p.topic == "$SYS");
         let message = Message {
             topic: p.topic,
             payload: p.payload,
@@ -521,6 +596,17 @@ impl Connection {
             };
             if v5 && filter.share_group.is_some() && options.no_local {
                 return Err(self.violation(ReasonCode::ProtocolError));
+            }
+            if let Some(acl) = &self.broker.access().acl {
+                if !acl.check_subscribe(&self.client_id, self.username.as_deref(), &filter.filter) {
+                    tracing::debug!(filter = %raw, "SUBSCRIBE denied by the ACL");
+                    reasons.push(if v5 {
+                        ReasonCode::NotAuthorized.as_u8()
+                    } else {
+                        0x80
+                    });
+                    continue;
+                }
             }
             let count = self.slot.subscriptions.lock().len();
             let exists = self.slot.subscriptions.lock().contains_key(&filter.raw);
@@ -669,8 +755,13 @@ impl Connection {
     }
 }
 
-async fn flush(writer: &mut OwnedWriteHalf, wbuf: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<S: AsyncWrite>(
+    writer: &mut WriteHalf<S>,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<()> {
     let r = writer.write_all(wbuf).await;
     wbuf.clear();
-    r
+    r?;
+    // TLS and WebSocket buffer: push the batch out now.
+    writer.flush().await
 }

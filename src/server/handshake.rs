@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytestring::ByteString;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use crate::broker::{Broker, SessionSlot};
+use super::connection::Origin;
+use crate::auth::Access;
+use crate::broker::{AccessControl, Broker, SessionSlot};
 use crate::codec::{ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
 use crate::session::{negotiate_keep_alive, NEVER};
 
@@ -23,6 +25,8 @@ pub struct Attached {
     pub session_expiry_requested_zero: bool,
     /// Durable once the session's record is on disk; CONNACK waits for it.
     pub ticket: crate::store::Ticket,
+    /// The authenticated user name (or certificate identity), for the ACL.
+    pub username: Option<ByteString>,
 }
 
 /// A refusal: the CONNACK to send before closing.
@@ -51,16 +55,19 @@ fn assign_client_id() -> ByteString {
 
 /// Validates CONNECT, takes over any connection of the same client id,
 /// opens or resumes the session and builds the CONNACK.
-pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached, Refused> {
+pub async fn attach(
+    broker: &Arc<Broker>,
+    connect: &Connect,
+    origin: &Origin,
+) -> Result<Attached, Refused> {
     let limits = &broker.config.limits;
     let v5 = connect.protocol.is_v5();
     if connect.properties.authentication_method.is_some() {
         // No enhanced authentication method is offered (yet).
         return Err(refuse(ReasonCode::BadAuthenticationMethod));
     }
-    if !broker.config.allow_anonymous && connect.username.is_none() {
-        return Err(refuse(ReasonCode::NotAuthorized));
-    }
+    let access = broker.access();
+    let username = authenticate(connect, origin, &access).map_err(refuse)?;
     let mut assigned = None;
     let client_id = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
@@ -87,6 +94,13 @@ pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached,
     };
     let session_expiry = requested_expiry.min(limits.max_session_expiry);
 
+    if let (Some(acl), Some(will)) = (&access.acl, &connect.will) {
+        if !acl.check_topic(&client_id, username.as_deref(), &will.topic, Access::Write) {
+            tracing::info!(client_id = %client_id, topic = %will.topic, "will topic not writable for this client");
+            return Err(refuse(ReasonCode::NotAuthorized));
+        }
+    }
+
     let takeover_guard = take_over(broker, &client_id).await;
     let (slot, session_present) = broker.open_session(&client_id, connect.clean_start);
     let guard = match takeover_guard {
@@ -107,6 +121,7 @@ pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached,
             .unwrap_or(0);
         ctrl.session_expiry = session_expiry;
         ctrl.protocol = Some(connect.protocol);
+        ctrl.username = username.clone();
     }
     slot.set_online(true);
     let persistent = session_expiry != 0 && broker.store().is_enabled();
@@ -161,7 +176,41 @@ pub async fn attach(broker: &Arc<Broker>, connect: &Connect) -> Result<Attached,
         keep_alive,
         session_expiry_requested_zero: requested_expiry == 0,
         ticket,
+        username,
     })
+}
+
+/// Decides who the client is: the certificate identity where the listener
+/// says so, else a user name checked against the password file, else
+/// anonymous where the listener allows it. Mosquitto's CONNACK codes: bad
+/// credentials 4 / 0x86, not allowed 5 / 0x87.
+fn authenticate(
+    connect: &Connect,
+    origin: &Origin,
+    access: &AccessControl,
+) -> Result<Option<ByteString>, ReasonCode> {
+    let listener = &origin.listener;
+    if listener.identity_is_username() {
+        if let Some(id) = &origin.identity {
+            return Ok(Some(ByteString::from(id.as_str())));
+        }
+    }
+    match (&connect.username, &access.passwords) {
+        (Some(user), Some(passwords)) => {
+            let password = connect.password.as_deref().unwrap_or(&[]);
+            if passwords.verify(user, password) {
+                Ok(Some(user.clone()))
+            } else {
+                tracing::info!(username = %user, "bad user name or password");
+                Err(ReasonCode::BadUserNameOrPassword)
+            }
+        }
+        // Without a password file a user name proves nothing: the client
+        // counts as anonymous, though its name still feeds the ACL's %u.
+        (Some(user), None) if listener.allow_anonymous => Ok(Some(user.clone())),
+        (None, _) if listener.allow_anonymous => Ok(None),
+        _ => Err(ReasonCode::NotAuthorized),
+    }
 }
 
 /// Closes any connection serving `client_id` (v5: DISCONNECT 0x8E) and

@@ -4,43 +4,34 @@
 
 mod connection;
 mod handshake;
+mod listener;
 mod outgoing;
+mod rate;
+mod tls;
+mod websocket;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+pub use listener::{bind_all, ListenError, Listener, ListenerCtx};
+pub use tls::{certificate_identity, TlsSetupError};
 
 use crate::broker::Broker;
-use crate::config::ListenerConfig;
-
-/// Binds every configured listener. Fails with the address on error.
-pub async fn bind_listeners(configs: &[ListenerConfig]) -> std::io::Result<Vec<TcpListener>> {
-    let mut out = Vec::with_capacity(configs.len());
-    for c in configs {
-        let l = TcpListener::bind(c.bind).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", c.bind))
-        })?;
-        out.push(l);
-    }
-    Ok(out)
-}
 
 /// Serves clients on `listeners` until `shutdown` resolves, then asks every
 /// connection to close (v5 clients get DISCONNECT 0x8B) and waits for them,
 /// up to `drain_timeout`.
 pub async fn serve(
     broker: Arc<Broker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) {
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let broker = Arc::clone(&broker);
-        accept_tasks.push(tokio::spawn(accept_loop(broker, listener)));
+        accept_tasks.push(tokio::spawn(listener::accept_loop(broker, listener)));
     }
     shutdown.await;
     tracing::info!("shutting down: closing listeners and connections");
@@ -56,25 +47,4 @@ pub async fn serve(
         remaining_connections = broker.connection_count(),
         "shutdown complete"
     );
-}
-
-async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let broker = Arc::clone(&broker);
-                tokio::spawn(connection::run(broker, stream, peer));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off, don't spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// The address a listener actually bound (port 0 resolved).
-pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
-    l.local_addr().ok()
 }

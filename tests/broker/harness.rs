@@ -19,6 +19,8 @@ pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 pub struct Sluice {
     child: Child,
     pub port: u16,
+    /// (protocol, port) of every listener, in configuration order.
+    pub listeners: Vec<(String, u16)>,
     log: mpsc::Receiver<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -57,8 +59,12 @@ impl Sluice {
         port: u16,
     ) -> Sluice {
         let mut cmd = Command::new(SLUICE);
-        cmd.args(&args)
-            .args(["--bind", &format!("127.0.0.1:{port}")]);
+        cmd.args(&args);
+        // A config file brings its own listeners.
+        let uses_config = args.iter().any(|a| a == "--config");
+        if !uses_config {
+            cmd.args(["--bind", &format!("127.0.0.1:{port}")]);
+        }
         cmd.arg("--data-dir").arg(data.path().join("store"));
         cmd.env("RUST_LOG", "sluice=debug");
         for (k, v) in &env {
@@ -82,6 +88,7 @@ impl Sluice {
         let mut sluice = Sluice {
             child,
             port: 0,
+            listeners: Vec::new(),
             log: rx,
             args,
             env,
@@ -90,22 +97,54 @@ impl Sluice {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = sluice
-                .log
-                .recv_timeout(left)
-                .expect("sluice did not report its listening address");
+            let line = match sluice.log.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => panic!("sluice did not start (no 'sluice started' line)"),
+            };
             if line.contains("listening") {
-                let addr = line
-                    .split("addr=")
-                    .nth(1)
-                    .expect("addr field")
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
-                sluice.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                let field = |name: &str| {
+                    line.split(&format!("{name}="))
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .map(|s| s.trim_matches('"').to_string())
+                };
+                let addr = field("addr").expect("addr field");
+                let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+                let protocol = field("protocol").unwrap_or_default();
+                if sluice.listeners.is_empty() {
+                    sluice.port = port;
+                }
+                sluice.listeners.push((protocol, port));
+            }
+            if line.contains("sluice started") {
                 return sluice;
             }
         }
+    }
+
+    /// Starts with a configuration file (its listeners, usually on port 0).
+    pub fn start_config(toml: &str) -> Sluice {
+        let data = std::sync::Arc::new(tempfile::tempdir().expect("temp data dir"));
+        let path = data.path().join("sluice.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let args = vec!["--config".to_string(), path.to_string_lossy().into_owned()];
+        Sluice::spawn(args, Vec::new(), data, 0)
+    }
+
+    /// The port of the first listener of `protocol` ("tcp", "tls", "ws", "wss").
+    pub fn port_of(&self, protocol: &str) -> u16 {
+        self.listeners
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .map(|(_, port)| *port)
+            .unwrap_or_else(|| panic!("no {protocol} listener in {:?}", self.listeners))
+    }
+
+    /// Sends SIGHUP (reload password file, ACL, TLS certificates).
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
     }
 
     /// Kills the broker with SIGKILL (no cleanup at all) and starts it

@@ -2,6 +2,8 @@
 
 mod harness;
 
+mod access_control;
+mod auth_files;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod connect;
@@ -11,5 +13,6 @@ mod persistence;
 mod publish_qos;
 mod retain;
 mod subscribe;
+mod transports;
 mod v5_features;
 mod will;

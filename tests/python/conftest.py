@@ -35,14 +35,24 @@ def sluice_bin() -> str:
 class Broker:
     """A running sluice process."""
 
-    def __init__(self, env_overrides=None):
+    def __init__(self, env_overrides=None, config=None):
         env = dict(os.environ)
         env["RUST_LOG"] = "sluice=info"
         env.update(env_overrides or {})
         # Each broker gets its own store, removed when it stops.
         self.data_dir = tempfile.mkdtemp(prefix="sluice-py-")
+        args = [sluice_bin(), "--data-dir", os.path.join(self.data_dir, "store")]
+        if config is None:
+            args += ["--bind", "127.0.0.1:0"]
+        else:
+            # A configuration brings its own listeners (port 0 each).
+            path = os.path.join(self.data_dir, "sluice.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            args += ["--config", path]
+        self.ports = {}
         self.proc = subprocess.Popen(
-            [sluice_bin(), "--bind", "127.0.0.1:0", "--data-dir", os.path.join(self.data_dir, "store")],
+            args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -56,11 +66,16 @@ class Broker:
         def pump():
             for line in self.proc.stderr:
                 self.log.append(line.rstrip("\n"))
-                if self.port is None and "listening" in line:
+                if "listening" in line:
                     m = re.search(r"addr=127\.0\.0\.1:(\d+)", line)
+                    proto = re.search(r'protocol="?(\w+)', line)
                     if m:
-                        self.port = int(m.group(1))
-                        found.set()
+                        if self.port is None:
+                            self.port = int(m.group(1))
+                        if proto:
+                            self.ports.setdefault(proto.group(1), int(m.group(1)))
+                if "sluice started" in line:
+                    found.set()
             found.set()  # EOF: the process is gone
 
         self._reader = threading.Thread(target=pump, daemon=True)

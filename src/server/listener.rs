@@ -1,0 +1,187 @@
+//! One configured listener: its socket, its rules (anonymous access,
+//! connection limit) and transport (TCP, TLS, WebSocket, WSS). The accept
+//! loop only accepts; TLS and WebSocket handshakes run in the connection's
+//! own task under the connect timeout, so a slow client stalls nobody.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::connection::{self, Origin};
+use super::tls::TlsEndpoint;
+use super::websocket;
+use crate::broker::Broker;
+use crate::config::{ListenerConfig, ListenerProtocol};
+
+/// What a connection needs to know about the listener it came through.
+pub struct ListenerCtx {
+    pub protocol: ListenerProtocol,
+    pub addr: SocketAddr,
+    pub allow_anonymous: bool,
+    pub max_connections: usize,
+    pub connections: AtomicUsize,
+    pub ws_path: String,
+    pub tls: Option<Arc<TlsEndpoint>>,
+}
+
+impl ListenerCtx {
+    /// Whether a client certificate identity replaces the user name.
+    pub fn identity_is_username(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.uses_identity())
+    }
+}
+
+pub struct Listener {
+    pub socket: TcpListener,
+    pub ctx: Arc<ListenerCtx>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("listener {addr}: {error}")]
+    Tls {
+        addr: SocketAddr,
+        error: super::tls::TlsSetupError,
+    },
+}
+
+/// Binds every configured listener and loads its TLS configuration.
+pub async fn bind_all(
+    configs: &[ListenerConfig],
+    allow_anonymous: bool,
+) -> Result<Vec<Listener>, ListenError> {
+    let mut out = Vec::with_capacity(configs.len());
+    for c in configs {
+        let tls = match &c.tls {
+            Some(t) => Some(Arc::new(TlsEndpoint::new(t).map_err(|error| {
+                ListenError::Tls {
+                    addr: c.bind,
+                    error,
+                }
+            })?)),
+            None => None,
+        };
+        let socket = TcpListener::bind(c.bind)
+            .await
+            .map_err(|error| ListenError::Bind {
+                addr: c.bind,
+                error,
+            })?;
+        let addr = socket.local_addr().unwrap_or(c.bind);
+        out.push(Listener {
+            socket,
+            ctx: Arc::new(ListenerCtx {
+                protocol: c.protocol,
+                addr,
+                allow_anonymous: c.allow_anonymous.unwrap_or(allow_anonymous),
+                max_connections: c.max_connections,
+                connections: AtomicUsize::new(0),
+                ws_path: c.ws_path.clone(),
+                tls,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// Counts a connection against the global and the listener limit for as
+/// long as it lives.
+struct Permit {
+    broker: Arc<Broker>,
+    ctx: Arc<ListenerCtx>,
+    global: bool,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.ctx.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.global {
+            self.broker.remove_connection();
+        }
+    }
+}
+
+pub async fn accept_loop(broker: Arc<Broker>, listener: Listener) {
+    loop {
+        match listener.socket.accept().await {
+            Ok((stream, peer)) => {
+                let broker = Arc::clone(&broker);
+                let ctx = Arc::clone(&listener.ctx);
+                tokio::spawn(handle(broker, ctx, stream, peer));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
+                tracing::warn!(error = %e, listener = %listener.ctx.addr, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let global = broker.try_add_connection();
+    let on_listener = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
+    let over_limit = !global || (ctx.max_connections > 0 && on_listener > ctx.max_connections);
+    let _permit = Permit {
+        broker: Arc::clone(&broker),
+        ctx: Arc::clone(&ctx),
+        global,
+    };
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let max_frame = broker.config.limits.max_packet_size as usize + 16;
+    let origin = |identity| Origin {
+        listener: Arc::clone(&ctx),
+        identity,
+        over_limit,
+    };
+    match ctx.protocol {
+        ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None)).await,
+        ListenerProtocol::Ws => {
+            match tokio::time::timeout(timeout, websocket::accept(stream, &ctx.ws_path, max_frame))
+                .await
+            {
+                Ok(Ok(ws)) => connection::run(broker, ws, peer, origin(None)).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
+                Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
+            }
+        }
+        ListenerProtocol::Tls | ListenerProtocol::Wss => {
+            let Some(tls) = ctx.tls.as_ref() else {
+                return;
+            };
+            let acceptor = tls.acceptor();
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = tls.identity(stream.get_ref().1.peer_certificates());
+            if ctx.protocol == ListenerProtocol::Tls {
+                connection::run(broker, stream, peer, origin(identity)).await;
+                return;
+            }
+            match tokio::time::timeout(timeout, websocket::accept(stream, &ctx.ws_path, max_frame))
+                .await
+            {
+                Ok(Ok(ws)) => connection::run(broker, ws, peer, origin(identity)).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
+                Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
+            }
+        }
+    }
+}
