@@ -47,11 +47,11 @@ fn fanout_qos0_v5_delivers_to_every_subscriber() {
         s.port,
         &["--mqtt", "5", "--rate", "2000", "fanout", "-s", "4"],
     );
-    let sent = r["sent"].as_f64().unwrap();
-    let received = r["received"].as_f64().unwrap();
-    assert!(sent > 500.0, "{r}");
-    // Each message reaches 4 subscribers (window edges allow a little slack).
-    assert!((received / sent - 4.0).abs() < 0.2, "{r}");
+    assert!(r["sent"].as_f64().unwrap() > 500.0, "{r}");
+    assert!(r["received"].as_f64().unwrap() > 2000.0, "{r}");
+    // Every message reached all 4 subscribers (counted over the whole run,
+    // so a slow machine shifting the window edges cannot skew it).
+    assert_eq!(r["lost"], 0, "{r}");
 }
 
 #[test]

@@ -213,7 +213,8 @@ fn connected_client_at_crash_gets_its_will_after_restart() {
 fn session_expiry_counts_while_broker_is_down() {
     let s = Sluice::start();
     let mut c = connect_packet(V5, "short-lived", false);
-    c.properties.session_expiry_interval = Some(1);
+    // Long enough that a restart on a busy machine fits inside it.
+    c.properties.session_expiry_interval = Some(3);
     let (raw, _) = Raw::connect_with(s.port, c.clone());
     raw.disconnect();
     let s = s.restart();
@@ -222,7 +223,7 @@ fn session_expiry_counts_while_broker_is_down() {
     raw.disconnect();
     std::thread::sleep(Duration::from_millis(200));
     let s = s.kill_and_restart();
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(3300));
     let (raw, ack) = Raw::connect_with(s.port, c);
     assert!(!ack.session_present, "expired while down");
     raw.disconnect();

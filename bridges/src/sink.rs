@@ -1,0 +1,28 @@
+//! The interface every sink implements.
+
+use std::future::Future;
+
+use crate::record::Record;
+
+/// Why a batch did not reach its destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (timeouts, 5xx, broker unavailable): the buffer keeps
+    /// the records and resends them from the first unacknowledged one.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will never succeed (4xx, record too large): the record goes to the
+    /// dead letter file with this reason.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A destination for records. `send` returns once the far side has every
+/// record of the batch (that is the acknowledgement), or an error.
+pub trait Sink: Send {
+    /// Delivers `batch` in order.
+    fn send(&mut self, batch: &[Record]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A short name for logs and metrics ("http", "kafka").
+    fn kind(&self) -> &'static str;
+}
