@@ -17,6 +17,58 @@ use super::{Op, StoreError};
 
 const MARKER: &str = "SLUICE_FORMAT";
 
+/// Drops every op on a message or outbox entry that is created and deleted
+/// within the same group: nothing of it was ever on disk, so nothing needs
+/// to be. Messages and outbox entries have ids that are never reused, so a
+/// `PutMessage` or a `Queued` outbox put is always the key's first write.
+/// This is what makes durable QoS 1 cheap when subscribers are online and
+/// acknowledge before the next group commit.
+fn cancel_short_lived(ops: Vec<Op>) -> Vec<Op> {
+    use std::collections::HashSet;
+    let mut messages = HashSet::new();
+    let mut outbox = HashSet::new();
+    for op in &ops {
+        match op {
+            Op::PutMessage { id, .. } => {
+                messages.insert(*id);
+            }
+            Op::PutOutbox {
+                client_id,
+                seq,
+                record,
+            } if record.state == super::records::OutboxState::Queued => {
+                outbox.insert((client_id.clone(), *seq));
+            }
+            _ => {}
+        }
+    }
+    let mut dead_messages = HashSet::new();
+    let mut dead_outbox = HashSet::new();
+    for op in &ops {
+        match op {
+            Op::DeleteMessage { id } if messages.contains(id) => {
+                dead_messages.insert(*id);
+            }
+            Op::DeleteOutbox { client_id, seq } if outbox.contains(&(client_id.clone(), *seq)) => {
+                dead_outbox.insert((client_id.clone(), *seq));
+            }
+            _ => {}
+        }
+    }
+    if dead_messages.is_empty() && dead_outbox.is_empty() {
+        return ops;
+    }
+    ops.into_iter()
+        .filter(|op| match op {
+            Op::PutMessage { id, .. } | Op::DeleteMessage { id } => !dead_messages.contains(id),
+            Op::PutOutbox { client_id, seq, .. } | Op::DeleteOutbox { client_id, seq } => {
+                !dead_outbox.contains(&(client_id.clone(), *seq))
+            }
+            _ => true,
+        })
+        .collect()
+}
+
 /// Everything read back from disk at startup.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -126,6 +178,7 @@ impl FjallBackend {
     /// Applies ops in order as atomic batches. A session delete scans the
     /// session's keys, so it first commits what precedes it.
     pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let ops = cancel_short_lived(ops);
         let mut batch = self.db.batch();
         for op in ops {
             match op {
@@ -358,6 +411,61 @@ mod tests {
         assert_eq!(r.outbox.len(), 1, "only the other client's entry is left");
         assert_eq!(r.outbox[0].0, "ab");
         assert!(r.incoming.is_empty());
+    }
+
+    #[test]
+    fn entries_created_and_deleted_in_one_group_never_reach_the_disk() {
+        let ops = vec![
+            Op::PutMessage {
+                id: 1,
+                record: message("t"),
+            },
+            Op::PutOutbox {
+                client_id: "a".into(),
+                seq: 1,
+                record: outbox(1),
+            },
+            Op::PutMessage {
+                id: 2,
+                record: message("u"),
+            },
+            Op::DeleteOutbox {
+                client_id: "a".into(),
+                seq: 1,
+            },
+            Op::DeleteMessage { id: 1 },
+            // A delete of something from an earlier group stays.
+            Op::DeleteOutbox {
+                client_id: "a".into(),
+                seq: 0,
+            },
+        ];
+        let kept = cancel_short_lived(ops);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(matches!(kept[0], Op::PutMessage { id: 2, .. }));
+        assert!(matches!(kept[1], Op::DeleteOutbox { seq: 0, .. }));
+        // And the outcome on disk is as if all ops had been applied.
+        let dir = tempfile::tempdir().unwrap();
+        let b = FjallBackend::open(dir.path()).unwrap();
+        b.apply(vec![
+            Op::PutMessage {
+                id: 7,
+                record: message("t"),
+            },
+            Op::PutOutbox {
+                client_id: "a".into(),
+                seq: 3,
+                record: outbox(7),
+            },
+            Op::DeleteOutbox {
+                client_id: "a".into(),
+                seq: 3,
+            },
+            Op::DeleteMessage { id: 7 },
+        ])
+        .unwrap();
+        let r = b.load().unwrap();
+        assert!(r.messages.is_empty() && r.outbox.is_empty());
     }
 
     #[test]
