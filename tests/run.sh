@@ -8,10 +8,15 @@ bash tests/install-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== no aws-lc in the tree (TLS uses ring)"
+if cargo tree --workspace --locked -i aws-lc-sys >/dev/null 2>&1; then
+    echo "aws-lc-sys is in the dependency tree" >&2
+    exit 1
+fi
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --locked
+cargo test --workspace --all-targets --locked
 if [ -d tests/python ]; then
     echo "== pytest (paho-mqtt)"
     SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest -q tests/python

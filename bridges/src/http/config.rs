@@ -1,0 +1,234 @@
+//! What an HTTP sink is told, and what is checked before it starts.
+//!
+//! Everything that can be checked once is checked in [`HttpSink::new`]
+//! (static headers, content type, CA file), so a misconfiguration fails at
+//! start-up instead of dead-lettering every record.
+//!
+//! [`HttpSink::new`]: super::HttpSink::new
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+/// The request method. Only the two that mean "here is a new resource" make
+/// sense for pushing records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    #[serde(alias = "post")]
+    Post,
+    #[serde(alias = "put")]
+    Put,
+}
+
+impl Method {
+    pub(crate) fn as_http(self) -> http::Method {
+        match self {
+            Method::Post => http::Method::POST,
+            Method::Put => http::Method::PUT,
+        }
+    }
+}
+
+/// How records become requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchMode {
+    /// One request per record; the body is the record's payload as is.
+    #[default]
+    One,
+    /// One request per destination URL per batch; the body is a JSON array
+    /// of the payloads, which must therefore each be a JSON document.
+    /// Records keep their order within a URL; URLs are sent in the order of
+    /// their first record.
+    JsonArray,
+}
+
+/// Settings of an [`HttpSink`](super::HttpSink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSinkConfig {
+    /// POST by default.
+    pub method: Method,
+    /// Sent on every request, in order (a name may repeat), e.g.
+    /// `Authorization`. Framing headers (`Content-Length`, ...), `Content-Type`
+    /// (see `content_type`) and `sluice-*` are refused.
+    pub headers: Vec<(String, String)>,
+    /// Bound on one request: connect, TLS handshake, sending the body and
+    /// reading the whole response. 10 s by default.
+    pub timeout: Duration,
+    pub batch: BatchMode,
+    /// `application/json` by default.
+    pub content_type: String,
+    /// A PEM file of CA certificates trusted for https destinations in
+    /// addition to the system's roots (for a private PKI).
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Default for HttpSinkConfig {
+    fn default() -> Self {
+        HttpSinkConfig {
+            method: Method::Post,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            batch: BatchMode::One,
+            content_type: "application/json".to_owned(),
+            tls_ca: None,
+        }
+    }
+}
+
+/// Why an [`HttpSink`](super::HttpSink) could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSinkError {
+    #[error("invalid header {name:?}: {reason}")]
+    InvalidHeader { name: String, reason: String },
+    #[error("invalid content type {0:?}")]
+    InvalidContentType(String),
+    #[error("the request timeout must be greater than zero")]
+    ZeroTimeout,
+    #[error("cannot read CA file {path}: {source}")]
+    ReadCa {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("CA file {path} holds no certificate")]
+    NoCaCertificate { path: PathBuf },
+    #[error("CA file {path}: unusable certificate: {source}")]
+    InvalidCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Headers that hyper derives from the body and the connection: setting them
+/// by hand would corrupt the framing or the keep-alive pool.
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// The headers every request of the sink carries: the static ones, then the
+/// content type.
+pub(crate) fn fixed_headers(config: &HttpSinkConfig) -> Result<HeaderMap, HttpSinkError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let invalid = |reason: &str| HttpSinkError::InvalidHeader {
+            name: name.clone(),
+            reason: reason.to_owned(),
+        };
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("not a valid header name"))?;
+        if FRAMING_HEADERS.contains(&header.as_str()) {
+            return Err(invalid("set by the HTTP client itself"));
+        }
+        if header == CONTENT_TYPE {
+            return Err(invalid("use the content_type setting"));
+        }
+        if header.as_str().starts_with("sluice-") {
+            return Err(invalid(
+                "the sluice- prefix is reserved for the headers the sink adds",
+            ));
+        }
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid("the value holds a control character"))?;
+        map.append(header, value);
+    }
+    let content_type = HeaderValue::from_str(&config.content_type)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| HttpSinkError::InvalidContentType(config.content_type.clone()))?;
+    map.insert(CONTENT_TYPE, content_type);
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_headers(headers: &[(&str, &str)]) -> HttpSinkConfig {
+        HttpSinkConfig {
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..HttpSinkConfig::default()
+        }
+    }
+
+    #[test]
+    fn http_defaults_match_the_documented_ones() {
+        let config = HttpSinkConfig::default();
+        assert_eq!(config.method, Method::Post);
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        assert_eq!(config.batch, BatchMode::One);
+        assert_eq!(config.content_type, "application/json");
+        assert_eq!(config.tls_ca, None);
+    }
+
+    #[test]
+    fn http_static_headers_keep_order_and_repeats() {
+        let map = fixed_headers(&with_headers(&[
+            ("Authorization", "Bearer x"),
+            ("X-A", "1"),
+            ("x-a", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(map["authorization"], "Bearer x");
+        let xa: Vec<_> = map.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        assert_eq!(map[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn http_refuses_headers_that_would_break_requests() {
+        for (name, value) in [
+            ("bad name", "v"),
+            ("Content-Length", "3"),
+            ("transfer-encoding", "chunked"),
+            ("Content-Type", "text/plain"),
+            ("sluice-record-id", "1"),
+            ("x-ok", "line\r\nbreak"),
+        ] {
+            let err = fixed_headers(&with_headers(&[(name, value)])).unwrap_err();
+            assert!(
+                matches!(err, HttpSinkError::InvalidHeader { .. }),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_refuses_an_empty_or_broken_content_type() {
+        for ct in ["", "text/plain\n"] {
+            let config = HttpSinkConfig {
+                content_type: ct.to_owned(),
+                ..HttpSinkConfig::default()
+            };
+            assert!(matches!(
+                fixed_headers(&config),
+                Err(HttpSinkError::InvalidContentType(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn http_method_and_batch_mode_deserialize_from_config_words() {
+        let m: Method = serde_json::from_str("\"PUT\"").unwrap();
+        assert_eq!(m, Method::Put);
+        let m: Method = serde_json::from_str("\"post\"").unwrap();
+        assert_eq!(m, Method::Post);
+        assert!(serde_json::from_str::<Method>("\"GET\"").is_err());
+        let b: BatchMode = serde_json::from_str("\"json_array\"").unwrap();
+        assert_eq!(b, BatchMode::JsonArray);
+    }
+}

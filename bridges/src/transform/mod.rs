@@ -1,0 +1,329 @@
+//! The per-message transform: decode the payload, run the bridge's jq rule,
+//! render the destination and key.
+//!
+//! # The rule's input and output
+//!
+//! The rule sees one object per message, so it can use the message's
+//! metadata as well as its payload:
+//!
+//! ```json
+//! {
+//!   "payload": <decoded payload>,
+//!   "topic": "site/pump1/temp",
+//!   "client_id": "pump1" | null,
+//!   "username": "alice" | null,
+//!   "qos": 0 | 1 | 2,
+//!   "retain": false,
+//!   "timestamp": 1700000000000,
+//!   "user_properties": {"k": "v", ...}
+//! }
+//! ```
+//!
+//! `timestamp` is when the broker accepted the message, in milliseconds
+//! since the Unix epoch. A user property name that occurs more than once
+//! keeps its last value here (the record's headers keep them all).
+//!
+//! The rule's first output is the new payload, sent as compact JSON; the
+//! rest are never computed. No output drops the message (`select(...)` is a
+//! filter). A runtime error is [`TransformError::Runtime`], which the caller
+//! dead-letters. Without a rule (`expression: None`) the payload goes out
+//! unchanged: JSON and raw payloads byte for byte (JSON still has to decode,
+//! within the nesting limit), CBOR and MessagePack converted to JSON.
+//!
+//! Templates see the payload after the rule (see [`template`]).
+
+mod decode;
+mod encode;
+mod jq;
+mod template;
+
+use std::fmt;
+
+use bytes::Bytes;
+use jaq_json::{Map, Num, Val};
+use serde::Deserialize;
+
+use crate::record::{Input, Record};
+
+pub use template::{Escape, Template, TemplateError};
+
+/// Default for [`TransformConfig::max_depth`].
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Largest accepted [`TransformConfig::max_depth`]: serde_json refuses
+/// anything deeper on its own, so a larger limit would be a lie for JSON.
+pub const MAX_SUPPORTED_DEPTH: usize = 127;
+
+/// How a bridge decodes MQTT payloads before the rule sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    #[default]
+    Json,
+    Cbor,
+    Msgpack,
+    /// Not decoded: the rule sees the payload as a base64 string.
+    Raw,
+}
+
+/// What to do with a payload that does not decode (or nests too deeply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDecodeError {
+    /// [`Transform::apply`] returns [`TransformError::Decode`] so the caller
+    /// writes the message to the dead letter file.
+    #[default]
+    DeadLetter,
+    /// Forward the payload bytes unchanged, skipping the rule; payload
+    /// placeholders in templates render empty.
+    Pass,
+    /// Drop the message.
+    Drop,
+}
+
+/// A bridge's transform settings, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformConfig {
+    /// jq rule; `None` forwards the payload unchanged.
+    pub expression: Option<String>,
+    pub payload_format: PayloadFormat,
+    pub on_decode_error: OnDecodeError,
+    /// Deepest array/object nesting accepted in a payload (a scalar is 0,
+    /// `[1]` is 1), from 1 to [`MAX_SUPPORTED_DEPTH`].
+    pub max_depth: usize,
+    /// Template for the Kafka topic or HTTP URL.
+    pub destination: String,
+    /// [`Escape::Url`] for HTTP URLs, [`Escape::None`] for Kafka topics.
+    pub destination_escape: Escape,
+    /// Template for the Kafka key (never escaped).
+    pub key: Option<String>,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            expression: None,
+            payload_format: PayloadFormat::default(),
+            on_decode_error: OnDecodeError::default(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            destination: String::new(),
+            destination_escape: Escape::None,
+            key: None,
+        }
+    }
+}
+
+/// Why a transform could not be built, or could not handle one message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// The jq rule does not compile; the message gives line and column.
+    #[error("invalid jq rule: {0}")]
+    Compile(String),
+    /// A template does not parse; `field` is "destination" or "key".
+    #[error("invalid {field} template: {source}")]
+    Template {
+        field: &'static str,
+        source: TemplateError,
+    },
+    #[error("invalid transform config: {0}")]
+    Config(String),
+    /// The payload does not decode in the configured format.
+    #[error("payload does not decode: {0}")]
+    Decode(String),
+    /// The rule failed on this message, or its output is not JSON.
+    #[error("jq rule failed: {0}")]
+    Runtime(String),
+    /// A template could not be rendered for this message.
+    #[error("cannot render {field}: {reason}")]
+    Render { field: &'static str, reason: String },
+}
+
+/// A compiled transform, built once per bridge and applied to every
+/// message. `Send + Sync`; applying it takes `&self`.
+pub struct Transform {
+    expression: Option<String>,
+    jq: Option<jq::Jq>,
+    format: PayloadFormat,
+    on_decode_error: OnDecodeError,
+    max_depth: usize,
+    destination: Template,
+    key: Option<Template>,
+}
+
+impl fmt::Debug for Transform {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Transform")
+            .field("expression", &self.expression)
+            .field("format", &self.format)
+            .field("on_decode_error", &self.on_decode_error)
+            .field("max_depth", &self.max_depth)
+            .field("destination", &self.destination)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Transform {
+    /// Compiles the rule (jq's standard library, without `env`/`$ENV`) and
+    /// parses the templates.
+    pub fn compile(config: &TransformConfig) -> Result<Transform, TransformError> {
+        if !(1..=MAX_SUPPORTED_DEPTH).contains(&config.max_depth) {
+            return Err(TransformError::Config(format!(
+                "max_depth must be between 1 and {MAX_SUPPORTED_DEPTH}, not {}",
+                config.max_depth
+            )));
+        }
+        let jq = match &config.expression {
+            Some(code) => Some(jq::Jq::compile(code).map_err(TransformError::Compile)?),
+            None => None,
+        };
+        let destination =
+            Template::parse(&config.destination, config.destination_escape).map_err(|source| {
+                TransformError::Template {
+                    field: "destination",
+                    source,
+                }
+            })?;
+        let key = match &config.key {
+            Some(key) => Some(Template::parse(key, Escape::None).map_err(|source| {
+                TransformError::Template {
+                    field: "key",
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        Ok(Transform {
+            expression: config.expression.clone(),
+            jq,
+            format: config.payload_format,
+            on_decode_error: config.on_decode_error,
+            max_depth: config.max_depth,
+            destination,
+            key,
+        })
+    }
+
+    /// Transforms one message into record `id`. `Ok(None)` means the
+    /// message is dropped (the rule produced nothing, or it did not decode
+    /// and the bridge drops such payloads).
+    pub fn apply(&self, input: &Input, id: u64) -> Result<Option<Record>, TransformError> {
+        let decoded = match decode::decode(&input.payload, self.format, self.max_depth) {
+            Ok(v) => v,
+            Err(reason) => {
+                return match self.on_decode_error {
+                    OnDecodeError::DeadLetter => Err(TransformError::Decode(reason)),
+                    OnDecodeError::Drop => Ok(None),
+                    OnDecodeError::Pass => self
+                        .record(input, id, input.payload.clone(), None)
+                        .map(Some),
+                }
+            }
+        };
+        let Some(jq) = &self.jq else {
+            let payload = match self.format {
+                PayloadFormat::Json | PayloadFormat::Raw => input.payload.clone(),
+                PayloadFormat::Cbor | PayloadFormat::Msgpack => to_json(&decoded)?,
+            };
+            return self.record(input, id, payload, Some(&decoded)).map(Some);
+        };
+        match jq
+            .first(envelope(input, decoded))
+            .map_err(TransformError::Runtime)?
+        {
+            None => Ok(None),
+            Some(out) => {
+                let payload = to_json(&out)?;
+                self.record(input, id, payload, Some(&out)).map(Some)
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        input: &Input,
+        id: u64,
+        payload: Bytes,
+        transformed: Option<&Val>,
+    ) -> Result<Record, TransformError> {
+        let fields = template::Fields {
+            topic: &input.topic,
+            client_id: input.client_id.as_deref(),
+            username: input.username.as_deref(),
+            payload: transformed,
+        };
+        let destination =
+            self.destination
+                .render(&fields)
+                .map_err(|reason| TransformError::Render {
+                    field: "destination",
+                    reason,
+                })?;
+        let key = match &self.key {
+            Some(key) => Some(Bytes::from(key.render(&fields).map_err(|reason| {
+                TransformError::Render {
+                    field: "key",
+                    reason,
+                }
+            })?)),
+            None => None,
+        };
+        let mut headers = Vec::with_capacity(1 + input.user_properties.len());
+        headers.push(("mqtt-topic".to_owned(), Bytes::from(input.topic.clone())));
+        headers.extend(
+            input
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Bytes::from(v.clone()))),
+        );
+        Ok(Record {
+            id,
+            destination,
+            key,
+            payload,
+            headers,
+            timestamp_ms: input.timestamp_ms,
+        })
+    }
+}
+
+fn to_json(v: &Val) -> Result<Bytes, TransformError> {
+    let mut out = Vec::new();
+    encode::to_json(&mut out, v, encode::MAX_OUTPUT_DEPTH).map_err(TransformError::Runtime)?;
+    Ok(Bytes::from(out))
+}
+
+/// The rule's input; see the module documentation.
+fn envelope(input: &Input, payload: Val) -> Val {
+    fn key(k: &'static str) -> Val {
+        Val::utf8_str(Bytes::from_static(k.as_bytes()))
+    }
+    fn text(s: &str) -> Val {
+        Val::utf8_str(Bytes::copy_from_slice(s.as_bytes()))
+    }
+    let opt = |s: &Option<String>| s.as_deref().map_or(Val::Null, text);
+    let props: Map = input
+        .user_properties
+        .iter()
+        .map(|(k, v)| (text(k), text(v)))
+        .collect();
+    let fields: Map = [
+        (key("payload"), payload),
+        (key("topic"), text(&input.topic)),
+        (key("client_id"), opt(&input.client_id)),
+        (key("username"), opt(&input.username)),
+        (key("qos"), Val::Num(Num::from_integral(input.qos))),
+        (key("retain"), Val::Bool(input.retain)),
+        (
+            key("timestamp"),
+            Val::Num(Num::from_integral(input.timestamp_ms)),
+        ),
+        (key("user_properties"), Val::obj(props)),
+    ]
+    .into_iter()
+    .collect();
+    Val::obj(fields)
+}
+
+#[cfg(test)]
+mod tests;
