@@ -33,7 +33,7 @@ pub use reason::ReasonCode;
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
-pub use wire::{decode_varint, PacketId, ProtocolVersion, QoS, Reader, MAX_VARINT};
+pub use wire::{decode_varint, put_varint, PacketId, ProtocolVersion, QoS, Reader, MAX_VARINT};
 
 /// The most `decode_packet` reserves ahead of bytes that have arrived.
 const RESERVE_STEP: usize = 64 * 1024;

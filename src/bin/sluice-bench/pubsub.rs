@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use bytes::{BufMut, BytesMut};
 use hdrhistogram::Histogram;
 use sluice::codec::{
-    decode_packet, encode_packet, Ack, ConnAck, Connect, Packet, PacketId, Properties,
+    decode_packet, encode_packet, put_varint, Ack, ConnAck, Connect, Packet, PacketId, Properties,
     ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -303,23 +303,18 @@ struct PubConfig {
 }
 
 /// Writes one PUBLISH straight into `buf`: cheaper than building a packet.
-fn put_publish(buf: &mut BytesMut, cfg: &PubConfig, packet_id: u16, seq: u64, now_ns: u64) {
+fn put_publish(
+    buf: &mut BytesMut,
+    cfg: &PubConfig,
+    packet_id: u16,
+    seq: u64,
+    now_ns: u64,
+) -> anyhow::Result<()> {
     let v5 = cfg.version.is_v5();
     let id_len = if cfg.qos == QoS::AtMostOnce { 0 } else { 2 };
     let remaining = 2 + cfg.topic.len() + id_len + usize::from(v5) + cfg.size;
     buf.put_u8(0x30 | (cfg.qos.as_u8() << 1));
-    let mut n = remaining;
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        buf.put_u8(b);
-        if n == 0 {
-            break;
-        }
-    }
+    put_varint(buf, u32::try_from(remaining)?)?;
     buf.put_u16(cfg.topic.len() as u16);
     buf.put_slice(cfg.topic.as_bytes());
     if id_len > 0 {
@@ -332,6 +327,7 @@ fn put_publish(buf: &mut BytesMut, cfg: &PubConfig, packet_id: u16, seq: u64, no
     buf.put_u64(seq);
     buf.put_u64(now_ns);
     buf.put_bytes(0, cfg.size - HEADER);
+    Ok(())
 }
 
 async fn publisher(
@@ -414,7 +410,7 @@ async fn publisher(
             };
         }
         let now_ns = shared.epoch.elapsed().as_nanos() as u64;
-        put_publish(&mut buf, &cfg, packet_id, seq, now_ns);
+        put_publish(&mut buf, &cfg, packet_id, seq, now_ns)?;
         seq += 1;
         unflushed += 1;
         if shared.measuring.load(Ordering::Relaxed) {
