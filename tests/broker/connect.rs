@@ -278,13 +278,24 @@ fn slowloris_connect_is_closed_at_the_connect_timeout() {
     let s = Sluice::start_with(&[("SLUICE__LIMITS__CONNECT_TIMEOUT_SECS", "1")]);
     let mut raw = Raw::open(s.port, V4);
     let mut bytes = bytes::BytesMut::new();
-    encode_packet(&Packet::Connect(Box::new(connect_packet(V4, "slow", true))), V4, &mut bytes).unwrap();
+    encode_packet(
+        &Packet::Connect(Box::new(connect_packet(V4, "slow", true))),
+        V4,
+        &mut bytes,
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     // One byte every 300 ms: the whole CONNECT would take ~6 s.
     for b in bytes.iter().take(6) {
         raw.send_bytes(&[*b]);
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(raw.until_closed().is_empty(), "no CONNACK for a CONNECT that came too slowly");
-    assert!(started.elapsed() < Duration::from_secs(4), "closed by the timeout, not by the end of input");
+    assert!(
+        raw.until_closed().is_empty(),
+        "no CONNACK for a CONNECT that came too slowly"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed by the timeout, not by the end of input"
+    );
 }
