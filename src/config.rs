@@ -200,6 +200,72 @@ impl Default for Limits {
     }
 }
 
+fn default_bridge_qos() -> u8 {
+    1
+}
+
+fn default_bridge_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_http_timeout_secs() -> u64 {
+    10
+}
+
+/// Where a bridge sends its records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BridgeSinkConfig {
+    /// POST (or PUT) each record to a URL rendered from a template
+    /// (`{topic}`, `{topic.2}`, `{client_id}`, `{payload.field}`, ...).
+    Http {
+        url: String,
+        #[serde(default)]
+        method: sluice_bridges::http::Method,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default = "default_http_timeout_secs")]
+        timeout_secs: u64,
+        #[serde(default)]
+        batch: sluice_bridges::http::BatchMode,
+        /// Extra CA for https endpoints (PEM).
+        #[serde(default)]
+        tls_ca: Option<PathBuf>,
+    },
+}
+
+/// One bridge: MQTT messages matching `filters`, transformed, buffered on
+/// disk, delivered to a sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Letters, digits, '-' and '_'; names the buffer directory.
+    pub name: String,
+    /// MQTT topic filters; messages matching any of them are bridged.
+    pub filters: Vec<String>,
+    /// Subscription QoS: 0 or 1 (1: nothing acknowledged to the publisher
+    /// is lost on the way).
+    #[serde(default = "default_bridge_qos")]
+    pub qos: u8,
+    /// jq expression run over {payload, topic, client_id, username, qos,
+    /// retain, timestamp, user_properties}; its first output is the new
+    /// payload, no output drops the message.
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub payload_format: sluice_bridges::transform::PayloadFormat,
+    #[serde(default)]
+    pub on_decode_error: sluice_bridges::transform::OnDecodeError,
+    /// Disk quota of the bridge's buffer.
+    #[serde(default = "default_bridge_max_bytes")]
+    pub max_bytes: u64,
+    /// When the buffer is full: "block" (stop taking messages; they wait in
+    /// the bridge's session queue) or "drop_oldest".
+    #[serde(default)]
+    pub full_policy: sluice_bridges::buffer::FullPolicy,
+    pub sink: BridgeSinkConfig,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -226,6 +292,8 @@ pub struct Config {
     /// Mosquitto-format ACL file. Without one every client may publish and
     /// subscribe to everything. Reloaded on SIGHUP.
     pub acl_file: Option<PathBuf>,
+    /// Bridges to HTTP endpoints (Kafka comes next).
+    pub bridges: Vec<BridgeConfig>,
 }
 
 impl Default for Config {
@@ -244,6 +312,7 @@ impl Default for Config {
             fsync: FsyncPolicy::Batch,
             password_file: None,
             acl_file: None,
+            bridges: Vec::new(),
         }
     }
 }
@@ -382,6 +451,44 @@ impl Config {
                 if !p.exists() {
                     return Err(invalid(name, &format!("{} does not exist", p.display())));
                 }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in self.bridges.iter().enumerate() {
+            let key = |k: &str| format!("bridges[{i}].{k}");
+            let who = format!("bridge `{}`: ", b.name);
+            if b.name.is_empty()
+                || !b
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(&key("name"), "use letters, digits, '-' and '_'"));
+            }
+            if !names.insert(b.name.clone()) {
+                return Err(invalid(
+                    &key("name"),
+                    &format!("{who}a second bridge with this name"),
+                ));
+            }
+            if b.filters.is_empty() {
+                return Err(invalid(
+                    &key("filters"),
+                    &format!("{who}at least one topic filter is needed"),
+                ));
+            }
+            for f in &b.filters {
+                if let Err(e) =
+                    crate::topic::TopicFilter::parse(f.as_str().into(), l.max_topic_levels)
+                {
+                    return Err(invalid(&key("filters"), &format!("{who}`{f}`: {e}")));
+                }
+            }
+            if b.qos > 1 {
+                return Err(invalid(&key("qos"), &format!("{who}must be 0 or 1")));
+            }
+            if let Err(e) = crate::bridge::compile_transform(b) {
+                return Err(invalid(&key("transform"), &format!("{who}{e}")));
             }
         }
         if self.persistence && self.data_dir.as_os_str().is_empty() {

@@ -11,6 +11,7 @@
 //! - `store`: the durable journal (fjall) behind sessions and retained messages.
 
 pub mod auth;
+pub mod bridge;
 pub mod broker;
 pub mod codec;
 pub mod config;

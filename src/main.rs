@@ -191,6 +191,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "state recovered"
         );
     }
+    let data_dir = broker.config.data_dir.clone();
+    let bridges = sluice::bridge::start_all(&broker, &data_dir)?;
     let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
     for l in &listeners {
         let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
@@ -205,6 +207,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     server::serve(broker, listeners, shutdown_signal(), Duration::from_secs(5)).await;
     store.close();
     drop(keep_alive);
+    drop(bridges);
     tracing::info!("store closed");
     Ok(())
 }

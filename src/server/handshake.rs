@@ -77,7 +77,12 @@ pub async fn attach(
         assigned = Some(id.clone());
         id
     } else {
-        if connect.client_id.len() > 65_535 {
+        if connect.client_id.len() > 65_535
+            || connect
+                .client_id
+                .starts_with(crate::bridge::CLIENT_ID_PREFIX)
+        {
+            // Bridge sessions are the broker's own.
             return Err(refuse(ReasonCode::ClientIdentifierNotValid));
         }
         connect.client_id.clone()

@@ -4,6 +4,7 @@ mod harness;
 
 mod access_control;
 mod auth_files;
+mod bridges;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod connect;

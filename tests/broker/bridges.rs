@@ -1,0 +1,215 @@
+//! Bridges end to end: MQTT in, transformed, buffered on disk, POSTed to a
+//! real HTTP server (Python's http.server, bridges/src/http/test_server.py),
+//! through outages and SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice::codec::*;
+
+use crate::harness::*;
+
+/// The HTTP endpoint: answers `script` statuses in order, then 200.
+struct Endpoint {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Endpoint {
+    fn start(script: &str) -> Endpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.json");
+        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("bridges/src/http/test_server.py");
+        let mut child = Command::new("python3")
+            .arg(server)
+            .arg(&log)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("server port");
+        Endpoint {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Requests answered 200, in arrival order.
+    fn delivered(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_else(|_| "[]".into());
+        let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        all.into_iter().filter(|r| r["answer"] == 200).collect()
+    }
+
+    fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.delivered();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bridge_config(port: u16) -> String {
+    format!(
+        r#"
+[[listeners]]
+bind = "127.0.0.1:0"
+
+[[bridges]]
+name = "telemetry"
+filters = ["sensors/#"]
+transform = ".payload | {{room: .room, t: .temp}}"
+[bridges.sink]
+kind = "http"
+url = "http://127.0.0.1:{port}/ingest/{{topic.2}}"
+timeout_secs = 2
+"#
+    )
+}
+
+fn body(r: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn http_bridge_transforms_and_posts_with_record_ids() {
+    let ep = Endpoint::start("[]");
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (mut p, _) = Raw::connect(s.port, V5, "dev", true);
+    p.publish(publish(
+        "sensors/kitchen/temp",
+        br#"{"room":"kitchen","temp":21.5,"junk":1}"#,
+        QoS::AtLeastOnce,
+        1,
+    ));
+    p.publish(publish("other/topic", b"{}", QoS::AtLeastOnce, 2));
+    let got = ep.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["method"], "POST");
+    assert_eq!(got[0]["path"], "/ingest/kitchen");
+    assert_eq!(
+        body(&got[0]),
+        serde_json::json!({"room": "kitchen", "t": 21.5})
+    );
+    let headers = got[0]["headers"].as_array().unwrap();
+    let has = |name: &str| {
+        headers
+            .iter()
+            .any(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+    };
+    assert!(
+        has("sluice-record-id") && has("sluice-mqtt-topic"),
+        "{headers:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        ep.delivered().len(),
+        1,
+        "non-matching topic must not be bridged"
+    );
+}
+
+#[test]
+fn endpoint_outage_loses_nothing_and_keeps_order() {
+    // The endpoint fails the first 4 requests (503), then recovers.
+    let ep = Endpoint::start("[503, 503, 503, 503]");
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..10 {
+        p.publish(publish(
+            "sensors/hall/temp",
+            format!(r#"{{"room":"hall","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    let got = ep.wait_for(10, Duration::from_secs(20));
+    let temps: Vec<i64> = got.iter().map(|r| body(r)["t"].as_i64().unwrap()).collect();
+    assert_eq!(temps, (0..10).collect::<Vec<i64>>());
+}
+
+#[test]
+fn acknowledged_messages_survive_sigkill_while_the_endpoint_is_down() {
+    let ep = Endpoint::start("[503, 503, 503, 503, 503]");
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..20 {
+        // Each PUBACK means: durable (broker store or bridge buffer).
+        p.publish(publish(
+            "sensors/attic/temp",
+            format!(r#"{{"room":"attic","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    let s = s.kill_and_restart();
+    let got = ep.wait_for(20, Duration::from_secs(20));
+    let mut temps: Vec<i64> = got.iter().map(|r| body(r)["t"].as_i64().unwrap()).collect();
+    temps.sort();
+    temps.dedup();
+    assert_eq!(
+        temps,
+        (0..20).collect::<Vec<i64>>(),
+        "every acknowledged message delivered (duplicates allowed)"
+    );
+    drop(s);
+}
+
+#[test]
+fn bad_bridge_config_names_the_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("b.toml");
+    std::fs::write(
+        &cfg,
+        "[[bridges]]\nname = \"broken\"\nfilters = [\"a/#\"]\ntransform = \".payload | {\"\n[bridges.sink]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(SLUICE)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bridges[0].transform") && err.contains("broken"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clients_cannot_take_a_bridge_session() {
+    let s = Sluice::start();
+    let mut raw = Raw::open(s.port, V5);
+    raw.send(&Packet::Connect(Box::new(connect_packet(
+        V5,
+        "$bridge/telemetry",
+        true,
+    ))));
+    match raw.until_closed().first() {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::ClientIdentifierNotValid),
+        other => panic!("{other:?}"),
+    }
+}
