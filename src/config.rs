@@ -294,6 +294,9 @@ pub struct Config {
     pub acl_file: Option<PathBuf>,
     /// Bridges to HTTP endpoints (Kafka comes next).
     pub bridges: Vec<BridgeConfig>,
+    /// A directory of bridge definitions, one TOML file per bridge (the
+    /// same keys as a `[[bridges]]` table), added to `bridges`.
+    pub bridges_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -313,6 +316,7 @@ impl Default for Config {
             password_file: None,
             acl_file: None,
             bridges: Vec::new(),
+            bridges_dir: None,
         }
     }
 }
@@ -346,10 +350,13 @@ impl Config {
             source_name: source_name.clone(),
             message: e.to_string(),
         })?;
-        let cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Load {
+        let mut cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Load {
             source_name: source_name.clone(),
             message: e.to_string(),
         })?;
+        if let Some(dir) = cfg.bridges_dir.clone() {
+            cfg.bridges.extend(load_bridges_dir(&dir)?);
+        }
         cfg.validate(&source_name)?;
         Ok(cfg)
     }
@@ -510,6 +517,34 @@ impl Config {
     }
 }
 
+/// Reads every `*.toml` in `dir` (in name order) as one bridge.
+fn load_bridges_dir(dir: &Path) -> Result<Vec<BridgeConfig>, ConfigError> {
+    let source_name = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::Load {
+        source_name: source_name.clone(),
+        message: format!("bridges_dir: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.display().to_string();
+            config::Config::builder()
+                .add_source(config::File::from(f).format(config::FileFormat::Toml))
+                .build()
+                .and_then(|c| c.try_deserialize::<BridgeConfig>())
+                .map_err(|e| ConfigError::Load {
+                    source_name: name,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -557,6 +592,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_packet_size"), "{err}");
+    }
+
+    #[test]
+    fn bridges_dir_adds_one_bridge_per_file_and_names_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = |name: &str| {
+            format!("name = \"{name}\"\nfilters = [\"a/#\"]\n[sink]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/x\"\n")
+        };
+        std::fs::write(dir.path().join("a.toml"), bridge("one")).unwrap();
+        std::fs::write(dir.path().join("b.toml"), bridge("two")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let c = load_str(&format!("bridges_dir = \"{}\"\n", dir.path().display())).unwrap();
+        let names: Vec<&str> = c.bridges.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["one", "two"]);
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "name = \"three\"\nfilterz = []\n",
+        )
+        .unwrap();
+        let err = load_str(&format!("bridges_dir = \"{}\"\n", dir.path().display()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("filterz"), "{err}");
     }
 
     #[test]

@@ -253,20 +253,72 @@ async fn intake(
         }
         // Append durably, retrying while the buffer is full (block policy):
         // meanwhile messages wait in the session queue, bounded by its limits.
+        append_all(&buffer, records, &slot, &name).await;
+        {
+            let mut state = slot.state.lock();
+            for p in &batch {
+                if let Some(id) = p.packet_id {
+                    state.on_puback(id);
+                }
+            }
+        }
+        slot.flush_journal(&store);
+        wake.notify_one();
+    }
+}
+
+/// Appends `records` in order, in chunks that fit the buffer. While the
+/// buffer is full (block policy) the bridge's session is marked saturated,
+/// which makes the broker push back on publishers; a record too large for
+/// the buffer even when empty goes to the dead letter file.
+async fn append_all(
+    buffer: &Arc<Mutex<Buffer>>,
+    records: Vec<Record>,
+    slot: &Arc<SessionSlot>,
+    name: &str,
+) {
+    let mut pending: std::collections::VecDeque<Vec<Record>> =
+        records.chunks(64).map(<[Record]>::to_vec).collect();
+    while let Some(chunk) = pending.pop_front() {
+        if chunk.is_empty() {
+            continue;
+        }
         loop {
-            let b = Arc::clone(&buffer);
-            let recs = records.clone();
-            let result = tokio::task::spawn_blocking(move || b.lock().append(&recs)).await;
-            match result {
+            let b = Arc::clone(buffer);
+            let recs = chunk.clone();
+            match tokio::task::spawn_blocking(move || b.lock().append(&recs)).await {
                 Ok(Ok(appended)) => {
+                    slot.set_saturated(false);
                     if appended.dropped_oldest > 0 {
                         tracing::warn!(bridge = %name, dropped = appended.dropped_oldest, "bridge buffer full: oldest records dropped");
                     }
                     break;
                 }
                 Ok(Err(BufferError::Full)) => {
-                    tracing::warn!(bridge = %name, "bridge buffer full: waiting for the sink");
+                    if !slot.is_saturated() {
+                        tracing::warn!(bridge = %name, "bridge buffer full: publishers to its topics get back-pressure");
+                    }
+                    slot.set_saturated(true);
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Err(BufferError::TooLarge { .. })) if chunk.len() > 1 => {
+                    // Smaller pieces, in order, ahead of the rest.
+                    for single in chunk.iter().rev() {
+                        pending.push_front(vec![single.clone()]);
+                    }
+                    break;
+                }
+                Ok(Err(BufferError::TooLarge { bytes, max_bytes })) => {
+                    tracing::warn!(bridge = %name, record = chunk[0].id, bytes, max_bytes, "record larger than the bridge buffer: dead-lettered");
+                    let path = buffer.lock().dead_letter_path();
+                    let line = serde_json::json!({
+                        "reason": format!("record of {bytes} bytes exceeds the buffer quota of {max_bytes}"),
+                        "record_id": chunk[0].id,
+                        "destination": chunk[0].destination,
+                        "at_ms": now_ms(),
+                    });
+                    let _ = append_line(&path, &line.to_string());
+                    break;
                 }
                 Ok(Err(e)) => {
                     tracing::error!(bridge = %name, error = %e, "bridge buffer write failed; retrying");
@@ -278,16 +330,6 @@ async fn intake(
                 }
             }
         }
-        {
-            let mut state = slot.state.lock();
-            for p in &batch {
-                if let Some(id) = p.packet_id {
-                    state.on_puback(id);
-                }
-            }
-        }
-        slot.flush_journal(&store);
-        wake.notify_one();
     }
 }
 

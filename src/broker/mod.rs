@@ -40,6 +40,11 @@ pub struct Published {
     /// Durable once everything this publish must keep is on disk: the
     /// publisher's PUBACK/PUBREC waits for it.
     pub ticket: Ticket,
+    /// A matching subscriber (a bridge with a full buffer and the `block`
+    /// policy) asks publishers to slow down.
+    pub saturated: bool,
+    /// Not routed at all: the caller asked to refuse when saturated.
+    pub refused: bool,
 }
 
 /// The store's copy of a message.
@@ -353,7 +358,14 @@ impl Broker {
     /// every matching subscription identifier. What must survive a crash
     /// (the retained copy, QoS 1/2 deliveries to persistent sessions) goes
     /// to the store first; the returned ticket says when it is durable.
-    pub fn publish(&self, mut message: Message) -> Published {
+    pub fn publish(&self, message: Message) -> Published {
+        self.publish_with(message, false)
+    }
+
+    /// As [`Broker::publish`]; with `refuse_if_saturated`, a message that
+    /// would reach a saturated subscriber is not routed at all (the caller
+    /// answers v5 0x97 quota exceeded and the publisher retries later).
+    pub fn publish_with(&self, mut message: Message, refuse_if_saturated: bool) -> Published {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         let mut targets: Vec<Target> = Vec::new();
         let mut index: HashMap<*const SessionSlot, usize> = HashMap::new();
@@ -405,6 +417,15 @@ impl Broker {
                     Access::Read,
                 )
             });
+        }
+        let saturated = targets.iter().any(|t| t.slot.is_saturated());
+        if saturated && refuse_if_saturated {
+            return Published {
+                matched: 0,
+                ticket: Ticket::default(),
+                saturated,
+                refused: true,
+            };
         }
         let store_on = self.store.is_enabled();
         let mut ops = Vec::new();
@@ -488,7 +509,12 @@ impl Broker {
         self.stats
             .messages_routed
             .fetch_add(matched as u64, Ordering::Relaxed);
-        Published { matched, ticket }
+        Published {
+            matched,
+            ticket,
+            saturated,
+            refused: false,
+        }
     }
 
     /// Highest QoS the broker grants.

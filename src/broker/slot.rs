@@ -52,6 +52,8 @@ pub struct SessionSlot {
     online: AtomicBool,
     /// Whether the session outlives its connection and is kept on disk.
     persistent: AtomicBool,
+    /// Set by a bridge whose buffer is full under the `block` policy.
+    saturated: AtomicBool,
     /// Next outbox key for deliveries persisted for this session.
     next_seq: AtomicU64,
     /// Held by the serving connection for its lifetime, so a takeover waits
@@ -69,6 +71,7 @@ impl SessionSlot {
             notify: Notify::new(),
             online: AtomicBool::new(false),
             persistent: AtomicBool::new(false),
+            saturated: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -89,6 +92,14 @@ impl SessionSlot {
     pub fn set_persistent(&self, persistent: bool) {
         self.persistent.store(persistent, Ordering::Release);
         self.state.lock().set_persistent(persistent);
+    }
+
+    pub fn is_saturated(&self) -> bool {
+        self.saturated.load(Ordering::Relaxed)
+    }
+
+    pub fn set_saturated(&self, saturated: bool) {
+        self.saturated.store(saturated, Ordering::Relaxed);
     }
 
     pub fn next_seq(&self) -> u64 {

@@ -531,12 +531,12 @@ impl Connection {
                 }
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                let matched = if routable { self.publish(message) } else { 0 };
-                let reason = if matched == 0 && self.version.is_v5() {
-                    ReasonCode::NoMatchingSubscribers
+                let matched = if routable {
+                    self.publish(message)
                 } else {
-                    ReasonCode::Success
+                    Some(0)
                 };
+                let reason = self.ack_reason(matched);
                 self.send(Packet::PubAck(Ack::with_reason(id, reason)));
             }
             (QoS::ExactlyOnce, Some(id)) => {
@@ -547,12 +547,16 @@ impl Connection {
                         // The incoming id and the message become durable together.
                         let ticket = self.slot.flush_journal(&self.store);
                         self.wait_for(ticket);
-                        let matched = if routable { self.publish(message) } else { 0 };
-                        let reason = if matched == 0 && self.version.is_v5() {
-                            ReasonCode::NoMatchingSubscribers
+                        let matched = if routable {
+                            self.publish(message)
                         } else {
-                            ReasonCode::Success
+                            Some(0)
                         };
+                        if matched.is_none() {
+                            // Refused: the flow ends here, the id is free again.
+                            self.slot.state.lock().on_pubrel(id);
+                        }
+                        let reason = self.ack_reason(matched);
                         self.send(Packet::PubRec(Ack::with_reason(id, reason)));
                     }
                     Ok(false) => self.send(Packet::PubRec(Ack::new(id))),
@@ -567,10 +571,29 @@ impl Connection {
     }
 
     /// Routes a message whose acknowledgement must wait for its durability.
-    fn publish(&mut self, message: Message) -> usize {
-        let published = self.broker.publish(message);
+    /// `None` when refused because a subscriber (a full bridge) asks
+    /// publishers to slow down: v5 QoS 1/2 publishers are told 0x97 and
+    /// retry; others are routed and paused briefly (back-pressure).
+    fn publish(&mut self, message: Message) -> Option<usize> {
+        let refuse = self.version.is_v5() && message.qos != QoS::AtMostOnce;
+        let published = self.broker.publish_with(message, refuse);
+        if published.saturated {
+            let until = Instant::now() + Duration::from_millis(100);
+            self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        }
+        if published.refused {
+            return None;
+        }
         self.wait_for(published.ticket);
-        published.matched
+        Some(published.matched)
+    }
+
+    fn ack_reason(&self, matched: Option<usize>) -> ReasonCode {
+        match matched {
+            None => ReasonCode::QuotaExceeded,
+            Some(0) if self.version.is_v5() => ReasonCode::NoMatchingSubscribers,
+            Some(_) => ReasonCode::Success,
+        }
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Exit> {

@@ -52,11 +52,15 @@ impl Endpoint {
         all.into_iter().filter(|r| r["answer"] == 200).collect()
     }
 
+    /// Waits until `n` distinct bodies were delivered (resends after a crash
+    /// are duplicates and do not count).
     fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             let got = self.delivered();
-            if got.len() >= n || Instant::now() > deadline {
+            let distinct: std::collections::HashSet<&str> =
+                got.iter().filter_map(|r| r["body"].as_str()).collect();
+            if distinct.len() >= n || Instant::now() > deadline {
                 return got;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -212,4 +216,39 @@ fn clients_cannot_take_a_bridge_session() {
         Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::ClientIdentifierNotValid),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn full_bridge_buffer_pushes_back_on_v5_publishers_with_0x97() {
+    // The endpoint is down for good; the buffer holds 64 KiB.
+    let ep = Endpoint::start(&format!("[{}]", vec!["503"; 2000].join(",")));
+    let cfg = bridge_config(ep.port)
+        .replace("timeout_secs = 2", "timeout_secs = 2\n")
+        .replace(
+            "filters = [\"sensors/#\"]",
+            "filters = [\"sensors/#\"]\nmax_bytes = 65536\nfull_policy = \"block\"",
+        );
+    let s = Sluice::start_config(&cfg);
+    let (mut p, _) = Raw::connect(s.port, V5, "flood", true);
+    // The transform keeps `room`, so each buffered record is ~2 KB.
+    let payload = format!(r#"{{"room":"{}","temp":1}}"#, "p".repeat(2000));
+    let mut refused = false;
+    for i in 1..=400u16 {
+        p.send(&Packet::Publish(publish(
+            "sensors/x/t",
+            payload.as_bytes(),
+            QoS::AtLeastOnce,
+            i,
+        )));
+        match p.recv() {
+            Some(Packet::PubAck(a)) if a.reason == ReasonCode::QuotaExceeded => {
+                refused = true;
+                break;
+            }
+            Some(Packet::PubAck(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused, "no 0x97 although the bridge buffer is full");
+    assert!(s.log_lines().join("\n").contains("back-pressure"));
 }
