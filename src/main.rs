@@ -118,8 +118,13 @@ fn main() -> ExitCode {
     if let Some(bind) = cli.bind {
         config.listeners = vec![ListenerConfig::tcp(bind)];
     }
-    let filter =
-        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    // The storage engine's own info lines are noise to an operator.
+    let level = if config.log_level.contains("fjall") || config.log_level.contains("lsm_tree") {
+        config.log_level.clone()
+    } else {
+        format!("{},fjall=warn,lsm_tree=warn", config.log_level)
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&level));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
