@@ -63,6 +63,19 @@ pub fn start_all(
     broker: &Arc<Broker>,
     data_dir: &Path,
 ) -> Result<Vec<BridgeHandle>, BridgeStartError> {
+    // A bridge removed from the configuration leaves its session behind
+    // (restored from the store); it would collect messages forever.
+    for id in broker.session_ids() {
+        let Some(name) = id.strip_prefix(CLIENT_ID_PREFIX) else {
+            continue;
+        };
+        if !broker.config.bridges.iter().any(|b| b.name == name) {
+            if let Some(slot) = broker.find_session(&id) {
+                tracing::info!(bridge = %name, "bridge no longer configured: its session is removed (its buffer directory stays)");
+                broker.remove_session(&slot);
+            }
+        }
+    }
     let mut out = Vec::new();
     for b in &broker.config.bridges {
         out.push(start(broker, b, data_dir)?);

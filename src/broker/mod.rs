@@ -184,6 +184,11 @@ impl Broker {
         self.retained.read().len()
     }
 
+    /// Every session's client id (for housekeeping, not the hot path).
+    pub fn session_ids(&self) -> Vec<ByteString> {
+        self.sessions.lock().keys().cloned().collect()
+    }
+
     pub fn find_session(&self, client_id: &ByteString) -> Option<Arc<SessionSlot>> {
         self.sessions.lock().get(client_id).cloned()
     }

@@ -252,3 +252,50 @@ fn full_bridge_buffer_pushes_back_on_v5_publishers_with_0x97() {
     assert!(refused, "no 0x97 although the bridge buffer is full");
     assert!(s.log_lines().join("\n").contains("back-pressure"));
 }
+
+#[test]
+fn removing_a_bridge_from_the_config_removes_its_session() {
+    let ep = Endpoint::start("[]");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // Starts the broker on `config`, returns its log up to "sluice started",
+    // then stops it gracefully (SIGTERM).
+    let run = |config: &Path| {
+        let mut child = Command::new(SLUICE)
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(&store)
+            .env("RUST_LOG", "sluice=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        let stderr = child.stderr.take().unwrap();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("sluice started");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        lines.join("\n")
+    };
+    let with_bridge = dir.path().join("with.toml");
+    std::fs::write(&with_bridge, bridge_config(ep.port)).unwrap();
+    let first = run(&with_bridge);
+    assert!(first.contains("bridge started"), "{first}");
+    let without = dir.path().join("without.toml");
+    std::fs::write(&without, "[[listeners]]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let second = run(&without);
+    assert!(second.contains("bridge no longer configured"), "{second}");
+    let third = run(&without);
+    assert!(
+        !third.contains("bridge no longer configured"),
+        "session was not removed: {third}"
+    );
+}
