@@ -266,12 +266,25 @@ pub struct BridgeConfig {
     pub sink: BridgeSinkConfig,
 }
 
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable text (colours on a terminal).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// tracing filter, e.g. "info" or "sluice=debug".
     pub log_level: String,
+    /// "human" (default) or "json".
+    pub log_format: LogFormat,
     pub listeners: Vec<ListenerConfig>,
     pub limits: Limits,
     /// Accept clients without credentials.
@@ -303,6 +316,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             log_level: "info".into(),
+            log_format: LogFormat::Human,
             listeners: vec![ListenerConfig::tcp(SocketAddr::from((
                 [127, 0, 0, 1],
                 1883,

@@ -10,6 +10,7 @@ mod clients_rumqttc;
 mod connect;
 mod load_generator;
 mod malformed;
+mod operations;
 mod persistence;
 mod publish_qos;
 mod retain;
