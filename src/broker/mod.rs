@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -90,7 +91,7 @@ pub struct Broker {
     pub stats: Stats,
     started: Instant,
     store: Store,
-    access: RwLock<Arc<AccessControl>>,
+    access: ArcSwap<AccessControl>,
 }
 
 impl Broker {
@@ -106,18 +107,19 @@ impl Broker {
             stats: Stats::default(),
             started: Instant::now(),
             store,
-            access: RwLock::new(Arc::new(AccessControl::default())),
+            access: ArcSwap::from_pointee(AccessControl::default()),
         })
     }
 
-    /// The current password file and ACL.
-    pub fn access(&self) -> Arc<AccessControl> {
-        Arc::clone(&self.access.read())
+    /// The current password file and ACL. A lock-free load: every publish
+    /// consults it, so a shared lock here would serialize the publish path.
+    pub fn access(&self) -> arc_swap::Guard<Arc<AccessControl>> {
+        self.access.load()
     }
 
     /// Installs new access rules (at startup and on reload).
     pub fn set_access(&self, access: AccessControl) {
-        *self.access.write() = Arc::new(access);
+        self.access.store(Arc::new(access));
     }
 
     /// Re-reads the password and ACL files; on error the old rules stay.
