@@ -247,7 +247,6 @@ async fn intake(
         }
         let mut next_id = buffer.lock().next_id();
         let mut records: Vec<Record> = Vec::with_capacity(batch.len());
-        let mut failures: Vec<(String, String)> = Vec::new();
         for p in &batch {
             match transform.apply(&input_of(p), next_id) {
                 Ok(Some(r)) => {
@@ -255,14 +254,23 @@ async fn intake(
                     next_id += 1;
                 }
                 Ok(None) => {}
-                Err(e) => failures.push((p.topic.to_string(), e.to_string())),
+                Err(e) => {
+                    tracing::warn!(bridge = %name, topic = %p.topic, reason = %e, "message not bridged: transform failed");
+                    // The input as it came, so it can be replayed by hand.
+                    let raw = Record {
+                        id: 0,
+                        destination: String::new(),
+                        key: None,
+                        payload: p.payload.clone(),
+                        headers: vec![(
+                            "mqtt-topic".into(),
+                            bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
+                        )],
+                        timestamp_ms: now_ms(),
+                    };
+                    dead_letter(&buffer, raw, format!("transform failed: {e}"), &name).await;
+                }
             }
-        }
-        for (topic, reason) in &failures {
-            tracing::warn!(bridge = %name, %topic, %reason, "message not bridged: transform failed");
-            let path = buffer.lock().dead_letter_path();
-            let line = serde_json::json!({ "reason": reason, "topic": topic, "at_ms": now_ms() });
-            let _ = append_line(&path, &line.to_string());
         }
         // Append durably, retrying while the buffer is full (block policy):
         // meanwhile messages wait in the session queue, bounded by its limits.
@@ -322,15 +330,9 @@ async fn append_all(
                     break;
                 }
                 Ok(Err(BufferError::TooLarge { bytes, max_bytes })) => {
-                    tracing::warn!(bridge = %name, record = chunk[0].id, bytes, max_bytes, "record larger than the bridge buffer: dead-lettered");
-                    let path = buffer.lock().dead_letter_path();
-                    let line = serde_json::json!({
-                        "reason": format!("record of {bytes} bytes exceeds the buffer quota of {max_bytes}"),
-                        "record_id": chunk[0].id,
-                        "destination": chunk[0].destination,
-                        "at_ms": now_ms(),
-                    });
-                    let _ = append_line(&path, &line.to_string());
+                    let reason =
+                        format!("record of {bytes} bytes exceeds the buffer quota of {max_bytes}");
+                    dead_letter(buffer, chunk[0].clone(), reason, name).await;
                     break;
                 }
                 Ok(Err(e)) => {
@@ -346,13 +348,16 @@ async fn append_all(
     }
 }
 
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(f, "{line}")
+/// A record that never enters the log goes to the buffer's dead-letter
+/// file, in the buffer's own format.
+async fn dead_letter(buffer: &Arc<Mutex<Buffer>>, record: Record, reason: String, name: &str) {
+    tracing::warn!(bridge = %name, %reason, "record dead-lettered");
+    let b = Arc::clone(buffer);
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || b.lock().dead_letter_record(&record, &reason)).await
+    {
+        tracing::error!(bridge = %name, error = %e, "dead-letter write failed");
+    }
 }
 
 /// Drains the buffer into the sink, in order. Retryable failures back off

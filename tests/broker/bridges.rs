@@ -299,3 +299,48 @@ fn removing_a_bridge_from_the_config_removes_its_session() {
         "session was not removed: {third}"
     );
 }
+
+#[test]
+fn payload_the_transform_refuses_goes_to_the_dead_letter_file() {
+    let ep = Endpoint::start("[]");
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    p.publish(publish(
+        "sensors/bad/temp",
+        b"not json",
+        QoS::AtLeastOnce,
+        1,
+    ));
+    p.publish(publish(
+        "sensors/good/temp",
+        br#"{"room":"good","temp":1}"#,
+        QoS::AtLeastOnce,
+        2,
+    ));
+    assert_eq!(
+        ep.wait_for(1, Duration::from_secs(10)).len(),
+        1,
+        "the good one still goes through"
+    );
+    let file = s
+        .data
+        .path()
+        .join("store/bridges/telemetry/dead-letter.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a dead-letter line")).unwrap();
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("transform failed"),
+        "{line}"
+    );
+    assert_eq!(line["record"]["payload"]["utf8"], "not json", "{line}");
+    assert!(
+        line["record"]["headers"]
+            .to_string()
+            .contains("sensors/bad/temp"),
+        "{line}"
+    );
+}

@@ -447,6 +447,31 @@ impl Buffer {
     /// Moves the first record (of the last `peek`) to `dir/dead-letter.jsonl`
     /// with `reason`, then acknowledges it. A crash in between may write
     /// the line twice.
+    /// Writes `record` straight to the dead-letter file, in the same format
+    /// as [`Buffer::dead_letter`], for records that never entered the log
+    /// (a payload the transform refused, a record larger than the quota).
+    pub fn dead_letter_record(&mut self, record: &Record, reason: &str) -> Result<(), BufferError> {
+        self.write_dead_letter(&dead_letter::line(record, reason))
+    }
+
+    fn write_dead_letter(&mut self, line: &[u8]) -> Result<(), BufferError> {
+        let path = self.dead_letter_path();
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.write_all(line).map_err(io_err("write", &path))?;
+        if self.config.fsync {
+            file.sync_data().map_err(io_err("fsync", &path))?;
+            if created {
+                self.sync_dir()?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn dead_letter(&mut self, reason: &str) -> Result<(), BufferError> {
         if self.shift > 0 {
             // DropOldest already removed the record the sink refused.
@@ -459,20 +484,7 @@ impl Buffer {
         };
         let id = record.id;
         let line = dead_letter::line(record, reason);
-        let path = self.dead_letter_path();
-        let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        file.write_all(&line).map_err(io_err("write", &path))?;
-        if self.config.fsync {
-            file.sync_data().map_err(io_err("fsync", &path))?;
-            if created {
-                self.sync_dir()?;
-            }
-        }
+        self.write_dead_letter(&line)?;
         self.ack_front(1)?;
         self.peeked = self.peeked.saturating_sub(1);
         tracing::warn!(
