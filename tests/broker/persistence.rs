@@ -17,6 +17,14 @@ fn persistent(v: ProtocolVersion, id: &str) -> Connect {
     c
 }
 
+/// A persistent session subscribed to `filter`, then offline: what it is
+/// owed must wait in the store.
+fn park_subscriber(port: u16, v: ProtocolVersion, id: &str, filter: &str, qos: QoS) {
+    let (mut c, _) = Raw::connect_with(port, persistent(v, id));
+    c.subscribe(1, &[(filter, sub_opts(qos))]);
+    c.disconnect();
+}
+
 fn restart(s: Sluice, kill: bool) -> Sluice {
     if kill {
         s.kill_and_restart()
@@ -138,9 +146,7 @@ fn outgoing_qos2_in_each_state_resumes_after_kill() {
 #[test]
 fn incoming_qos2_is_exactly_once_across_kill() {
     let s = Sluice::start();
-    let (mut sub, _) = Raw::connect_with(s.port, persistent(V5, "once-sub"));
-    sub.subscribe(1, &[("once", sub_opts(QoS::ExactlyOnce))]);
-    sub.disconnect();
+    park_subscriber(s.port, V5, "once-sub", "once", QoS::ExactlyOnce);
     let (mut p, _) = Raw::connect_with(s.port, persistent(V5, "once-pub"));
     let mut m = publish("once", b"only-once", QoS::ExactlyOnce, 7);
     p.send(&Packet::Publish(m.clone()));
@@ -164,9 +170,7 @@ fn incoming_qos2_is_exactly_once_across_kill() {
 #[test]
 fn pending_will_delay_survives_kill() {
     let s = Sluice::start();
-    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V5, "watcher"));
-    watcher.subscribe(1, &[("wills/#", sub_opts(QoS::AtLeastOnce))]);
-    watcher.disconnect();
+    park_subscriber(s.port, V5, "watcher", "wills/#", QoS::AtLeastOnce);
     let mut c = persistent(V5, "dying");
     let will_props = Properties {
         will_delay_interval: Some(1),
@@ -192,9 +196,7 @@ fn pending_will_delay_survives_kill() {
 #[test]
 fn connected_client_at_crash_gets_its_will_after_restart() {
     let s = Sluice::start();
-    let (mut watcher, _) = Raw::connect_with(s.port, persistent(V4, "w2"));
-    watcher.subscribe(1, &[("lost", sub_opts(QoS::AtLeastOnce))]);
-    watcher.disconnect();
+    park_subscriber(s.port, V4, "w2", "lost", QoS::AtLeastOnce);
     let mut c = persistent(V4, "victim");
     c.will = Some(Will {
         topic: "lost".into(),
@@ -282,9 +284,7 @@ fn acknowledged_qos1_messages_survive_repeated_sigkill() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let mut s = Sluice::start();
-    let (mut sub, _) = Raw::connect_with(s.port, persistent(V4, "crash-sub"));
-    sub.subscribe(1, &[("crash/t", sub_opts(QoS::AtLeastOnce))]);
-    sub.disconnect();
+    park_subscriber(s.port, V4, "crash-sub", "crash/t", QoS::AtLeastOnce);
     let mut acked = BTreeSet::new();
     let mut next: u32 = 0;
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
