@@ -146,13 +146,16 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     match ctx.protocol {
         ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None)).await,
         ListenerProtocol::Ws => {
-            match tokio::time::timeout(timeout, websocket::accept(stream, &ctx.ws_path, max_frame))
-                .await
-            {
-                Ok(Ok(ws)) => connection::run(broker, ws, peer, origin(None)).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
-                Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
-            }
+            over_websocket(
+                broker,
+                stream,
+                peer,
+                origin(None),
+                &ctx.ws_path,
+                timeout,
+                max_frame,
+            )
+            .await;
         }
         ListenerProtocol::Tls | ListenerProtocol::Wss => {
             let Some(tls) = ctx.tls.as_ref() else {
@@ -175,13 +178,36 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
                 connection::run(broker, stream, peer, origin(identity)).await;
                 return;
             }
-            match tokio::time::timeout(timeout, websocket::accept(stream, &ctx.ws_path, max_frame))
-                .await
-            {
-                Ok(Ok(ws)) => connection::run(broker, ws, peer, origin(identity)).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
-                Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
-            }
+            over_websocket(
+                broker,
+                stream,
+                peer,
+                origin(identity),
+                &ctx.ws_path,
+                timeout,
+                max_frame,
+            )
+            .await;
         }
+    }
+}
+
+/// Completes the WebSocket upgrade (under the connect timeout) on any
+/// stream, plain or TLS, then serves MQTT over it.
+async fn over_websocket<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    origin: Origin,
+    path: &str,
+    timeout: Duration,
+    max_frame: usize,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match tokio::time::timeout(timeout, websocket::accept(stream, path, max_frame)).await {
+        Ok(Ok(ws)) => connection::run(broker, ws, peer, origin).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
+        Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
     }
 }
