@@ -9,12 +9,17 @@
 //! - `config`: the TOML/env configuration with validation.
 //! - `auth`: mosquitto-compatible password and ACL files.
 //! - `store`: the durable journal (fjall) behind sessions and retained messages.
+//! - `bridge`: bridges to Kafka and HTTP inside the broker.
+//! - `admin`: the admin HTTP listener (metrics, health, REST API).
+//! - `ops`: `$SYS` topics, process statistics, configuration reloads.
 
+pub mod admin;
 pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod ops;
 pub mod server;
 pub mod session;
 pub mod store;

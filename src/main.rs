@@ -2,15 +2,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice::admin::{self, AdminState};
+use sluice::bridge::Bridges;
 use sluice::broker::{AccessControl, Broker};
 use sluice::config::{Config, ListenerConfig, LogFormat};
+use sluice::ops::reload::{Reloader, SetLogLevel};
+use sluice::ops::sys_topics;
 use sluice::server;
-use sluice::server::ListenerCtx;
 use sluice::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +35,10 @@ struct Cli {
     /// Keep everything in memory only (overrides `persistence`).
     #[arg(long)]
     in_memory: bool,
+    /// Serve the admin API (metrics, health, REST) on this address instead
+    /// of `admin.bind` (e.g. 127.0.0.1:0).
+    #[arg(long)]
+    admin_bind: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -118,28 +126,53 @@ fn main() -> ExitCode {
     if let Some(bind) = cli.bind {
         config.listeners = vec![ListenerConfig::tcp(bind)];
     }
-    // The storage engine's own info lines are noise to an operator.
-    let level = if config.log_level.contains("fjall") || config.log_level.contains("lsm_tree") {
-        config.log_level.clone()
+    // An empty RUST_LOG counts as unset.
+    let log_from_env = std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
+    let filter = if log_from_env {
+        EnvFilter::try_from_env("RUST_LOG")
+            .unwrap_or_else(|_| EnvFilter::new(with_quiet_storage(&config.log_level)))
     } else {
-        format!("{},fjall=warn,lsm_tree=warn", config.log_level)
+        EnvFilter::new(with_quiet_storage(&config.log_level))
     };
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&level));
     use std::io::IsTerminal;
-    match config.log_format {
-        LogFormat::Human => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
+    let set_log_level: SetLogLevel = match config.log_format {
+        LogFormat::Human => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |level: &str| {
+                let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
+                handle.reload(f).map_err(|e| e.to_string())
+            })
+        }
         // One JSON object per line, for log collectors.
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_current_span(true)
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |level: &str| {
+                let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
+                handle.reload(f).map_err(|e| e.to_string())
+            })
+        }
+    };
+    if let Some(addr) = cli.admin_bind {
+        config.admin.bind = addr;
     }
+    let logging = Logging {
+        set_log_level,
+        from_env: log_from_env,
+        config_file: cli.config.clone(),
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,7 +184,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, logging)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "broker stopped");
@@ -161,7 +194,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+/// The storage engine's own info lines are noise to an operator.
+fn with_quiet_storage(level: &str) -> String {
+    if level.contains("fjall") || level.contains("lsm_tree") {
+        level.to_owned()
+    } else {
+        format!("{level},fjall=warn,lsm_tree=warn")
+    }
+}
+
+/// How the running log filter can be changed, and where the configuration
+/// came from (for reloads).
+struct Logging {
+    set_log_level: SetLogLevel,
+    from_env: bool,
+    config_file: Option<PathBuf>,
+}
+
+async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     let (store, recovered) = if config.persistence {
         let started = std::time::Instant::now();
         let (store, recovered) =
@@ -188,6 +238,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener_configs = config.listeners.clone();
     let allow_anonymous = config.allow_anonymous;
+    let initial_level = config.log_level.clone();
     let broker = Broker::new(config, store.clone());
     broker.set_access(access);
     if let Some(recovered) = recovered {
@@ -205,30 +256,74 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "state recovered"
         );
     }
-    let data_dir = broker.config.data_dir.clone();
-    let bridges = sluice::bridge::start_all(&broker, &data_dir)?;
+    let cfg = &broker.config;
+    let bridges = Bridges::start_all(&broker, &cfg.bridges, &cfg.data_dir).await?;
     let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
     for l in &listeners {
         let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
         tracing::info!(protocol, %addr, "listening");
     }
-    let contexts: Vec<Arc<ListenerCtx>> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
-    tokio::spawn(reload_on_sighup(Arc::clone(&broker), contexts));
+    broker.set_listeners(listeners.iter().map(|l| Arc::clone(&l.ctx)).collect());
+    let reloader = Arc::new(Reloader::new(
+        logging.config_file,
+        Arc::clone(&broker),
+        Arc::clone(&bridges),
+        logging.set_log_level,
+        initial_level,
+        logging.from_env,
+    ));
+    let admin = if cfg.admin.enabled {
+        let listener = admin::bind(&cfg.admin).await?;
+        let state = AdminState::new(
+            &cfg.admin,
+            Arc::clone(&broker),
+            Arc::clone(&bridges),
+            Arc::clone(&reloader),
+        )?;
+        state.ready.store(true, Ordering::Release);
+        let scheme = if cfg.admin.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(protocol = "admin", addr = %listener.addr, scheme, "admin API listening");
+        tokio::spawn(admin::serve(listener, Arc::clone(&state)));
+        Some(state)
+    } else {
+        None
+    };
+    if cfg.sys_interval > 0 {
+        tokio::spawn(sys_topics::run(
+            Arc::clone(&broker),
+            Duration::from_secs(cfg.sys_interval),
+        ));
+    }
+    tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
+    let drain_timeout = Duration::from_secs(cfg.drain_timeout_secs);
     // Keep the broker alive until the store is closed: tearing down its
     // memory releases messages, which must not read as deletions.
     let keep_alive = Arc::clone(&broker);
-    server::serve(broker, listeners, shutdown_signal(), Duration::from_secs(5)).await;
+    let (first_signal, second_signal) = signals(store.clone());
+    server::serve(broker, listeners, first_signal, Duration::from_secs(5)).await;
+    if let Some(state) = &admin {
+        state.ready.store(false, Ordering::Release);
+    }
+    let left = bridges.drain(drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(records = left, "bridges could not deliver everything before the drain timeout; the rest stays buffered for the next start");
+    }
+    bridges.stop_all().await;
     store.close();
+    drop(second_signal);
     drop(keep_alive);
-    drop(bridges);
     tracing::info!("store closed");
     Ok(())
 }
 
-/// SIGHUP re-reads the password file, the ACL and TLS certificates. A file
-/// that fails to load leaves the running rules in place.
-async fn reload_on_sighup(broker: Arc<Broker>, listeners: Vec<Arc<ListenerCtx>>) {
+/// SIGHUP reloads what can change without a restart. A reload that fails
+/// leaves the running configuration in place.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -236,32 +331,49 @@ async fn reload_on_sighup(broker: Arc<Broker>, listeners: Vec<Arc<ListenerCtx>>)
             return;
         };
         while hup.recv().await.is_some() {
-            match broker.reload_access() {
-                Ok(()) => tracing::info!("password file and ACL reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed; the previous rules stay in force")
-                }
-            }
-            for l in &listeners {
-                if let Some(tls) = &l.tls {
-                    match tls.reload() {
-                        Ok(()) => tracing::info!(listener = %l.addr, "TLS certificates reloaded"),
-                        Err(e) => {
-                            tracing::error!(listener = %l.addr, error = %e, "TLS reload failed; the previous certificates stay")
-                        }
-                    }
-                }
+            if let Err(e) = reloader.reload().await {
+                tracing::error!(error = %e, "reload failed; the running configuration stays");
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (broker, listeners);
+        let _ = reloader;
     }
 }
 
+/// The first SIGINT/SIGTERM starts a graceful shutdown (the returned
+/// future resolves); a second one exits at once, after writing what the
+/// store holds so far (everything acknowledged is already durable).
+fn signals(
+    store: Store,
+) -> (
+    impl std::future::Future<Output = ()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(());
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        let closing = std::thread::spawn(move || store.close());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !closing.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::process::exit(1);
+    });
+    (
+        async move {
+            let _ = rx.await;
+        },
+        watcher,
+    )
+}
+
 /// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

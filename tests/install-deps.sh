@@ -18,3 +18,11 @@ fi
 if ! python3 -c 'import paho.mqtt, pytest' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3' 'pytest>=7'
 fi
+
+# tansu, a Kafka-protocol broker written in Rust, is the Kafka peer of the
+# bridge tests (no JVM or Maven here). Its default features have no storage
+# engine; `dynostore` brings the in-memory one. About 15 minutes to build
+# once; skipped when the right version is already on PATH.
+if ! tansu --version 2>/dev/null | grep -q '^tansu 0\.6\.0$'; then
+    cargo install tansu --version 0.6.0 --locked --features dynostore
+fi

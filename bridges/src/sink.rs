@@ -25,4 +25,12 @@ pub trait Sink: Send {
 
     /// A short name for logs and metrics ("http", "kafka").
     fn kind(&self) -> &'static str;
+
+    /// How many records the delivery loop hands to one `send`. A sink that
+    /// pipelines records (Kafka) wants large batches to amortise the wait for
+    /// acknowledgements; one that sends records one by one gains nothing
+    /// from them, and a failed batch is resent whole.
+    fn max_batch(&self) -> usize {
+        100
+    }
 }

@@ -6,24 +6,37 @@
 //! buffer and only then acknowledges them to the session; the delivery task
 //! drains the buffer into the sink, resending from the first record not
 //! acknowledged by the far side.
+//!
+//! Layout: `running` (one bridge's shared state, pause and stop), `intake`,
+//! `delivery`, `sinks` (HTTP or Kafka from the configuration), `stats`
+//! (counters and the status the admin API shows). This file starts, stops
+//! and reloads the set of bridges.
 
-use std::path::Path;
+mod delivery;
+mod intake;
+mod running;
+mod sinks;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use sluice_bridges::buffer::{Buffer, BufferConfig, BufferError};
-use sluice_bridges::http::{HttpSink, HttpSinkConfig};
+use sluice_bridges::buffer::{Buffer, BufferConfig};
 use sluice_bridges::transform::{Escape, Transform, TransformConfig, TransformError};
-use sluice_bridges::{Input, Record, Sink, SinkError};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+
+pub use running::{RunningBridge, Shared};
+pub use sinks::AnySink;
+pub use stats::{BridgeStats, BridgeStatus};
 
 use crate::broker::{Broker, SessionSlot, Subscription};
-use crate::codec::{ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions};
-use crate::config::{BridgeConfig, BridgeSinkConfig};
+use crate::codec::{ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
+use crate::config::{BridgeAck, BridgeConfig, BridgeSinkConfig};
 use crate::session::NEVER;
-use crate::store::now_ms;
 use crate::topic::TopicFilter;
 
 /// Client ids with this prefix belong to bridges; clients may not use them.
@@ -32,8 +45,9 @@ pub const CLIENT_ID_PREFIX: &str = "$bridge/";
 /// Compiles a bridge's transform as configured (also used to validate the
 /// configuration before anything starts).
 pub fn compile_transform(b: &BridgeConfig) -> Result<Transform, TransformError> {
-    let (destination, escape) = match &b.sink {
-        BridgeSinkConfig::Http { url, .. } => (url.clone(), Escape::Url),
+    let (destination, escape, key) = match &b.sink {
+        BridgeSinkConfig::Http { url, .. } => (url.clone(), Escape::Url, None),
+        BridgeSinkConfig::Kafka { topic, key, .. } => (topic.clone(), Escape::None, key.clone()),
     };
     Transform::compile(&TransformConfig {
         expression: b.transform.clone(),
@@ -42,14 +56,8 @@ pub fn compile_transform(b: &BridgeConfig) -> Result<Transform, TransformError> 
         max_depth: sluice_bridges::transform::DEFAULT_MAX_DEPTH,
         destination,
         destination_escape: escape,
-        key: None,
+        key,
     })
-}
-
-/// A running bridge, for status reporting.
-pub struct BridgeHandle {
-    pub name: String,
-    pub buffer: Arc<Mutex<Buffer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,85 +66,222 @@ pub enum BridgeStartError {
     Setup { name: String, message: String },
 }
 
-/// Opens every configured bridge's buffer and session and starts its tasks.
-pub fn start_all(
-    broker: &Arc<Broker>,
-    data_dir: &Path,
-) -> Result<Vec<BridgeHandle>, BridgeStartError> {
-    // A bridge removed from the configuration leaves its session behind
-    // (restored from the store); it would collect messages forever.
-    for id in broker.session_ids() {
-        let Some(name) = id.strip_prefix(CLIENT_ID_PREFIX) else {
-            continue;
-        };
-        if !broker.config.bridges.iter().any(|b| b.name == name) {
-            if let Some(slot) = broker.find_session(&id) {
-                tracing::info!(bridge = %name, "bridge no longer configured: its session is removed (its buffer directory stays)");
-                broker.remove_session(&slot);
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BridgeChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+/// The running bridges, by name.
+pub struct Bridges {
+    broker: Arc<Broker>,
+    data_dir: PathBuf,
+    running: tokio::sync::Mutex<Vec<RunningBridge>>,
+    /// The same bridges' shared state, readable without awaiting (metrics).
+    shared: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+impl Bridges {
+    /// Opens every configured bridge's buffer and session and starts its
+    /// tasks. A bridge removed from the configuration leaves its session
+    /// behind in the store (it would collect messages forever): it is
+    /// removed; its buffer directory stays.
+    pub async fn start_all(
+        broker: &Arc<Broker>,
+        configs: &[BridgeConfig],
+        data_dir: &Path,
+    ) -> Result<Arc<Bridges>, BridgeStartError> {
+        for id in broker.session_ids() {
+            let Some(name) = id.strip_prefix(CLIENT_ID_PREFIX) else {
+                continue;
+            };
+            if !configs.iter().any(|b| b.name == name) {
+                remove_bridge_session(broker, name);
             }
         }
+        let bridges = Arc::new(Bridges {
+            broker: Arc::clone(broker),
+            data_dir: data_dir.to_path_buf(),
+            running: tokio::sync::Mutex::new(Vec::new()),
+            shared: Mutex::new(HashMap::new()),
+        });
+        {
+            let mut running = bridges.running.lock().await;
+            for b in configs {
+                let r = start(broker, b, data_dir)?;
+                bridges
+                    .shared
+                    .lock()
+                    .insert(b.name.clone(), Arc::clone(&r.shared));
+                running.push(r);
+            }
+        }
+        Ok(bridges)
     }
-    let mut out = Vec::new();
-    for b in &broker.config.bridges {
-        out.push(start(broker, b, data_dir)?);
+
+    /// Status of every bridge, by name.
+    pub fn statuses(&self) -> Vec<BridgeStatus> {
+        let mut out: Vec<BridgeStatus> = self.shared.lock().values().map(|s| s.status()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
-    Ok(out)
+
+    pub fn status(&self, name: &str) -> Option<BridgeStatus> {
+        self.shared.lock().get(name).map(|s| s.status())
+    }
+
+    /// Pauses (true) or resumes delivery of one bridge; false if unknown.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> bool {
+        let running = self.running.lock().await;
+        match running.iter().find(|r| r.name() == name) {
+            Some(r) if paused => {
+                r.pause();
+                tracing::info!(bridge = %name, "bridge paused");
+                true
+            }
+            Some(r) => {
+                r.resume();
+                tracing::info!(bridge = %name, "bridge resumed");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Brings the running set in line with `configs`: new bridges start,
+    /// removed ones stop (their session goes, their buffer stays on disk),
+    /// changed ones restart on the same buffer so nothing buffered is lost.
+    /// Every new bridge is built before anything stops, so a bad definition
+    /// leaves the running set untouched.
+    pub async fn reload(&self, configs: &[BridgeConfig]) -> Result<BridgeChanges, String> {
+        let mut running = self.running.lock().await;
+        let mut changes = BridgeChanges::default();
+        for b in configs {
+            compile_transform(b).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
+            AnySink::build(&b.sink).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
+        }
+        let old: Vec<RunningBridge> = std::mem::take(&mut *running);
+        let mut keep = Vec::new();
+        for r in old {
+            match configs.iter().find(|c| c.name == r.name()) {
+                Some(c) if *c == r.shared.config => keep.push(r),
+                Some(_) => {
+                    changes.restarted.push(r.name().to_owned());
+                    r.stop().await;
+                }
+                None => {
+                    let name = r.name().to_owned();
+                    r.stop().await;
+                    remove_bridge_session(&self.broker, &name);
+                    self.shared.lock().remove(&name);
+                    changes.removed.push(name);
+                }
+            }
+        }
+        for c in configs {
+            if keep.iter().any(|r| r.name() == c.name) {
+                continue;
+            }
+            if !changes.restarted.contains(&c.name) {
+                changes.added.push(c.name.clone());
+            }
+            match start(&self.broker, c, &self.data_dir) {
+                Ok(r) => {
+                    self.shared
+                        .lock()
+                        .insert(c.name.clone(), Arc::clone(&r.shared));
+                    keep.push(r);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "bridge could not start after reload");
+                }
+            }
+        }
+        *running = keep;
+        Ok(changes)
+    }
+
+    /// Waits until every bridge has delivered everything it holds, or
+    /// `timeout` passes; returns the records still buffered.
+    pub async fn drain(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let shared: Vec<Arc<Shared>> = self.shared.lock().values().cloned().collect();
+        loop {
+            if shared.iter().all(|s| s.is_drained()) {
+                return 0;
+            }
+            if Instant::now() >= deadline {
+                return shared.iter().map(|s| s.buffer.lock().len()).sum();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every bridge (buffers synced; what is left is delivered after
+    /// the next start).
+    pub async fn stop_all(&self) {
+        let running = std::mem::take(&mut *self.running.lock().await);
+        for r in running {
+            r.stop().await;
+        }
+    }
+}
+
+fn remove_bridge_session(broker: &Arc<Broker>, name: &str) {
+    let id = ByteString::from(format!("{CLIENT_ID_PREFIX}{name}"));
+    if let Some(slot) = broker.find_session(&id) {
+        tracing::info!(bridge = %name, "bridge no longer configured: its session is removed (its buffer directory stays)");
+        broker.remove_session(&slot);
+    }
 }
 
 fn start(
     broker: &Arc<Broker>,
     cfg: &BridgeConfig,
     data_dir: &Path,
-) -> Result<BridgeHandle, BridgeStartError> {
+) -> Result<RunningBridge, BridgeStartError> {
     let err = |message: String| BridgeStartError::Setup {
         name: cfg.name.clone(),
         message,
     };
     let transform = compile_transform(cfg).map_err(|e| err(e.to_string()))?;
-    let sink = match &cfg.sink {
-        BridgeSinkConfig::Http {
-            method,
-            headers,
-            timeout_secs,
-            batch,
-            tls_ca,
-            ..
-        } => HttpSink::new(HttpSinkConfig {
-            method: *method,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            timeout: Duration::from_secs((*timeout_secs).max(1)),
-            batch: *batch,
-            tls_ca: tls_ca.clone(),
-            ..HttpSinkConfig::default()
-        })
-        .map_err(|e| err(e.to_string()))?,
-    };
+    let sink = AnySink::build(&cfg.sink).map_err(err)?;
     let mut buffer_cfg = BufferConfig::new(data_dir.join("bridges").join(&cfg.name));
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);
     buffer_cfg.full_policy = cfg.full_policy;
     let buffer = Buffer::open(buffer_cfg).map_err(|e| err(e.to_string()))?;
     let recovered = buffer.len();
-    let buffer = Arc::new(Mutex::new(buffer));
 
     let slot = attach_session(broker, cfg).map_err(err)?;
-    tracing::info!(bridge = %cfg.name, buffered = recovered, filters = ?cfg.filters, "bridge started");
-    let wake = Arc::new(Notify::new());
-    tokio::spawn(intake(
-        Arc::clone(broker),
-        slot,
-        transform,
-        Arc::clone(&buffer),
-        Arc::clone(&wake),
-        cfg.name.clone(),
-    ));
-    tokio::spawn(deliver(sink, Arc::clone(&buffer), wake, cfg.name.clone()));
-    Ok(BridgeHandle {
+    tracing::info!(bridge = %cfg.name, sink = cfg.sink.kind(), buffered = recovered, filters = ?cfg.filters, "bridge started");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
         name: cfg.name.clone(),
-        buffer,
+        config: cfg.clone(),
+        buffer: Arc::new(Mutex::new(buffer)),
+        slot,
+        stats: BridgeStats::default(),
+        paused: std::sync::atomic::AtomicBool::new(false),
+        wake: Notify::new(),
+        sink_acks: Mutex::new(std::collections::VecDeque::new()),
+        failing: Mutex::new(None),
+        stop: stop_rx,
+    });
+    let tasks = vec![
+        tokio::spawn(intake::run(
+            Arc::clone(&shared),
+            transform,
+            broker.store().clone(),
+        )),
+        tokio::spawn(delivery::run(sink, Arc::clone(&shared))),
+    ];
+    Ok(RunningBridge {
+        shared,
+        stop: stop_tx,
+        tasks,
     })
 }
 
@@ -151,6 +296,7 @@ fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<Sessio
         c.generation += 1;
     }
     slot.set_persistent(broker.store().is_enabled());
+    slot.set_ack_on_sink(cfg.ack == BridgeAck::Sink);
     slot.set_online(true);
     let max_levels = broker.config.limits.max_topic_levels;
     let wanted: Vec<TopicFilter> = cfg
@@ -196,237 +342,4 @@ fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<Sessio
     }
     broker.persist_session(&slot, 0);
     Ok(slot)
-}
-
-fn input_of(p: &Publish) -> Input {
-    Input {
-        topic: p.topic.to_string(),
-        payload: p.payload.clone(),
-        qos: p.qos.as_u8(),
-        retain: p.retain,
-        client_id: None,
-        username: None,
-        timestamp_ms: now_ms(),
-        user_properties: p
-            .properties
-            .user_properties
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
-/// Moves messages from the bridge's session into its buffer. A message is
-/// acknowledged to the session (and so leaves the broker's store) only once
-/// the buffer holds it.
-async fn intake(
-    broker: Arc<Broker>,
-    slot: Arc<SessionSlot>,
-    transform: Transform,
-    buffer: Arc<Mutex<Buffer>>,
-    wake: Arc<Notify>,
-    name: String,
-) {
-    let store = broker.store().clone();
-    loop {
-        let batch: Vec<Publish> = {
-            let mut state = slot.state.lock();
-            let now = Instant::now();
-            let mut v = Vec::new();
-            while v.len() < 512 {
-                match state.next_publish(now, 4096) {
-                    Some(p) => v.push(p),
-                    None => break,
-                }
-            }
-            v
-        };
-        if batch.is_empty() {
-            slot.notify.notified().await;
-            continue;
-        }
-        let mut next_id = buffer.lock().next_id();
-        let mut records: Vec<Record> = Vec::with_capacity(batch.len());
-        for p in &batch {
-            match transform.apply(&input_of(p), next_id) {
-                Ok(Some(r)) => {
-                    records.push(r);
-                    next_id += 1;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(bridge = %name, topic = %p.topic, reason = %e, "message not bridged: transform failed");
-                    // The input as it came, so it can be replayed by hand.
-                    let raw = Record {
-                        id: 0,
-                        destination: String::new(),
-                        key: None,
-                        payload: p.payload.clone(),
-                        headers: vec![(
-                            "mqtt-topic".into(),
-                            bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
-                        )],
-                        timestamp_ms: now_ms(),
-                    };
-                    dead_letter(&buffer, raw, format!("transform failed: {e}"), &name).await;
-                }
-            }
-        }
-        // Append durably, retrying while the buffer is full (block policy):
-        // meanwhile messages wait in the session queue, bounded by its limits.
-        append_all(&buffer, records, &slot, &name).await;
-        {
-            let mut state = slot.state.lock();
-            for p in &batch {
-                if let Some(id) = p.packet_id {
-                    state.on_puback(id);
-                }
-            }
-        }
-        slot.flush_journal(&store);
-        wake.notify_one();
-    }
-}
-
-/// Appends `records` in order, in chunks that fit the buffer. While the
-/// buffer is full (block policy) the bridge's session is marked saturated,
-/// which makes the broker push back on publishers; a record too large for
-/// the buffer even when empty goes to the dead letter file.
-async fn append_all(
-    buffer: &Arc<Mutex<Buffer>>,
-    records: Vec<Record>,
-    slot: &Arc<SessionSlot>,
-    name: &str,
-) {
-    let mut pending: std::collections::VecDeque<Vec<Record>> =
-        records.chunks(64).map(<[Record]>::to_vec).collect();
-    while let Some(chunk) = pending.pop_front() {
-        if chunk.is_empty() {
-            continue;
-        }
-        loop {
-            let b = Arc::clone(buffer);
-            let recs = chunk.clone();
-            match tokio::task::spawn_blocking(move || b.lock().append(&recs)).await {
-                Ok(Ok(appended)) => {
-                    slot.set_saturated(false);
-                    if appended.dropped_oldest > 0 {
-                        tracing::warn!(bridge = %name, dropped = appended.dropped_oldest, "bridge buffer full: oldest records dropped");
-                    }
-                    break;
-                }
-                Ok(Err(BufferError::Full)) => {
-                    if !slot.is_saturated() {
-                        tracing::warn!(bridge = %name, "bridge buffer full: publishers to its topics get back-pressure");
-                    }
-                    slot.set_saturated(true);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok(Err(BufferError::TooLarge { .. })) if chunk.len() > 1 => {
-                    // Smaller pieces, in order, ahead of the rest.
-                    for single in chunk.iter().rev() {
-                        pending.push_front(vec![single.clone()]);
-                    }
-                    break;
-                }
-                Ok(Err(BufferError::TooLarge { bytes, max_bytes })) => {
-                    let reason =
-                        format!("record of {bytes} bytes exceeds the buffer quota of {max_bytes}");
-                    dead_letter(buffer, chunk[0].clone(), reason, name).await;
-                    break;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(bridge = %name, error = %e, "bridge buffer write failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    tracing::error!(bridge = %name, error = %e, "bridge buffer task failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-}
-
-/// A record that never enters the log goes to the buffer's dead-letter
-/// file, in the buffer's own format.
-async fn dead_letter(buffer: &Arc<Mutex<Buffer>>, record: Record, reason: String, name: &str) {
-    tracing::warn!(bridge = %name, %reason, "record dead-lettered");
-    let b = Arc::clone(buffer);
-    if let Ok(Err(e)) =
-        tokio::task::spawn_blocking(move || b.lock().dead_letter_record(&record, &reason)).await
-    {
-        tracing::error!(bridge = %name, error = %e, "dead-letter write failed");
-    }
-}
-
-/// Drains the buffer into the sink, in order. Retryable failures back off
-/// exponentially (up to 5 s) and resend; a permanent failure sends the
-/// batch one record at a time to find the culprit, which goes to the dead
-/// letter file.
-async fn deliver<S: Sink + 'static>(
-    mut sink: S,
-    buffer: Arc<Mutex<Buffer>>,
-    wake: Arc<Notify>,
-    name: String,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut failing_since: Option<Instant> = None;
-    loop {
-        let b = Arc::clone(&buffer);
-        let batch = match tokio::task::spawn_blocking(move || b.lock().peek(100)).await {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::error!(bridge = %name, error = %e, "bridge buffer read failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(_) => continue,
-        };
-        if batch.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            continue;
-        }
-        match sink.send(&batch).await {
-            Ok(()) => {
-                ack(&buffer, batch.len()).await;
-                backoff = Duration::from_millis(100);
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(bridge = %name, outage_ms = since.elapsed().as_millis() as u64, "bridge sink reachable again");
-                }
-            }
-            Err(SinkError::Retryable(e)) => {
-                if failing_since.is_none() {
-                    tracing::warn!(bridge = %name, error = %e, "bridge sink unreachable; records stay buffered");
-                    failing_since = Some(Instant::now());
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(SinkError::Permanent(_)) => {
-                // Find the record the endpoint refuses; the ones before it
-                // got through and are acknowledged.
-                for one in batch.chunks(1) {
-                    match sink.send(one).await {
-                        Ok(()) => ack(&buffer, 1).await,
-                        Err(SinkError::Permanent(reason)) => {
-                            tracing::warn!(bridge = %name, record = one[0].id, %reason, "record refused by the sink: dead-lettered");
-                            let b = Arc::clone(&buffer);
-                            let _ =
-                                tokio::task::spawn_blocking(move || b.lock().dead_letter(&reason))
-                                    .await;
-                        }
-                        Err(SinkError::Retryable(_)) => break,
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn ack(buffer: &Arc<Mutex<Buffer>>, n: usize) {
-    let b = Arc::clone(buffer);
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.lock().ack(n)).await {
-        tracing::error!(error = %e, "bridge buffer acknowledgement failed; records will be resent");
-    }
 }

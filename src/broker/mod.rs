@@ -26,7 +26,9 @@ pub use slot::{Control, SessionSlot, Subscription};
 use crate::auth::Access;
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
-use crate::session::{AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, StoredMessage};
+use crate::session::{
+    AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, SinkAck, StoredMessage,
+};
 use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Store, Ticket};
 use crate::topic::SubscriptionTree;
 
@@ -34,7 +36,7 @@ mod restore;
 pub use restore::RestoreSummary;
 
 /// What routing a publish produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Published {
     /// Sessions (and shared groups) that were offered the message.
     pub matched: usize,
@@ -46,6 +48,9 @@ pub struct Published {
     pub saturated: bool,
     /// Not routed at all: the caller asked to refuse when saturated.
     pub refused: bool,
+    /// One per bridge with `ack = "sink"` that took a QoS 1/2 copy: the
+    /// publisher's acknowledgement waits for all of them.
+    pub sink_acks: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// The store's copy of a message.
@@ -72,13 +77,71 @@ pub struct RouteEntry {
     pub subscription: Subscription,
 }
 
-/// Counters exposed to logs now and to metrics later.
+/// Counters for logs, `$SYS` and the metrics endpoint. Plain relaxed
+/// atomics: connections add their counts once per read or write batch.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub messages_received: AtomicU64,
     pub messages_routed: AtomicU64,
+    /// Deliveries dropped because a session's queue was full.
     pub messages_dropped: AtomicU64,
     pub connections_total: AtomicU64,
+    /// PUBLISH packets received, by QoS.
+    pub received_by_qos: [AtomicU64; 3],
+    /// PUBLISH packets sent, by QoS.
+    pub sent_by_qos: [AtomicU64; 3],
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// CONNECTs refused for bad credentials or not authorized.
+    pub auth_failures: AtomicU64,
+    /// PUBLISHes refused by the ACL.
+    pub publish_denied: AtomicU64,
+    /// QoS 1/2 PUBLISHes answered 0x97 because a bridge was full.
+    pub publish_quota_refused: AtomicU64,
+    /// Messages not sent because they exceed the client's maximum packet
+    /// size.
+    pub dropped_too_large: AtomicU64,
+    /// Connected clients by protocol: [3.1.1, 5.0].
+    pub connected_by_protocol: [AtomicUsize; 2],
+    /// Connections accepted since start by protocol: [3.1.1, 5.0].
+    pub connected_total_by_protocol: [AtomicU64; 2],
+    /// Most clients connected at once.
+    pub max_connected: AtomicUsize,
+}
+
+impl Stats {
+    pub fn protocol_index(v: crate::codec::ProtocolVersion) -> usize {
+        usize::from(v.is_v5())
+    }
+
+    pub fn client_connected(&self, v: crate::codec::ProtocolVersion) {
+        let i = Stats::protocol_index(v);
+        let now = self.connected_by_protocol[i].fetch_add(1, Ordering::Relaxed)
+            + 1
+            + self.connected_by_protocol[1 - i].load(Ordering::Relaxed);
+        self.connected_total_by_protocol[i].fetch_add(1, Ordering::Relaxed);
+        self.max_connected.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn client_disconnected(&self, v: crate::codec::ProtocolVersion) {
+        self.connected_by_protocol[Stats::protocol_index(v)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn clients_connected(&self) -> usize {
+        self.connected_by_protocol
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// What [`Broker::session_totals`] counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTotals {
+    pub online: u64,
+    pub offline: u64,
+    pub queued: u64,
+    pub inflight: u64,
 }
 
 pub struct Broker {
@@ -92,6 +155,8 @@ pub struct Broker {
     started: Instant,
     store: Store,
     access: ArcSwap<AccessControl>,
+    /// The bound MQTT listeners (metrics, admin API).
+    listeners: Mutex<Vec<Arc<crate::server::ListenerCtx>>>,
 }
 
 impl Broker {
@@ -108,6 +173,7 @@ impl Broker {
             started: Instant::now(),
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
@@ -130,6 +196,14 @@ impl Broker {
         )?;
         self.set_access(access);
         Ok(())
+    }
+
+    pub fn set_listeners(&self, listeners: Vec<Arc<crate::server::ListenerCtx>>) {
+        *self.listeners.lock() = listeners;
+    }
+
+    pub fn listeners(&self) -> Vec<Arc<crate::server::ListenerCtx>> {
+        self.listeners.lock().clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -184,6 +258,59 @@ impl Broker {
 
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+
+    /// Sessions online and offline, and the messages they hold (queued and
+    /// in flight). Visits every session: for scrapes, not the hot path.
+    pub fn session_totals(&self) -> SessionTotals {
+        let slots: Vec<Arc<SessionSlot>> = self.sessions.lock().values().cloned().collect();
+        let mut t = SessionTotals::default();
+        for slot in slots {
+            if slot.is_online() {
+                t.online += 1;
+            } else {
+                t.offline += 1;
+            }
+            let state = slot.state.lock();
+            t.queued += state.queued_len() as u64;
+            t.inflight += state.inflight_len() as u64;
+        }
+        t
+    }
+
+    /// Every session, for the admin API (not the hot path).
+    pub fn sessions(&self) -> Vec<Arc<SessionSlot>> {
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    /// Live retained messages matching `filter`, in topic order.
+    pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained.read().matching(filter, Instant::now())
+    }
+
+    /// Removes the retained message of `topic` without publishing anything
+    /// (an admin action). False if there was none.
+    pub fn delete_retained(&self, topic: &ByteString) -> bool {
+        let existed = !self.retained_matching(topic).is_empty();
+        if existed {
+            let clear = Arc::new(Message {
+                topic: topic.clone(),
+                payload: bytes::Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: None,
+                expires_at: None,
+                publisher: None,
+                stored: None,
+            });
+            self.retained.write().put(&clear);
+            if self.store.is_enabled() {
+                self.store.submit(vec![Op::DeleteRetained {
+                    topic: topic.clone(),
+                }]);
+            }
+        }
+        existed
     }
 
     /// Every session's client id (for housekeeping, not the hot path).
@@ -337,6 +464,7 @@ impl Broker {
                         retain: true,
                         subscription_ids: sub.identifier.into_iter().collect(),
                         seq: None,
+                        sink_ack: None,
                     },
                     &self.store,
                 );
@@ -432,11 +560,15 @@ impl Broker {
                 ticket: Ticket::default(),
                 saturated,
                 refused: true,
+                sink_acks: Vec::new(),
             };
         }
         let store_on = self.store.is_enabled();
         let mut ops = Vec::new();
-        let keep_retained = message.retain && !message.payload.is_empty();
+        // `$SYS` values are rewritten every few seconds and stale after a
+        // restart: kept in memory only.
+        let keep_retained =
+            message.retain && !message.payload.is_empty() && !message.topic.starts_with("$SYS/");
         let keep_for_sessions = targets
             .iter()
             .any(|t| t.qos != QoS::AtMostOnce && t.slot.is_persistent());
@@ -464,7 +596,15 @@ impl Broker {
             }
         }
         let mut deliveries = Vec::with_capacity(targets.len());
+        let mut sink_acks = Vec::new();
         for t in targets {
+            let sink_ack = if t.qos != QoS::AtMostOnce && t.slot.acks_on_sink() {
+                let (signal, wait) = SinkAck::new();
+                sink_acks.push(wait);
+                Some(signal)
+            } else {
+                None
+            };
             let mut seq = None;
             if let (Some(message_id), true) = (
                 message.stored_id(),
@@ -491,6 +631,7 @@ impl Broker {
                 retain: t.retain,
                 subscription_ids: t.subscription_ids,
                 seq,
+                sink_ack,
             };
             deliveries.push((t.slot, d));
         }
@@ -521,6 +662,7 @@ impl Broker {
             ticket,
             saturated,
             refused: false,
+            sink_acks,
         }
     }
 

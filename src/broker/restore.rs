@@ -113,6 +113,7 @@ impl Broker {
                         retain: o.retain,
                         subscription_ids: o.subscription_ids,
                         seq: Some(seq),
+                        sink_ack: None,
                     },
                     state: o.state,
                     packet_id: o.packet_id,

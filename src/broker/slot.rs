@@ -39,6 +39,12 @@ pub struct Control {
     /// The authenticated user name of the current or last connection, for
     /// ACL checks on delivery.
     pub username: Option<ByteString>,
+    /// Address of the current or last connection (admin API).
+    pub peer: Option<std::net::SocketAddr>,
+    /// When the current or last connection was accepted, ms since the epoch.
+    pub connected_at_ms: u64,
+    /// Keep alive in force, in seconds.
+    pub keep_alive: u16,
 }
 
 #[derive(Debug)]
@@ -54,6 +60,9 @@ pub struct SessionSlot {
     persistent: AtomicBool,
     /// Set by a bridge whose buffer is full under the `block` policy.
     saturated: AtomicBool,
+    /// A bridge with `ack = "sink"`: publishers' acknowledgements wait for
+    /// its sink.
+    ack_on_sink: AtomicBool,
     /// Next outbox key for deliveries persisted for this session.
     next_seq: AtomicU64,
     /// Held by the serving connection for its lifetime, so a takeover waits
@@ -72,6 +81,7 @@ impl SessionSlot {
             online: AtomicBool::new(false),
             persistent: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
+            ack_on_sink: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -100,6 +110,14 @@ impl SessionSlot {
 
     pub fn set_saturated(&self, saturated: bool) {
         self.saturated.store(saturated, Ordering::Relaxed);
+    }
+
+    pub fn acks_on_sink(&self) -> bool {
+        self.ack_on_sink.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ack_on_sink(&self, on: bool) {
+        self.ack_on_sink.store(on, Ordering::Relaxed);
     }
 
     pub fn next_seq(&self) -> u64 {

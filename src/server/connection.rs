@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,12 @@ where
         let attached = match attach(&broker, &connect, &origin).await {
             Ok(a) => a,
             Err(Refused(ack)) => {
+                if matches!(
+                    ack.code,
+                    ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized
+                ) {
+                    broker.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(code = ?ack.code, "connection refused");
                 let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
                 return;
@@ -129,6 +136,12 @@ where
             keep_alive = attached.keep_alive,
             "client connected"
         );
+        {
+            let mut c = attached.slot.control.lock();
+            c.peer = Some(peer);
+            c.connected_at_ms = now_ms();
+            c.keep_alive = attached.keep_alive;
+        }
         let mut conn = Connection::new(broker, *connect, attached, rbuf);
         let exit = conn.serve(stream).await;
         tracing::debug!(?exit, "client disconnected");
@@ -208,11 +221,15 @@ struct Connection {
     /// What must be durable before the write buffer goes out: acks to
     /// publishers wait for their messages to be on disk.
     pending: Ticket,
+    /// Bridges with `ack = "sink"` that must confirm before the write
+    /// buffer (holding the PUBACKs, in order) goes out.
+    sink_waits: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Connection {
     fn new(broker: Arc<Broker>, connect: Connect, a: Attached, rbuf: BytesMut) -> Connection {
         let version = connect.protocol;
+        broker.stats.client_connected(version);
         let limits = &broker.config.limits;
         let client_receive_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
         let window = usize::from(client_receive_max.min(limits.max_inflight_messages));
@@ -245,6 +262,7 @@ impl Connection {
             connack: Some(a.connack),
             store: broker.store().clone(),
             pending: a.ticket,
+            sink_waits: Vec::new(),
             broker,
         }
     }
@@ -325,7 +343,8 @@ impl Connection {
                 read = reader.read_buf(&mut self.rbuf), if self.paused_until.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                             self.keep_alive.seen(Instant::now());
                             if let Err(exit) = self.process_input() {
                                 let _ = self.flush_out(&mut writer).await;
@@ -355,6 +374,21 @@ impl Connection {
         }
         let ticket = std::mem::take(&mut self.pending);
         self.store.wait(ticket).await;
+        self.broker
+            .stats
+            .bytes_sent
+            .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+        for wait in std::mem::take(&mut self.sink_waits) {
+            if wait.await.is_err() {
+                // A bridge lost the message from memory before its sink
+                // had it: no PUBACK; the client resends after reconnecting.
+                tracing::warn!(
+                    "bridge could not confirm a message to its sink; closing so the client resends"
+                );
+                self.wbuf.clear();
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+        }
         flush(writer, &mut self.wbuf).await
     }
 
@@ -483,6 +517,7 @@ impl Connection {
         }
         let qos = p.qos;
         let packet_id = p.packet_id;
+        self.broker.stats.received_by_qos[usize::from(qos.as_u8())].fetch_add(1, Ordering::Relaxed);
         if let Some(acl) = &self.broker.access().acl {
             if !acl.check_topic(
                 &self.client_id,
@@ -491,6 +526,10 @@ impl Connection {
                 Access::Write,
             ) {
                 tracing::debug!(topic = %p.topic, "PUBLISH denied by the ACL");
+                self.broker
+                    .stats
+                    .publish_denied
+                    .fetch_add(1, Ordering::Relaxed);
                 // v5 says why; 3.1.1 has no way to, so the flow completes
                 // as if delivered (as mosquitto does).
                 let reason = if self.version.is_v5() {
@@ -582,9 +621,14 @@ impl Connection {
             self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
         }
         if published.refused {
+            self.broker
+                .stats
+                .publish_quota_refused
+                .fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.wait_for(published.ticket);
+        self.sink_waits.extend(published.sink_acks);
         Some(published.matched)
     }
 
@@ -702,6 +746,8 @@ impl Connection {
         let now = Instant::now();
         let mut state = self.slot.state.lock();
         let mut budget_used = false;
+        let mut sent = [0u64; 3];
+        let mut too_large = 0u64;
         loop {
             if self.wbuf.len() >= WRITE_BATCH {
                 budget_used = true;
@@ -711,14 +757,17 @@ impl Connection {
                 break;
             };
             let id = p.packet_id;
+            let qos = usize::from(p.qos.as_u8());
             match self.outgoing.prepare(p) {
                 Some(packet) => {
+                    sent[qos] += 1;
                     if let Err(e) = encode_packet(&packet, self.version, &mut self.wbuf) {
                         tracing::warn!(error = %e, "could not encode PUBLISH");
                     }
                 }
                 None => {
                     tracing::debug!("message larger than the client's maximum packet size dropped");
+                    too_large += 1;
                     if let Some(id) = id {
                         state.discard_inflight(id);
                     }
@@ -730,6 +779,17 @@ impl Connection {
             self.slot.notify.notify_one();
         }
         drop(state);
+        let stats = &self.broker.stats;
+        for (counter, n) in stats.sent_by_qos.iter().zip(sent) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if too_large > 0 {
+            stats
+                .dropped_too_large
+                .fetch_add(too_large, Ordering::Relaxed);
+        }
         let ticket = self.slot.flush_journal(&self.store);
         self.wait_for(ticket);
     }
@@ -739,6 +799,7 @@ impl Connection {
     fn finish(self, exit: Exit) {
         let slot = self.slot;
         let broker = self.broker;
+        broker.stats.client_disconnected(self.version);
         slot.set_online(false);
         let (will, will_delay, expiry, generation) = {
             let mut c = slot.control.lock();

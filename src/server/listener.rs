@@ -23,6 +23,8 @@ pub struct ListenerCtx {
     pub allow_anonymous: bool,
     pub max_connections: usize,
     pub connections: AtomicUsize,
+    /// Sockets accepted since start (metrics).
+    pub accepted_total: std::sync::atomic::AtomicU64,
     pub ws_path: String,
     pub tls: Option<Arc<TlsEndpoint>>,
 }
@@ -84,6 +86,7 @@ pub async fn bind_all(
                 allow_anonymous: c.allow_anonymous.unwrap_or(allow_anonymous),
                 max_connections: c.max_connections,
                 connections: AtomicUsize::new(0),
+                accepted_total: Default::default(),
                 ws_path: c.ws_path.clone(),
                 tls,
             }),
@@ -130,6 +133,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     let _ = stream.set_nodelay(true);
     let global = broker.try_add_connection();
     let on_listener = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
+    ctx.accepted_total.fetch_add(1, Ordering::Relaxed);
     let over_limit = !global || (ctx.max_connections > 0 && on_listener > ctx.max_connections);
     let _permit = Permit {
         broker: Arc::clone(&broker),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use listener::{bind_all, ListenError, Listener, ListenerCtx};
-pub use tls::{certificate_identity, TlsSetupError};
+pub use tls::{certificate_identity, server_config, TlsSetupError};
 
 use crate::broker::Broker;
 

@@ -104,4 +104,30 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// Key of this delivery in the session's outbox on disk, if persisted.
     pub seq: Option<u64>,
+    /// Set when this delivery goes to a bridge with `ack = "sink"`: the
+    /// publisher's PUBACK waits until the bridge's sink has the record.
+    pub sink_ack: Option<Arc<SinkAck>>,
+}
+
+/// Tells a waiting publisher connection that a bridge's sink has its
+/// message. Dropped without [`SinkAck::fire`] (the delivery was lost from
+/// memory, e.g. a full queue), the waiter learns it was not acknowledged
+/// and closes the connection instead of sending PUBACK, so the device
+/// resends.
+#[derive(Debug)]
+pub struct SinkAck(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl SinkAck {
+    /// A signal and the receiver the publisher's connection waits on.
+    pub fn new() -> (Arc<SinkAck>, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Arc::new(SinkAck(parking_lot::Mutex::new(Some(tx)))), rx)
+    }
+
+    /// The sink acknowledged (or the message needs no delivery).
+    pub fn fire(&self) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(());
+        }
+    }
 }

@@ -7,7 +7,7 @@ mod state;
 
 pub use keepalive::{negotiate_keep_alive, KeepAlive};
 pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
-pub use message::{Delivery, Message, StoredMessage};
+pub use message::{Delivery, Message, SinkAck, StoredMessage};
 pub use state::{
     Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery, SessionState,
 };

@@ -4,12 +4,13 @@
 //! tested without sockets.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
 use crate::store::{OutboxRecord, OutboxState, Ticket};
 
-use super::message::Delivery;
+use super::message::{Delivery, SinkAck};
 
 /// A change the state machine made that must reach the store. Produced
 /// under the session lock and handed to the store in the same order.
@@ -343,6 +344,14 @@ impl SessionState {
         }
     }
 
+    /// Takes the sink-acknowledgement signal of an in-flight delivery (a
+    /// bridge passes it on to its sink).
+    pub fn take_sink_ack(&mut self, id: PacketId) -> Option<Arc<SinkAck>> {
+        self.inflight
+            .get_mut(&id.get())
+            .and_then(|f| f.delivery.sink_ack.take())
+    }
+
     /// PUBACK from the client. False if the id was not awaiting one.
     pub fn on_puback(&mut self, id: PacketId) -> bool {
         match self.inflight.get(&id.get()) {
@@ -502,6 +511,7 @@ mod tests {
             retain: false,
             subscription_ids: vec![],
             seq: None,
+            sink_ack: None,
         }
     }
 

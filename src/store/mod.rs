@@ -8,6 +8,7 @@
 //! Layout: `records` (binary formats), `fjall_backend` (the engine and
 //! recovery scan), this module (ops, tickets, the committer).
 
+mod commit_stats;
 mod fjall_backend;
 mod records;
 
@@ -20,6 +21,7 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+pub use commit_stats::{CommitStats, COMMIT_BUCKETS};
 pub use fjall_backend::{FjallBackend, Recovered};
 pub use records::{
     MessageRecord, OutboxRecord, OutboxState, SessionRecord, SubscriptionRecord, FORMAT_VERSION,
@@ -125,6 +127,7 @@ struct Inner {
     policy: FsyncPolicy,
     backend: Option<Arc<FjallBackend>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    commit_stats: Arc<CommitStats>,
 }
 
 /// Handle to the store; cheap to clone. A disabled store (persistence off)
@@ -162,6 +165,7 @@ impl Store {
                 policy: FsyncPolicy::Never,
                 backend: None,
                 thread: Mutex::new(None),
+                commit_stats: Arc::default(),
             }),
         }
     }
@@ -181,11 +185,13 @@ impl Store {
             policy,
             backend: Some(Arc::clone(&backend)),
             thread: Mutex::new(None),
+            commit_stats: Arc::default(),
         });
         let durable = inner.durable.clone();
+        let stats = Arc::clone(&inner.commit_stats);
         let handle = std::thread::Builder::new()
             .name("sluice-store".into())
-            .spawn(move || committer(backend, rx, durable, policy))
+            .spawn(move || committer(backend, rx, durable, policy, stats))
             .map_err(|e| StoreError::Engine(format!("cannot start the committer thread: {e}")))?;
         *inner.thread.lock() = Some(handle);
         Ok((Store { inner }, recovered))
@@ -247,6 +253,11 @@ impl Store {
     }
 
     /// Bytes the data directory uses.
+    /// Commit latency and volume, for metrics.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.inner.commit_stats
+    }
+
     pub fn disk_usage(&self) -> u64 {
         self.inner.backend.as_ref().map_or(0, |b| b.disk_usage())
     }
@@ -273,6 +284,7 @@ fn committer(
     rx: std::sync::mpsc::Receiver<Command>,
     durable: watch::Sender<u64>,
     policy: FsyncPolicy,
+    stats: Arc<CommitStats>,
 ) {
     let mut failed = false;
     while let Ok(first) = rx.recv() {
@@ -298,10 +310,13 @@ fn committer(
                 Command::Flush(done) => flushes.push(done),
             }
         }
+        let started = std::time::Instant::now();
+        let n_ops = ops.len();
         let result = backend.apply(ops).and_then(|()| match policy {
             FsyncPolicy::Never => Ok(()),
             _ => backend.sync(),
         });
+        stats.observe(started.elapsed(), n_ops);
         match result {
             Ok(()) => {
                 if let Some(seq) = last {

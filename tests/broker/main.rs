@@ -3,6 +3,7 @@
 mod harness;
 
 mod access_control;
+mod admin;
 mod auth_files;
 mod bridges;
 mod clients_mosquitto;

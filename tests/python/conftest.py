@@ -42,6 +42,8 @@ class Broker:
         # Each broker gets its own store, removed when it stops.
         self.data_dir = tempfile.mkdtemp(prefix="sluice-py-")
         args = [sluice_bin(), "--data-dir", os.path.join(self.data_dir, "store")]
+        # Tests run side by side: never the default admin port.
+        args += ["--admin-bind", "127.0.0.1:0"]
         if config is None:
             args += ["--bind", "127.0.0.1:0"]
         else:

@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod admin;
+mod bridge;
+
+pub use admin::AdminConfig;
+pub use bridge::{BridgeAck, BridgeConfig, BridgeSinkConfig};
+
 use crate::session::QueueFullPolicy;
 use crate::store::FsyncPolicy;
 
@@ -200,72 +206,6 @@ impl Default for Limits {
     }
 }
 
-fn default_bridge_qos() -> u8 {
-    1
-}
-
-fn default_bridge_max_bytes() -> u64 {
-    1 << 30
-}
-
-fn default_http_timeout_secs() -> u64 {
-    10
-}
-
-/// Where a bridge sends its records.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum BridgeSinkConfig {
-    /// POST (or PUT) each record to a URL rendered from a template
-    /// (`{topic}`, `{topic.2}`, `{client_id}`, `{payload.field}`, ...).
-    Http {
-        url: String,
-        #[serde(default)]
-        method: sluice_bridges::http::Method,
-        #[serde(default)]
-        headers: std::collections::BTreeMap<String, String>,
-        #[serde(default = "default_http_timeout_secs")]
-        timeout_secs: u64,
-        #[serde(default)]
-        batch: sluice_bridges::http::BatchMode,
-        /// Extra CA for https endpoints (PEM).
-        #[serde(default)]
-        tls_ca: Option<PathBuf>,
-    },
-}
-
-/// One bridge: MQTT messages matching `filters`, transformed, buffered on
-/// disk, delivered to a sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BridgeConfig {
-    /// Letters, digits, '-' and '_'; names the buffer directory.
-    pub name: String,
-    /// MQTT topic filters; messages matching any of them are bridged.
-    pub filters: Vec<String>,
-    /// Subscription QoS: 0 or 1 (1: nothing acknowledged to the publisher
-    /// is lost on the way).
-    #[serde(default = "default_bridge_qos")]
-    pub qos: u8,
-    /// jq expression run over {payload, topic, client_id, username, qos,
-    /// retain, timestamp, user_properties}; its first output is the new
-    /// payload, no output drops the message.
-    #[serde(default)]
-    pub transform: Option<String>,
-    #[serde(default)]
-    pub payload_format: sluice_bridges::transform::PayloadFormat,
-    #[serde(default)]
-    pub on_decode_error: sluice_bridges::transform::OnDecodeError,
-    /// Disk quota of the bridge's buffer.
-    #[serde(default = "default_bridge_max_bytes")]
-    pub max_bytes: u64,
-    /// When the buffer is full: "block" (stop taking messages; they wait in
-    /// the bridge's session queue) or "drop_oldest".
-    #[serde(default)]
-    pub full_policy: sluice_bridges::buffer::FullPolicy,
-    pub sink: BridgeSinkConfig,
-}
-
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -305,11 +245,20 @@ pub struct Config {
     /// Mosquitto-format ACL file. Without one every client may publish and
     /// subscribe to everything. Reloaded on SIGHUP.
     pub acl_file: Option<PathBuf>,
-    /// Bridges to HTTP endpoints (Kafka comes next).
+    /// Bridges to Kafka and HTTP endpoints.
     pub bridges: Vec<BridgeConfig>,
     /// A directory of bridge definitions, one TOML file per bridge (the
     /// same keys as a `[[bridges]]` table), added to `bridges`.
     pub bridges_dir: Option<PathBuf>,
+    /// The admin HTTP listener (metrics, health, REST API).
+    pub admin: AdminConfig,
+    /// Seconds between `$SYS/broker/...` updates (mosquitto's name); 0
+    /// turns them off.
+    pub sys_interval: u64,
+    /// On SIGTERM, how long bridges may go on delivering what they hold
+    /// before the broker exits (the rest stays in their buffers for the
+    /// next start).
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -331,6 +280,9 @@ impl Default for Config {
             acl_file: None,
             bridges: Vec::new(),
             bridges_dir: None,
+            admin: AdminConfig::default(),
+            sys_interval: 10,
+            drain_timeout_secs: 10,
         }
     }
 }
@@ -511,6 +463,45 @@ impl Config {
             if let Err(e) = crate::bridge::compile_transform(b) {
                 return Err(invalid(&key("transform"), &format!("{who}{e}")));
             }
+            match &b.sink {
+                BridgeSinkConfig::Http {
+                    headers_from_env, ..
+                } => {
+                    for (header, var) in headers_from_env {
+                        if std::env::var_os(var).is_none() {
+                            return Err(invalid(
+                                &key(&format!("sink.headers_from_env.{header}")),
+                                &format!("{who}environment variable {var} is not set"),
+                            ));
+                        }
+                    }
+                }
+                BridgeSinkConfig::Kafka {
+                    bootstrap_servers,
+                    acks,
+                    max_in_flight,
+                    ..
+                } => {
+                    if bootstrap_servers.trim().is_empty() {
+                        return Err(invalid(
+                            &key("sink.bootstrap_servers"),
+                            &format!("{who}must name at least one host:port"),
+                        ));
+                    }
+                    if !matches!(acks.as_str(), "all" | "-1" | "0" | "1") {
+                        return Err(invalid(
+                            &key("sink.acks"),
+                            &format!("{who}must be \"all\", \"1\" or \"0\""),
+                        ));
+                    }
+                    if *max_in_flight == 0 {
+                        return Err(invalid(
+                            &key("sink.max_in_flight"),
+                            &format!("{who}must be at least 1"),
+                        ));
+                    }
+                }
+            }
         }
         if self.persistence && self.data_dir.as_os_str().is_empty() {
             return Err(invalid(
@@ -520,6 +511,32 @@ impl Config {
         }
         if l.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        let a = &self.admin;
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            return Err(invalid(
+                "admin.tls_cert",
+                "admin.tls_cert and admin.tls_key go together",
+            ));
+        }
+        for (name, path) in [
+            ("admin.tls_cert", &a.tls_cert),
+            ("admin.tls_key", &a.tls_key),
+            ("admin.token_file", &a.token_file),
+        ] {
+            if let Some(p) = path {
+                if !p.exists() {
+                    return Err(invalid(name, &format!("{} does not exist", p.display())));
+                }
+            }
+        }
+        if let (None, Some(var)) = (&a.token_file, &a.token_env) {
+            if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                return Err(invalid(
+                    "admin.token_env",
+                    &format!("environment variable {var} is not set"),
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid(

@@ -1,0 +1,281 @@
+//! The Kafka sink: each record is produced to the topic in its
+//! `destination`, and the batch is acknowledged once Kafka has every record.
+//!
+//! A batch is handed to librdkafka whole (up to `max_in_flight` records),
+//! which groups the records into one produce request per partition after a
+//! 5 ms linger; then every delivery report is awaited. Records of one
+//! partition keep the batch's order: with `acks=all` the idempotent
+//! producer keeps it across librdkafka's internal retries (and drops the
+//! duplicates those retries would make). Records without a key are spread
+//! over partitions by librdkafka's partitioner.
+//!
+//! Each message carries the record's key, payload and timestamp, the
+//! record's headers in order, then `sluice-msg-id`: the record id in
+//! decimal, which lets consumers drop the duplicates that resending after an
+//! error brings (the sink is at-least-once).
+//!
+//! Errors: a record Kafka will never take (too large, invalid topic name,
+//! corrupt, timestamp out of the broker's bounds) is
+//! [`SinkError::Permanent`]; anything else (no delivery within
+//! `message_timeout`, a broken connection, an unknown topic or partition,
+//! authentication or authorisation, an unreachable cluster) is
+//! [`SinkError::Retryable`]. A topic name Kafka would refuse is caught before
+//! anything of the batch is sent. Messages name the record id and the topic.
+//!
+//! Layout: `config` (settings, validation, librdkafka options) and `tests`
+//! (against librdkafka's in-process mock cluster).
+
+mod config;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use tokio::time::Instant;
+
+pub use config::{client_config, Compression, KafkaSinkConfig, KafkaSinkSetupError};
+
+use crate::record::Record;
+use crate::sink::{Sink, SinkError};
+
+/// The header carrying the record id.
+pub const MSG_ID_HEADER: &str = "sluice-msg-id";
+
+/// Pause before offering a record again to a full librdkafka queue.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long dropping the sink waits for records already handed to
+/// librdkafka. Those records are not acknowledged and will be sent again
+/// anyway; the wait only spares them a purge, so it is kept short (it blocks
+/// the dropping thread).
+const FLUSH_ON_DROP: Duration = Duration::from_millis(500);
+
+/// Kafka's limit on a topic name's length.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// Delivers records to Kafka; see the module documentation.
+pub struct KafkaSink {
+    producer: FutureProducer<TracingContext>,
+    /// Kept to replace the producer after a fatal error.
+    client_config: ClientConfig,
+    max_in_flight: usize,
+    message_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The librdkafka options stay out: they often hold credentials.
+        f.debug_struct("KafkaSink")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("message_timeout", &self.message_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// Checks the configuration and creates the producer, which connects in
+    /// the background; an unreachable cluster shows up as retryable errors
+    /// from `send`, not here. Needs no runtime, but `send` must run on a
+    /// Tokio one.
+    pub fn new(config: KafkaSinkConfig) -> Result<KafkaSink, KafkaSinkSetupError> {
+        config::validate(&config)?;
+        let client_config = client_config(&config);
+        let producer = create_producer(&client_config)?;
+        Ok(KafkaSink {
+            producer,
+            client_config,
+            max_in_flight: config.max_in_flight,
+            message_timeout: config.message_timeout,
+        })
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full (for
+    /// at most `message_timeout`, by when queued records have expired).
+    async fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
+        let id = record.id.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_ref()),
+            });
+        }
+        headers = headers.insert(Header {
+            key: MSG_ID_HEADER,
+            value: Some(id.as_bytes()),
+        });
+        let mut message = FutureRecord::<[u8], [u8]>::to(&record.destination)
+            .payload(record.payload.as_ref())
+            // 0 lets librdkafka stamp the current time.
+            .timestamp(i64::try_from(record.timestamp_ms).unwrap_or(i64::MAX))
+            .headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_ref());
+        }
+
+        let deadline = Instant::now() + self.message_timeout;
+        loop {
+            match self.producer.send_result(message) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
+                    message = back;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => return Err(verdict(record, &error)),
+            }
+        }
+    }
+
+    /// After a fatal error (possible with the idempotent producer) librdkafka
+    /// refuses every record; a new producer is the only way forward.
+    fn replace_producer_after_fatal_error(&mut self) -> Result<(), SinkError> {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return Ok(());
+        };
+        tracing::warn!(?code, %reason, "kafka producer failed fatally; replacing it");
+        self.producer = create_producer(&self.client_config).map_err(|error| {
+            SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
+        })?;
+        Ok(())
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn send(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        self.replace_producer_after_fatal_error()?;
+        for record in batch {
+            check_topic(record)?;
+        }
+        for chunk in batch.chunks(self.max_in_flight) {
+            let mut deliveries = Vec::with_capacity(chunk.len());
+            for record in chunk {
+                deliveries.push(self.enqueue(record).await?);
+            }
+            // In order, so an error names the first record that failed; the
+            // ones after it may still arrive, and be duplicated by a resend.
+            for (record, delivery) in chunk.iter().zip(deliveries) {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => return Err(verdict(record, &error)),
+                    Err(_canceled) => {
+                        return Err(SinkError::Retryable(format!(
+                        "record {} to topic {:?}: the producer went away before reporting delivery",
+                        record.id, record.destination
+                    )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_in_flight
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        if let Err(error) = self.producer.flush(FLUSH_ON_DROP) {
+            tracing::debug!(%error, "kafka producer not flushed on close");
+        }
+    }
+}
+
+fn create_producer(
+    config: &ClientConfig,
+) -> Result<FutureProducer<TracingContext>, KafkaSinkSetupError> {
+    config
+        .create_with_context(TracingContext)
+        .map_err(KafkaSinkSetupError::from_kafka)
+}
+
+/// Errors about the record itself: resending it can never succeed.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::InvalidRecord
+            // CORRUPT_MESSAGE in Kafka's own list.
+            | RDKafkaErrorCode::InvalidMessage
+            // RECORD_LIST_TOO_LARGE in Kafka's own list.
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            // Outside the broker's `message.timestamp.*.max.ms` window: old
+            // records replayed after a long outage stay outside it.
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
+}
+
+fn verdict(record: &Record, error: &KafkaError) -> SinkError {
+    let reason = format!(
+        "record {} to topic {:?}: {error}",
+        record.id, record.destination
+    );
+    match error.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => SinkError::Permanent(reason),
+        _ => SinkError::Retryable(reason),
+    }
+}
+
+/// Kafka's rules for topic names. An MQTT-shaped name (`a/b`) would
+/// otherwise go to the cluster and come back as a metadata error for every
+/// resend.
+fn check_topic(record: &Record) -> Result<(), SinkError> {
+    let topic = record.destination.as_str();
+    let valid = !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LEN
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        return Ok(());
+    }
+    Err(SinkError::Permanent(format!(
+        "record {}: {topic:?} is not a valid Kafka topic name \
+         (1 to {MAX_TOPIC_LEN} of a-z, A-Z, 0-9, '.', '_', '-'; not \".\" or \"..\")",
+        record.id
+    )))
+}
+
+/// Routes librdkafka's log lines and client errors to `tracing` (rdkafka's
+/// default writes to the `log` crate, which nothing here listens to).
+struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(facility, message, "librdkafka"),
+            RDKafkaLogLevel::Warning => tracing::warn!(facility, message, "librdkafka"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility, message, "librdkafka")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility, message, "librdkafka"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Connection losses land here and repeat while the cluster is down;
+        // `send` reports their effect, so this stays below warn.
+        tracing::info!(%error, reason, "kafka client error");
+    }
+}

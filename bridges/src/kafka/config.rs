@@ -1,0 +1,336 @@
+//! What a Kafka sink is told, and how that becomes librdkafka settings.
+//!
+//! Our own settings are checked in [`KafkaSink::new`]; librdkafka checks the
+//! rest (unknown keys, bad values, conflicting settings) when the producer is
+//! created, so a misconfiguration fails at start-up instead of failing every
+//! batch.
+//!
+//! [`KafkaSink::new`]: super::KafkaSink::new
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+/// How librdkafka compresses message batches.
+///
+/// `zstd` is missing on purpose: librdkafka is built without libzstd here
+/// (rdkafka's `zstd` feature is off), so it would only fail at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+}
+
+impl Compression {
+    /// The value of librdkafka's `compression.type`.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+/// Settings of a [`KafkaSink`](super::KafkaSink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSinkConfig {
+    /// `host:port,host:port`: where the producer learns the cluster's layout.
+    pub bootstrap_servers: String,
+    /// How many replicas must have a record before Kafka acknowledges it:
+    /// `all` (or `-1`, the default), `1` or `0`. Anything but `all` gives up
+    /// the idempotent producer (Kafka requires `all` for it) and with it the
+    /// protection against duplicates from internal retries; order is then
+    /// kept by sending one request per connection at a time. With `0` a
+    /// record counts as delivered once it is written to the socket.
+    pub acks: String,
+    pub compression: Compression,
+    /// Records handed to librdkafka at once and awaited together; also what
+    /// the delivery loop hands to one `send`. 1000 by default.
+    pub max_in_flight: usize,
+    /// How long librdkafka keeps trying to deliver a record (including
+    /// waiting for an unreachable broker) before it reports the record as
+    /// failed, which the sink reports as retryable. 30 s by default.
+    pub message_timeout: Duration,
+    /// Any librdkafka producer option (TLS, SASL, `batch.size`, ...), applied
+    /// after the settings above, so these have the last word.
+    pub options: Vec<(String, String)>,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            bootstrap_servers: "localhost:9092".to_owned(),
+            acks: "all".to_owned(),
+            compression: Compression::None,
+            max_in_flight: 1000,
+            message_timeout: Duration::from_secs(30),
+            options: Vec::new(),
+        }
+    }
+}
+
+/// Why a [`KafkaSink`](super::KafkaSink) could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaSinkSetupError {
+    #[error("bootstrap_servers is empty")]
+    NoBootstrapServers,
+    #[error("invalid acks {0:?}: expected \"all\", \"-1\", \"1\" or \"0\"")]
+    InvalidAcks(String),
+    #[error("max_in_flight must be greater than zero")]
+    ZeroMaxInFlight,
+    #[error("message_timeout {0:?} is out of range (1 ms to {max:?})", max = MAX_MESSAGE_TIMEOUT)]
+    MessageTimeout(Duration),
+    /// librdkafka refused the option: unknown key, or a value it cannot parse.
+    #[error("invalid Kafka option {name:?}: {reason}")]
+    InvalidOption { name: String, reason: String },
+    /// The options are each valid but do not fit together (for example
+    /// `acks=1` with `enable.idempotence=true`); librdkafka's message names
+    /// them.
+    #[error("cannot create the Kafka producer: {0}")]
+    Producer(String),
+}
+
+impl KafkaSinkSetupError {
+    pub(crate) fn from_kafka(error: KafkaError) -> KafkaSinkSetupError {
+        match error {
+            // The value stays out of the message: it may be a password.
+            KafkaError::ClientConfig(_, reason, name, _) => {
+                KafkaSinkSetupError::InvalidOption { name, reason }
+            }
+            KafkaError::ClientCreation(reason) => KafkaSinkSetupError::Producer(reason),
+            other => KafkaSinkSetupError::Producer(other.to_string()),
+        }
+    }
+}
+
+/// librdkafka's upper bound for `message.timeout.ms` (a signed 32-bit count
+/// of milliseconds); 0 would mean "never time out", which would hide an
+/// unreachable cluster forever.
+const MAX_MESSAGE_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Linger before a produce request leaves: a few records more per request
+/// for a delay the MQTT side does not notice.
+const LINGER_MS: &str = "5";
+
+/// Keys set here that librdkafka also knows under another name. Setting both
+/// names would let whichever the config map yields last win, so a user
+/// option under either name replaces ours.
+const ALIASES: &[&[&str]] = &[
+    &["acks", "request.required.acks"],
+    &["compression.type", "compression.codec"],
+    &["message.timeout.ms", "delivery.timeout.ms"],
+    &["queue.buffering.max.ms", "linger.ms"],
+    &["max.in.flight.requests.per.connection", "max.in.flight"],
+];
+
+/// Checks what librdkafka would not (or would only report obscurely).
+pub(crate) fn validate(config: &KafkaSinkConfig) -> Result<(), KafkaSinkSetupError> {
+    if config.bootstrap_servers.trim().is_empty() {
+        return Err(KafkaSinkSetupError::NoBootstrapServers);
+    }
+    if !matches!(config.acks.as_str(), "all" | "-1" | "1" | "0") {
+        return Err(KafkaSinkSetupError::InvalidAcks(config.acks.clone()));
+    }
+    if config.max_in_flight == 0 {
+        return Err(KafkaSinkSetupError::ZeroMaxInFlight);
+    }
+    if config.message_timeout < Duration::from_millis(1)
+        || config.message_timeout > MAX_MESSAGE_TIMEOUT
+    {
+        return Err(KafkaSinkSetupError::MessageTimeout(config.message_timeout));
+    }
+    // librdkafka takes C strings; rdkafka would report a NUL without the key.
+    let with_nul = std::iter::once(("bootstrap_servers", config.bootstrap_servers.as_str()))
+        .chain(config.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'));
+    if let Some((name, _)) = with_nul {
+        return Err(KafkaSinkSetupError::InvalidOption {
+            name: name.to_owned(),
+            reason: "contains a NUL character".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The librdkafka settings of a sink: ours, then `options` over them.
+///
+/// The idempotent producer is on when `acks` is `all`, so that librdkafka's
+/// internal retries neither reorder nor duplicate records within a partition.
+pub fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
+    let idempotent = matches!(config.acks.as_str(), "all" | "-1");
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", "sluice")
+        .set("enable.idempotence", idempotent.to_string())
+        .set("acks", &config.acks)
+        .set("compression.type", config.compression.as_librdkafka())
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
+        .set("queue.buffering.max.ms", LINGER_MS);
+    if !idempotent {
+        // Without idempotence a retried request may overtake the next one.
+        client.set("max.in.flight.requests.per.connection", "1");
+    }
+    for (name, value) in &config.options {
+        if let Some(group) = ALIASES.iter().find(|group| group.contains(&name.as_str())) {
+            for alias in group.iter().filter(|alias| **alias != name) {
+                client.remove(alias);
+            }
+        }
+        client.set(name, value);
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_defaults_match_the_documented_ones() {
+        let config = KafkaSinkConfig::default();
+        assert_eq!(config.acks, "all");
+        assert_eq!(config.compression, Compression::None);
+        assert_eq!(config.max_in_flight, 1000);
+        assert_eq!(config.message_timeout, Duration::from_secs(30));
+        assert!(config.options.is_empty());
+        assert_eq!(validate(&config), Ok(()));
+    }
+
+    #[test]
+    fn kafka_client_config_holds_our_settings_then_the_options() {
+        let config = KafkaSinkConfig {
+            bootstrap_servers: "a:9092,b:9092".to_owned(),
+            compression: Compression::Lz4,
+            message_timeout: Duration::from_millis(1500),
+            options: vec![
+                ("security.protocol".to_owned(), "ssl".to_owned()),
+                ("compression.type".to_owned(), "gzip".to_owned()),
+            ],
+            ..KafkaSinkConfig::default()
+        };
+        let client = client_config(&config);
+        assert_eq!(client.get("bootstrap.servers"), Some("a:9092,b:9092"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("acks"), Some("all"));
+        assert_eq!(client.get("message.timeout.ms"), Some("1500"));
+        assert_eq!(client.get("queue.buffering.max.ms"), Some("5"));
+        assert_eq!(client.get("max.in.flight.requests.per.connection"), None);
+        assert_eq!(client.get("security.protocol"), Some("ssl"));
+        assert_eq!(client.get("compression.type"), Some("gzip"));
+    }
+
+    #[test]
+    fn kafka_an_option_under_an_alias_replaces_our_setting() {
+        let config = KafkaSinkConfig {
+            options: vec![
+                ("linger.ms".to_owned(), "50".to_owned()),
+                ("delivery.timeout.ms".to_owned(), "9000".to_owned()),
+            ],
+            ..KafkaSinkConfig::default()
+        };
+        let client = client_config(&config);
+        assert_eq!(client.get("queue.buffering.max.ms"), None);
+        assert_eq!(client.get("linger.ms"), Some("50"));
+        assert_eq!(client.get("message.timeout.ms"), None);
+        assert_eq!(client.get("delivery.timeout.ms"), Some("9000"));
+    }
+
+    #[test]
+    fn kafka_acks_below_all_turn_idempotence_off_and_keep_order() {
+        for acks in ["1", "0"] {
+            let config = KafkaSinkConfig {
+                acks: acks.to_owned(),
+                ..KafkaSinkConfig::default()
+            };
+            let client = client_config(&config);
+            assert_eq!(client.get("enable.idempotence"), Some("false"), "{acks}");
+            assert_eq!(client.get("acks"), Some(acks));
+            assert_eq!(
+                client.get("max.in.flight.requests.per.connection"),
+                Some("1")
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_validation_refuses_what_would_misbehave_later() {
+        let cases: Vec<(KafkaSinkConfig, KafkaSinkSetupError)> = vec![
+            (
+                KafkaSinkConfig {
+                    bootstrap_servers: " ".to_owned(),
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::NoBootstrapServers,
+            ),
+            (
+                KafkaSinkConfig {
+                    acks: "2".to_owned(),
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::InvalidAcks("2".to_owned()),
+            ),
+            (
+                KafkaSinkConfig {
+                    max_in_flight: 0,
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::ZeroMaxInFlight,
+            ),
+            (
+                KafkaSinkConfig {
+                    message_timeout: Duration::from_micros(500),
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::MessageTimeout(Duration::from_micros(500)),
+            ),
+            (
+                KafkaSinkConfig {
+                    message_timeout: Duration::from_secs(30 * 24 * 3600),
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::MessageTimeout(Duration::from_secs(30 * 24 * 3600)),
+            ),
+            (
+                KafkaSinkConfig {
+                    options: vec![("sasl.password".to_owned(), "a\0b".to_owned())],
+                    ..KafkaSinkConfig::default()
+                },
+                KafkaSinkSetupError::InvalidOption {
+                    name: "sasl.password".to_owned(),
+                    reason: "contains a NUL character".to_owned(),
+                },
+            ),
+        ];
+        for (config, expected) in cases {
+            assert_eq!(validate(&config), Err(expected));
+        }
+        for acks in ["all", "-1", "1", "0"] {
+            let config = KafkaSinkConfig {
+                acks: acks.to_owned(),
+                ..KafkaSinkConfig::default()
+            };
+            assert_eq!(validate(&config), Ok(()), "{acks}");
+        }
+    }
+
+    #[test]
+    fn kafka_compression_deserializes_from_config_words() {
+        let c: Compression = serde_json::from_str("\"snappy\"").unwrap();
+        assert_eq!(c, Compression::Snappy);
+        let c: Compression = serde_json::from_str("\"lz4\"").unwrap();
+        assert_eq!(c, Compression::Lz4);
+        assert!(serde_json::from_str::<Compression>("\"zstd\"").is_err());
+        assert!(serde_json::from_str::<Compression>("\"Gzip\"").is_err());
+    }
+}

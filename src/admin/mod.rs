@@ -1,0 +1,298 @@
+//! The admin HTTP listener: Prometheus metrics, health and readiness, and a
+//! JSON REST API to look at and act on the running broker.
+//!
+//! Served by axum's router over hyper, one task per connection (the TLS
+//! handshake runs in that task, never in the accept loop). The REST API
+//! needs `Authorization: Bearer TOKEN` when a token is configured; health
+//! endpoints never do, `/metrics` only with `protect_metrics`.
+//!
+//! Layout: `api` (REST handlers), `metrics` (the exposition, built at
+//! scrape time from the broker's counters), this file (routing, auth,
+//! serving).
+
+mod api;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::bridge::Bridges;
+use crate::broker::Broker;
+use crate::config::AdminConfig;
+use crate::ops::reload::Reloader;
+
+pub use metrics::render_metrics;
+
+/// Everything the handlers reach.
+pub struct AdminState {
+    pub broker: Arc<Broker>,
+    pub bridges: Arc<Bridges>,
+    pub reloader: Arc<Reloader>,
+    /// Set once every MQTT listener is bound; cleared at shutdown.
+    pub ready: AtomicBool,
+    token: Option<String>,
+    protect_metrics: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin.token_file {path}: {error}")]
+    Token { path: String, error: std::io::Error },
+    #[error("admin.token_file {path} is empty")]
+    EmptyToken { path: String },
+    #[error("admin listener: cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("admin listener TLS: {0}")]
+    Tls(#[from] crate::server::TlsSetupError),
+}
+
+impl AdminState {
+    pub fn new(
+        config: &AdminConfig,
+        broker: Arc<Broker>,
+        bridges: Arc<Bridges>,
+        reloader: Arc<Reloader>,
+    ) -> Result<Arc<AdminState>, AdminError> {
+        let token = match (&config.token_file, &config.token_env) {
+            (Some(path), _) => {
+                let t = std::fs::read_to_string(path).map_err(|error| AdminError::Token {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+                let t = t.trim().to_owned();
+                if t.is_empty() {
+                    return Err(AdminError::EmptyToken {
+                        path: path.display().to_string(),
+                    });
+                }
+                Some(t)
+            }
+            (None, Some(var)) => std::env::var(var)
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+            (None, None) => None,
+        };
+        Ok(Arc::new(AdminState {
+            broker,
+            bridges,
+            reloader,
+            ready: AtomicBool::new(false),
+            token,
+            protect_metrics: config.protect_metrics,
+        }))
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        let Some(expected) = &self.token else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), expected.as_bytes())
+    }
+}
+
+/// Compares without stopping at the first difference, so response timing
+/// does not reveal how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    if state.authorized(&req) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(serde_json::json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<AdminState>>, req: Request) -> Response {
+    if state.protect_metrics && !state.authorized(&req) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response();
+    }
+    match render_metrics(&state.broker, &state.bridges) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let listeners = state.ready.load(Ordering::Acquire);
+    let store = state.broker.store();
+    let bridges: Vec<serde_json::Value> = state
+        .bridges
+        .statuses()
+        .into_iter()
+        .map(|b| serde_json::json!({"name": b.name, "state": b.state}))
+        .collect();
+    let body = serde_json::json!({
+        "ready": listeners,
+        "listeners_bound": listeners,
+        "store": if store.is_enabled() { "open" } else { "memory" },
+        "bridges": bridges,
+    });
+    // A failing bridge does not make the broker unready: devices can still
+    // publish, and the bridge buffers.
+    let status = if listeners {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/broker", get(api::broker))
+        .route("/clients", get(api::list_clients))
+        .route(
+            "/clients/{id}",
+            get(api::get_client).delete(api::kick_client),
+        )
+        .route(
+            "/clients/{id}/subscriptions",
+            get(api::client_subscriptions),
+        )
+        .route(
+            "/retained",
+            get(api::list_retained).delete(api::delete_retained),
+        )
+        .route("/bridges", get(api::list_bridges))
+        .route("/bridges/{name}", get(api::get_bridge))
+        .route("/bridges/{name}/pause", post(api::pause_bridge))
+        .route("/bridges/{name}/resume", post(api::resume_bridge))
+        .route("/publish", post(api::publish))
+        .route("/reload", post(api::reload))
+        .route("/log-level", put(api::set_log_level))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ));
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/api/v1", api)
+        .with_state(state)
+}
+
+/// A bound admin listener.
+pub struct AdminListener {
+    socket: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    pub addr: SocketAddr,
+}
+
+/// Binds the admin address and loads its TLS configuration.
+pub async fn bind(config: &AdminConfig) -> Result<AdminListener, AdminError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener_tls = crate::config::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+                require_certificate: false,
+                use_identity_as_username: false,
+                identity_source: Default::default(),
+            };
+            let mut server = (*crate::server::server_config(&listener_tls)?).clone();
+            server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+        }
+        _ => None,
+    };
+    let socket = TcpListener::bind(config.bind)
+        .await
+        .map_err(|error| AdminError::Bind {
+            addr: config.bind,
+            error,
+        })?;
+    let addr = socket.local_addr().map_err(|error| AdminError::Bind {
+        addr: config.bind,
+        error,
+    })?;
+    Ok(AdminListener { socket, tls, addr })
+}
+
+/// Serves the admin API until the process ends.
+pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
+    let app = router(state);
+    loop {
+        let (tcp, _peer) = match listener.socket.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let tls = listener.tls.clone();
+        tokio::spawn(async move {
+            let http = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
+                b
+            };
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,225 @@
+//! Intake: messages from the bridge's session, through the transform, into
+//! the durable buffer. A message is acknowledged to the session (and so
+//! leaves the broker's store) only once the buffer holds it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use sluice_bridges::buffer::{Buffer, BufferError};
+use sluice_bridges::transform::Transform;
+use sluice_bridges::{Input, Record};
+
+use super::running::Shared;
+use super::stats::BridgeStats;
+use crate::codec::{Packet, Publish};
+use crate::session::SinkAck;
+use crate::store::{now_ms, Store};
+
+/// Messages taken from the session per round.
+const INTAKE_BATCH: usize = 512;
+
+fn input_of(p: &Publish) -> Input {
+    Input {
+        topic: p.topic.to_string(),
+        payload: p.payload.clone(),
+        qos: p.qos.as_u8(),
+        retain: p.retain,
+        client_id: None,
+        username: None,
+        timestamp_ms: now_ms(),
+        user_properties: p
+            .properties
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Runs until the bridge is stopped.
+pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
+    let slot = Arc::clone(&shared.slot);
+    let mut stop = shared.stop.clone();
+    // What a previous run (or the broker before a crash) took from the
+    // session but never acknowledged comes first, in its original order.
+    let mut carried: Vec<Publish> = slot
+        .state
+        .lock()
+        .resend(Instant::now())
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        let (batch, signals): (Vec<Publish>, Vec<Option<Arc<SinkAck>>>) = {
+            let mut state = slot.state.lock();
+            let now = Instant::now();
+            let mut batch = std::mem::take(&mut carried);
+            while batch.len() < INTAKE_BATCH {
+                match state.next_publish(now, 4096) {
+                    Some(p) => batch.push(p),
+                    None => break,
+                }
+            }
+            let signals = batch
+                .iter()
+                .map(|p| p.packet_id.and_then(|id| state.take_sink_ack(id)))
+                .collect();
+            (batch, signals)
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = slot.notify.notified() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        BridgeStats::add(&shared.stats.received, batch.len() as u64);
+        let mut next_id = shared.buffer.lock().next_id();
+        let mut records: Vec<Record> = Vec::with_capacity(batch.len());
+        let mut dropped = 0u64;
+        for (p, signal) in batch.iter().zip(signals) {
+            match transform.apply(&input_of(p), next_id) {
+                Ok(Some(r)) => {
+                    if let Some(signal) = signal {
+                        shared.sink_acks.lock().push_back((r.id, signal));
+                    }
+                    records.push(r);
+                    next_id += 1;
+                }
+                Ok(None) => {
+                    dropped += 1;
+                    if let Some(signal) = signal {
+                        signal.fire();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %shared.name, topic = %p.topic, reason = %e, "message not bridged: transform failed");
+                    // The input as it came, so it can be replayed by hand.
+                    let raw = Record {
+                        id: 0,
+                        destination: String::new(),
+                        key: None,
+                        payload: p.payload.clone(),
+                        headers: vec![(
+                            "mqtt-topic".into(),
+                            bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
+                        )],
+                        timestamp_ms: now_ms(),
+                    };
+                    dead_letter(&shared, raw, format!("transform failed: {e}")).await;
+                    if let Some(signal) = signal {
+                        signal.fire();
+                    }
+                }
+            }
+        }
+        BridgeStats::add(&shared.stats.dropped_by_transform, dropped);
+        let produced = records.len() as u64;
+        // Append durably, retrying while the buffer is full (block policy):
+        // meanwhile messages wait in the session queue, bounded by its limits.
+        if !append_all(&shared, records).await {
+            // Stopped while the buffer was full: the batch stays in flight
+            // in the session and is taken again by the next run.
+            return;
+        }
+        BridgeStats::add(&shared.stats.transformed, produced);
+        {
+            let mut state = slot.state.lock();
+            for p in &batch {
+                if let Some(id) = p.packet_id {
+                    state.on_puback(id);
+                }
+            }
+        }
+        slot.flush_journal(&store);
+        shared.wake.notify_one();
+    }
+}
+
+/// Appends `records` in order, in chunks that fit the buffer. While the
+/// buffer is full (block policy) the bridge's session is marked saturated,
+/// which makes the broker push back on publishers; a record too large for
+/// the buffer even when empty goes to the dead letter file. False if the
+/// bridge was stopped before everything was appended.
+async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
+    let slot = &shared.slot;
+    let name = &shared.name;
+    let mut pending: VecDeque<Vec<Record>> = records.chunks(64).map(<[Record]>::to_vec).collect();
+    while let Some(chunk) = pending.pop_front() {
+        if chunk.is_empty() {
+            continue;
+        }
+        loop {
+            let b = Arc::clone(&shared.buffer);
+            let recs = chunk.clone();
+            match tokio::task::spawn_blocking(move || b.lock().append(&recs)).await {
+                Ok(Ok(appended)) => {
+                    slot.set_saturated(false);
+                    if appended.dropped_oldest > 0 {
+                        BridgeStats::add(&shared.stats.dropped_oldest, appended.dropped_oldest);
+                        tracing::warn!(bridge = %name, dropped = appended.dropped_oldest, "bridge buffer full: oldest records dropped");
+                    }
+                    break;
+                }
+                Ok(Err(BufferError::Full)) => {
+                    if !slot.is_saturated() {
+                        tracing::warn!(bridge = %name, "bridge buffer full: publishers to its topics get back-pressure");
+                    }
+                    slot.set_saturated(true);
+                    if shared.stopping() {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Err(BufferError::TooLarge { .. })) if chunk.len() > 1 => {
+                    // Smaller pieces, in order, ahead of the rest.
+                    for single in chunk.iter().rev() {
+                        pending.push_front(vec![single.clone()]);
+                    }
+                    break;
+                }
+                Ok(Err(BufferError::TooLarge { bytes, max_bytes })) => {
+                    let reason =
+                        format!("record of {bytes} bytes exceeds the buffer quota of {max_bytes}");
+                    let id = chunk[0].id;
+                    dead_letter(shared, chunk[0].clone(), reason).await;
+                    shared.settle_through(id);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(bridge = %name, error = %e, "bridge buffer write failed; retrying");
+                    if shared.stopping() {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(bridge = %name, error = %e, "bridge buffer task failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// A record that never enters the log goes to the buffer's dead-letter
+/// file, in the buffer's own format.
+pub async fn dead_letter(shared: &Shared, record: Record, reason: String) {
+    tracing::warn!(bridge = %shared.name, %reason, "record dead-lettered");
+    BridgeStats::add(&shared.stats.dead_lettered, 1);
+    let b: Arc<Mutex<Buffer>> = Arc::clone(&shared.buffer);
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || b.lock().dead_letter_record(&record, &reason)).await
+    {
+        tracing::error!(bridge = %shared.name, error = %e, "dead-letter write failed");
+    }
+}

@@ -1,0 +1,149 @@
+//! One running bridge: its buffer, counters and the two tasks that move
+//! records (intake: session → transform → buffer; delivery: buffer → sink).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sluice_bridges::buffer::Buffer;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::stats::{BridgeStats, BridgeStatus};
+use crate::broker::SessionSlot;
+use crate::config::BridgeConfig;
+use crate::session::SinkAck;
+use crate::store::now_ms;
+
+/// State the intake and delivery tasks share with the admin side.
+pub struct Shared {
+    pub name: String,
+    pub config: BridgeConfig,
+    pub buffer: Arc<Mutex<Buffer>>,
+    pub slot: Arc<SessionSlot>,
+    pub stats: BridgeStats,
+    /// Set by the admin API: records keep arriving in the buffer, nothing
+    /// goes to the sink.
+    pub paused: AtomicBool,
+    /// Wakes the delivery task: new records, resumed, or stopping.
+    pub wake: Notify,
+    /// `ack = "sink"`: publishers waiting for records, by record id (in
+    /// increasing order).
+    pub sink_acks: Mutex<VecDeque<(u64, Arc<SinkAck>)>>,
+    /// Since when (ms since the epoch) and why the sink has been failing.
+    pub failing: Mutex<Option<(u64, String)>>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Tells publishers whose records up to `last_id` are settled (delivered
+    /// or dead-lettered) that they may have their acknowledgement.
+    pub fn settle_through(&self, last_id: u64) {
+        let mut acks = self.sink_acks.lock();
+        while acks.front().is_some_and(|(id, _)| *id <= last_id) {
+            if let Some((_, signal)) = acks.pop_front() {
+                signal.fire();
+            }
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    pub fn set_failing(&self, error: Option<String>) {
+        let mut f = self.failing.lock();
+        match error {
+            Some(e) => {
+                let since = f.as_ref().map_or_else(now_ms, |(s, _)| *s);
+                *f = Some((since, e));
+            }
+            None => *f = None,
+        }
+    }
+
+    /// Whether everything the bridge took in has reached the sink.
+    pub fn is_drained(&self) -> bool {
+        let session_empty = {
+            let s = self.slot.state.lock();
+            s.queued_len() == 0 && s.inflight_len() == 0
+        };
+        session_empty && self.buffer.lock().is_empty()
+    }
+
+    pub fn status(&self) -> BridgeStatus {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let (records, bytes, oldest) = {
+            let b = self.buffer.lock();
+            (b.len(), b.bytes(), b.oldest_timestamp_ms())
+        };
+        let failing = self.failing.lock().clone();
+        let state = if self.paused.load(Ordering::Relaxed) {
+            "paused"
+        } else if failing.is_some() {
+            "failing"
+        } else {
+            "running"
+        };
+        let s = &self.stats;
+        BridgeStatus {
+            name: self.name.clone(),
+            sink: self.config.sink.kind(),
+            filters: self.config.filters.clone(),
+            state,
+            failing_since_ms: failing.as_ref().map(|(since, _)| *since),
+            last_error: failing.map(|(_, e)| e),
+            received: load(&s.received),
+            transformed: load(&s.transformed),
+            dropped_by_transform: load(&s.dropped_by_transform),
+            delivered: load(&s.delivered),
+            retried: load(&s.retried),
+            dead_lettered: load(&s.dead_lettered),
+            dropped_oldest: load(&s.dropped_oldest),
+            buffered_records: records,
+            buffered_bytes: bytes,
+            oldest_undelivered_ms: oldest.map_or(0, |t| now_ms().saturating_sub(t)),
+            session_queued: self.slot.state.lock().queued_len(),
+        }
+    }
+}
+
+/// A started bridge and how to stop it.
+pub struct RunningBridge {
+    pub shared: Arc<Shared>,
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningBridge {
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::Relaxed);
+    }
+
+    pub fn resume(&self) {
+        self.shared.paused.store(false, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops both tasks and waits for them: afterwards nobody holds the
+    /// buffer, so the same bridge can be started again on its directory.
+    /// Records stay in the buffer; messages not yet taken in stay in the
+    /// bridge's session.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        self.shared.wake.notify_one();
+        self.shared.slot.notify.notify_one();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.shared.buffer.lock().sync() {
+            tracing::error!(bridge = %self.shared.name, error = %e, "bridge buffer sync failed");
+        }
+        tracing::info!(bridge = %self.shared.name, "bridge stopped");
+    }
+}

@@ -1,0 +1,145 @@
+//! Bridge definitions: `[[bridges]]` tables in the main file or one file
+//! per bridge under `bridges_dir`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+fn default_bridge_qos() -> u8 {
+    1
+}
+
+fn default_bridge_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_http_timeout_secs() -> u64 {
+    10
+}
+
+fn default_kafka_acks() -> String {
+    "all".into()
+}
+
+fn default_kafka_max_in_flight() -> usize {
+    1000
+}
+
+fn default_kafka_message_timeout_secs() -> u64 {
+    30
+}
+
+/// Where a bridge sends its records.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BridgeSinkConfig {
+    /// POST (or PUT) each record to a URL rendered from a template
+    /// (`{topic}`, `{topic.2}`, `{client_id}`, `{payload.field}`, ...).
+    Http {
+        url: String,
+        #[serde(default)]
+        method: sluice_bridges::http::Method,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// Headers whose value is read from an environment variable at
+        /// start-up (`Authorization = "WEBHOOK_TOKEN"`), so secrets stay
+        /// out of the file. A missing variable is a configuration error.
+        #[serde(default)]
+        headers_from_env: BTreeMap<String, String>,
+        #[serde(default = "default_http_timeout_secs")]
+        timeout_secs: u64,
+        #[serde(default)]
+        batch: sluice_bridges::http::BatchMode,
+        /// Extra CA for https endpoints (PEM).
+        #[serde(default)]
+        tls_ca: Option<PathBuf>,
+    },
+    /// Produce each record to a Kafka topic rendered from a template, with
+    /// an idempotent producer (order per partition survives retries).
+    Kafka {
+        /// `host:port[,host:port...]`.
+        bootstrap_servers: String,
+        /// Topic template, e.g. `telemetry-{topic.2}`.
+        topic: String,
+        /// Key template, e.g. `{topic.3}` (the device): records with the
+        /// same key go to the same partition, in order.
+        #[serde(default)]
+        key: Option<String>,
+        /// `all` (default), `1` or `0`.
+        #[serde(default = "default_kafka_acks")]
+        acks: String,
+        /// `none` (default), `gzip`, `snappy` or `lz4`.
+        #[serde(default)]
+        compression: sluice_bridges::kafka::Compression,
+        /// Records handed to the producer at once and awaited together.
+        #[serde(default = "default_kafka_max_in_flight")]
+        max_in_flight: usize,
+        /// How long the producer tries one record before the bridge backs
+        /// off and resends from the first unacknowledged one.
+        #[serde(default = "default_kafka_message_timeout_secs")]
+        message_timeout_secs: u64,
+        /// Any librdkafka producer option (`security.protocol`,
+        /// `sasl.mechanism`, `linger.ms`, ...), applied last.
+        #[serde(default)]
+        options: BTreeMap<String, String>,
+    },
+}
+
+impl BridgeSinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BridgeSinkConfig::Http { .. } => "http",
+            BridgeSinkConfig::Kafka { .. } => "kafka",
+        }
+    }
+}
+
+/// When the device that published a bridged QoS 1/2 message gets its
+/// PUBACK/PUBREC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeAck {
+    /// Once the message is durable in the bridge's buffer (fast; the
+    /// buffer guarantees delivery later).
+    #[default]
+    Buffer,
+    /// Only once the sink (Kafka, the HTTP endpoint) acknowledged it: the
+    /// device keeps and resends messages while the sink is down.
+    Sink,
+}
+
+/// One bridge: MQTT messages matching `filters`, transformed, buffered on
+/// disk, delivered to a sink.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Letters, digits, '-' and '_'; names the buffer directory.
+    pub name: String,
+    /// MQTT topic filters; messages matching any of them are bridged.
+    pub filters: Vec<String>,
+    /// Subscription QoS: 0 or 1 (1: nothing acknowledged to the publisher
+    /// is lost on the way).
+    #[serde(default = "default_bridge_qos")]
+    pub qos: u8,
+    /// jq expression run over {payload, topic, client_id, username, qos,
+    /// retain, timestamp, user_properties}; its first output is the new
+    /// payload, no output drops the message.
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub payload_format: sluice_bridges::transform::PayloadFormat,
+    #[serde(default)]
+    pub on_decode_error: sluice_bridges::transform::OnDecodeError,
+    /// Disk quota of the bridge's buffer.
+    #[serde(default = "default_bridge_max_bytes")]
+    pub max_bytes: u64,
+    /// When the buffer is full: "block" (stop taking messages; they wait in
+    /// the bridge's session queue) or "drop_oldest".
+    #[serde(default)]
+    pub full_policy: sluice_bridges::buffer::FullPolicy,
+    /// "buffer" (default) or "sink": see [`BridgeAck`].
+    #[serde(default)]
+    pub ack: BridgeAck,
+    pub sink: BridgeSinkConfig,
+}

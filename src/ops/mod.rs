@@ -1,0 +1,6 @@
+//! Operating the broker: `$SYS` topics, process statistics and reloads.
+//! The admin HTTP API lives in `admin`.
+
+pub mod process;
+pub mod reload;
+pub mod sys_topics;

@@ -1,0 +1,115 @@
+//! Reloading what can change without a restart: TLS certificates, the
+//! password and ACL files, the log level and bridge definitions. SIGHUP and
+//! `POST /api/v1/reload` both come here. Everything is loaded and checked
+//! first; a reload that fails changes nothing and says why.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::bridge::{BridgeChanges, Bridges};
+use crate::broker::{AccessControl, Broker};
+use crate::config::Config;
+
+/// Replaces the running log filter; errors name what was wrong.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The log filter now in force (unchanged when `RUST_LOG` is set: the
+    /// environment wins, as at start-up).
+    pub log_level: String,
+    pub tls_listeners_reloaded: usize,
+    pub tls_errors: Vec<String>,
+    pub access_reloaded: bool,
+    pub bridges: BridgeChanges,
+}
+
+pub struct Reloader {
+    config_file: Option<PathBuf>,
+    broker: Arc<Broker>,
+    bridges: Arc<Bridges>,
+    set_log_level: SetLogLevel,
+    /// `RUST_LOG` was set at start: it decides the level, not the file.
+    log_level_from_env: bool,
+    /// One reload at a time.
+    lock: tokio::sync::Mutex<String>,
+}
+
+impl Reloader {
+    pub fn new(
+        config_file: Option<PathBuf>,
+        broker: Arc<Broker>,
+        bridges: Arc<Bridges>,
+        set_log_level: SetLogLevel,
+        initial_level: String,
+        log_level_from_env: bool,
+    ) -> Reloader {
+        Reloader {
+            config_file,
+            broker,
+            bridges,
+            set_log_level,
+            log_level_from_env,
+            lock: tokio::sync::Mutex::new(initial_level),
+        }
+    }
+
+    /// Sets the log filter now (admin API), whatever `RUST_LOG` said.
+    pub async fn set_log_level(&self, level: &str) -> Result<(), String> {
+        let mut current = self.lock.lock().await;
+        (self.set_log_level)(level)?;
+        *current = level.to_owned();
+        tracing::info!(level, "log level changed");
+        Ok(())
+    }
+
+    /// Re-reads the configuration file and applies what may change.
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        let mut level = self.lock.lock().await;
+        let config = Config::load(self.config_file.as_deref()).map_err(|e| e.to_string())?;
+        let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())?;
+        // Checked before anything changes: the bridges' own reload builds
+        // every sink first too.
+        for b in &config.bridges {
+            crate::bridge::compile_transform(b).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
+        }
+        let bridges = self.bridges.reload(&config.bridges).await?;
+        self.broker.set_access(access);
+        if !self.log_level_from_env && *level != config.log_level {
+            (self.set_log_level)(&config.log_level)?;
+            *level = config.log_level.clone();
+        }
+        let mut tls_listeners_reloaded = 0;
+        let mut tls_errors = Vec::new();
+        for l in self.broker.listeners() {
+            if let Some(tls) = &l.tls {
+                match tls.reload() {
+                    Ok(()) => tls_listeners_reloaded += 1,
+                    Err(e) => {
+                        tracing::error!(listener = %l.addr, error = %e, "TLS reload failed; the previous certificates stay");
+                        tls_errors.push(format!("{}: {e}", l.addr));
+                    }
+                }
+            }
+        }
+        let report = ReloadReport {
+            log_level: level.clone(),
+            tls_listeners_reloaded,
+            tls_errors,
+            access_reloaded: true,
+            bridges,
+        };
+        tracing::info!(
+            log_level = %report.log_level,
+            tls = report.tls_listeners_reloaded,
+            bridges_added = ?report.bridges.added,
+            bridges_removed = ?report.bridges.removed,
+            bridges_restarted = ?report.bridges.restarted,
+            "configuration reloaded"
+        );
+        Ok(report)
+    }
+}
