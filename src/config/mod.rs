@@ -460,6 +460,20 @@ impl Config {
             if b.qos > 1 {
                 return Err(invalid(&key("qos"), &format!("{who}must be 0 or 1")));
             }
+            if b.ack == BridgeAck::Sink {
+                if b.qos != 1 {
+                    return Err(invalid(
+                        &key("qos"),
+                        &format!("{who}ack = \"sink\" needs qos = 1"),
+                    ));
+                }
+                if b.full_policy != sluice_bridges::buffer::FullPolicy::Block {
+                    return Err(invalid(
+                        &key("full_policy"),
+                        &format!("{who}ack = \"sink\" needs full_policy = \"block\" (a dropped record cannot be acknowledged)"),
+                    ));
+                }
+            }
             if let Err(e) = crate::bridge::compile_transform(b) {
                 return Err(invalid(&key("transform"), &format!("{who}{e}")));
             }

@@ -344,3 +344,254 @@ fn payload_the_transform_refuses_goes_to_the_dead_letter_file() {
         "{line}"
     );
 }
+
+/// The telemetry bridge with extra lines in its `[[bridges]]` table.
+fn bridge_config_with(port: u16, extra: &str) -> String {
+    bridge_config(port).replace("transform = ", &format!("{extra}\ntransform = "))
+}
+
+#[test]
+fn with_ack_sink_the_puback_waits_for_the_endpoint() {
+    // Three failures first: the PUBACK may only come once a 200 was given.
+    let ep = Endpoint::start("[503, 503, 503]");
+    let s = Sluice::start_config(&bridge_config_with(ep.port, "ack = \"sink\""));
+    let (mut p, _) = Raw::connect(s.port, V5, "dev", true);
+    p.send(&Packet::Publish(publish(
+        "sensors/cellar/temp",
+        br#"{"room":"cellar","temp":7}"#,
+        QoS::AtLeastOnce,
+        1,
+    )));
+    match p.recv_timeout(Duration::from_secs(15)) {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::Success),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        ep.delivered().len(),
+        1,
+        "PUBACK came before the endpoint had the record"
+    );
+    let requests = std::fs::read_to_string(&ep.log).unwrap();
+    assert!(requests.matches("503").count() >= 3, "{requests}");
+}
+
+#[test]
+fn ack_sink_needs_qos_1_and_the_block_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, key) in [
+        ("ack = \"sink\"\nqos = 0", "qos"),
+        (
+            "ack = \"sink\"\nfull_policy = \"drop_oldest\"",
+            "full_policy",
+        ),
+    ] {
+        let cfg = dir.path().join("b.toml");
+        std::fs::write(&cfg, bridge_config_with(1, extra)).unwrap();
+        let out = Command::new(SLUICE)
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}");
+        assert!(err.contains(&format!("bridges[0].{key}")), "{err}");
+    }
+}
+
+#[test]
+fn a_paused_bridge_buffers_and_delivers_on_resume() {
+    let ep = Endpoint::start("[]");
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (status, body) = s.admin("POST", "/api/v1/bridges/telemetry/pause", None, None);
+    assert_eq!(status, 200, "{body}");
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..5 {
+        p.publish(publish(
+            "sensors/porch/temp",
+            format!(r#"{{"room":"porch","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ep.delivered().is_empty(), "delivered while paused");
+    let (_, body) = s.admin("GET", "/api/v1/bridges/telemetry", None, None);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["state"], "paused");
+    assert_eq!(st["buffered_records"], 5, "{st}");
+    assert_eq!(st["received"], 5);
+    let metrics = s.admin("GET", "/metrics", None, None).1;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sluice_bridge_buffered_records{bridge=\"telemetry\"}"
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        s.admin("POST", "/api/v1/bridges/nope/pause", None, None).0,
+        404
+    );
+
+    s.admin("POST", "/api/v1/bridges/telemetry/resume", None, None);
+    let got = ep.wait_for(5, Duration::from_secs(10));
+    assert_eq!(got.len(), 5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = s.admin("GET", "/api/v1/bridges", None, None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let b = &v["items"][0];
+        if b["delivered"] == 5 && b["buffered_records"] == 0 {
+            assert_eq!(b["state"], "running");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{b}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_lets_bridges_drain_before_exiting() {
+    // Failing at first: records are still buffered when SIGTERM comes.
+    let ep = Endpoint::start("[503, 503, 503, 503, 503]");
+    let mut s = Sluice::start_config(&format!(
+        "drain_timeout_secs = 15\n{}",
+        bridge_config(ep.port)
+    ));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..3 {
+        p.publish(publish(
+            "sensors/shed/temp",
+            format!(r#"{{"room":"shed","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    assert!(ep.delivered().is_empty());
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(20)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        ep.delivered().len(),
+        3,
+        "the bridge delivered what it held before exiting"
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_buffer_survives() {
+    // Nothing listens on port 1: the bridge can never deliver, so the
+    // graceful shutdown would wait the whole drain timeout.
+    let mut s = Sluice::start_config(&format!("drain_timeout_secs = 60\n{}", bridge_config(1)));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    p.publish(publish(
+        "sensors/void/temp",
+        br#"{"room":"void","temp":1}"#,
+        QoS::AtLeastOnce,
+        1,
+    ));
+    s.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        s.wait_exit(Duration::from_millis(100)).is_none(),
+        "still draining"
+    );
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(4))
+        .expect("exited after the second signal");
+    assert!(!status.success(), "{status:?}");
+    let s = s.restart();
+    let (_, body) = s.admin("GET", "/api/v1/bridges/telemetry", None, None);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["buffered_records"], 1, "{st}");
+}
+
+#[test]
+fn sighup_adds_changes_and_removes_bridges_while_clients_stay_connected() {
+    let ep = Endpoint::start("[]");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[[listeners]]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let s = Sluice::start_with_config(&config);
+    let (mut p, _) = Raw::connect(s.port, V5, "stays", true);
+    p.publish(publish(
+        "sensors/a/temp",
+        br#"{"room":"a","temp":0}"#,
+        QoS::AtLeastOnce,
+        1,
+    ));
+
+    // Added.
+    std::fs::write(&config, bridge_config(ep.port)).unwrap();
+    let (status, text) = s.admin("POST", "/api/v1/reload", None, None);
+    assert_eq!(status, 200, "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["bridges"]["added"][0], "telemetry", "{report}");
+    p.publish(publish(
+        "sensors/b/temp",
+        br#"{"room":"b","temp":1}"#,
+        QoS::AtLeastOnce,
+        2,
+    ));
+    let got = ep.wait_for(1, Duration::from_secs(10));
+    assert_eq!(body(&got[0])["room"], "b");
+
+    // Changed (paused first so records wait in the buffer across the
+    // restart of the bridge): nothing buffered is lost.
+    s.admin("POST", "/api/v1/bridges/telemetry/pause", None, None);
+    p.publish(publish(
+        "sensors/c/temp",
+        br#"{"room":"c","temp":2}"#,
+        QoS::AtLeastOnce,
+        3,
+    ));
+    std::fs::write(
+        &config,
+        bridge_config(ep.port).replace("{room: .room, t: .temp}", "{room: .room, t: .temp, v: 2}"),
+    )
+    .unwrap();
+    s.hangup();
+    let got = ep.wait_for(2, Duration::from_secs(10));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(body(&got[1]), serde_json::json!({"room": "c", "t": 2}));
+    p.publish(publish(
+        "sensors/d/temp",
+        br#"{"room":"d","temp":3}"#,
+        QoS::AtLeastOnce,
+        4,
+    ));
+    let got = ep.wait_for(3, Duration::from_secs(10));
+    assert_eq!(
+        body(&got[2]),
+        serde_json::json!({"room": "d", "t": 3, "v": 2})
+    );
+
+    // A broken bridge definition: refused, the running one stays.
+    std::fs::write(
+        &config,
+        bridge_config(ep.port).replace("{room: .room, t: .temp}", "{room: "),
+    )
+    .unwrap();
+    let (status, body_text) = s.admin("POST", "/api/v1/reload", None, None);
+    assert_eq!(status, 422, "{body_text}");
+    assert!(body_text.contains("telemetry"), "{body_text}");
+
+    // Removed.
+    std::fs::write(&config, "[[listeners]]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let (status, body_text) = s.admin("POST", "/api/v1/reload", None, None);
+    assert_eq!(status, 200, "{body_text}");
+    let report: serde_json::Value = serde_json::from_str(&body_text).unwrap();
+    assert_eq!(report["bridges"]["removed"][0], "telemetry");
+    p.publish(publish(
+        "sensors/e/temp",
+        br#"{"room":"e","temp":4}"#,
+        QoS::AtLeastOnce,
+        5,
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ep.delivered().len(), 3);
+    let (_, clients) = s.admin("GET", "/api/v1/clients?q=stays&connected=true", None, None);
+    assert!(clients.contains("\"total\":1"), "{clients}");
+}

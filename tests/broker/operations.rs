@@ -45,7 +45,11 @@ fn json_log_format_writes_one_object_per_line() {
 
 #[test]
 fn check_config_accepts_the_examples_and_names_bad_keys() {
-    for example in ["examples/sluice.toml", "examples/bridges/http-alerts.toml"] {
+    for example in [
+        "examples/sluice.toml",
+        "examples/bridges/http-alerts.toml",
+        "examples/bridges/kafka-telemetry.toml",
+    ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
         let out = Command::new(SLUICE)
             .arg("check-config")
