@@ -298,13 +298,15 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             Duration::from_secs(cfg.sys_interval),
         ));
     }
-    tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
+    // Signal handlers are installed before "sluice started": a signal that
+    // comes right after must not find the default action (exit) in place.
+    let (first_signal, second_signal) = signals(store.clone())?;
+    tokio::spawn(reload_on_sighup(Arc::clone(&reloader))?);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
     let drain_timeout = Duration::from_secs(cfg.drain_timeout_secs);
     // Keep the broker alive until the store is closed: tearing down its
     // memory releases messages, which must not read as deletions.
     let keep_alive = Arc::clone(&broker);
-    let (first_signal, second_signal) = signals(store.clone());
     server::serve(broker, listeners, first_signal, Duration::from_secs(5)).await;
     if let Some(state) = &admin {
         state.ready.store(false, Ordering::Release);
@@ -322,24 +324,19 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
 }
 
 /// SIGHUP reloads what can change without a restart. A reload that fails
-/// leaves the running configuration in place.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
+/// leaves the running configuration in place. The handler is installed
+/// when this is called, not when the task first runs.
+fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut hup = Signals::hangup()?;
+    Ok(async move {
+        while hup.recv().await {
             if let Err(e) = reloader.reload().await {
                 tracing::error!(error = %e, "reload failed; the running configuration stays");
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = reloader;
-    }
+    })
 }
 
 /// The first SIGINT/SIGTERM starts a graceful shutdown (the returned
@@ -347,15 +344,16 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
 /// store holds so far (everything acknowledged is already durable).
 fn signals(
     store: Store,
-) -> (
+) -> anyhow::Result<(
     impl std::future::Future<Output = ()>,
     tokio::task::JoinHandle<()>,
-) {
+)> {
+    let mut stop = Signals::termination()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.recv().await;
         let _ = tx.send(());
-        wait_for_signal().await;
+        stop.recv().await;
         tracing::warn!("second signal: exiting now");
         let closing = std::thread::spawn(move || store.close());
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -364,33 +362,62 @@ fn signals(
         }
         std::process::exit(1);
     });
-    (
+    Ok((
         async move {
             let _ = rx.await;
         },
         watcher,
-    )
+    ))
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Signal streams, registered at construction.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+    streams: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn of(kinds: &[tokio::signal::unix::SignalKind]) -> anyhow::Result<Signals> {
+        let streams = kinds
+            .iter()
+            .map(|k| tokio::signal::unix::signal(*k))
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot install signal handlers")?;
+        Ok(Signals { streams })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// SIGINT or SIGTERM.
+    fn termination() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::SignalKind;
+            Signals::of(&[SignalKind::interrupt(), SignalKind::terminate()])
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    fn hangup() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            Signals::of(&[tokio::signal::unix::SignalKind::hangup()])
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal of any of the kinds; false if none can come.
+    async fn recv(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            let polls = self.streams.iter_mut().map(|s| Box::pin(s.recv()));
+            futures_util::future::select_all(polls).await.0.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            true
+        }
     }
 }
