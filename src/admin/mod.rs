@@ -7,10 +7,11 @@
 //! endpoints never do, `/metrics` only with `protect_metrics`.
 //!
 //! Layout: `api` (REST handlers), `metrics` (the exposition, built at
-//! scrape time from the broker's counters), this file (routing, auth,
-//! serving).
+//! scrape time from the broker's counters), `dashboard` (the live page),
+//! this file (routing, auth, serving).
 
 mod api;
+mod dashboard;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ pub struct AdminState {
     pub ready: AtomicBool,
     token: Option<String>,
     protect_metrics: bool,
+    dashboard: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,7 @@ impl AdminState {
             ready: AtomicBool::new(false),
             token,
             protect_metrics: config.protect_metrics,
+            dashboard: config.dashboard,
         }))
     }
 
@@ -212,12 +215,15 @@ pub fn router(state: Arc<AdminState>) -> Router {
             Arc::clone(&state),
             require_token,
         ));
-    Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1", api)
-        .with_state(state)
+        .nest("/api/v1", api);
+    if state.dashboard {
+        app = app.merge(dashboard::routes());
+    }
+    app.with_state(state)
 }
 
 /// A bound admin listener.

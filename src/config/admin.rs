@@ -23,6 +23,9 @@ pub struct AdminConfig {
     /// Require the token for `/metrics` too (off: Prometheus scrapes
     /// without credentials, like most exporters).
     pub protect_metrics: bool,
+    /// Serve the live dashboard page at `/dashboard/` (it connects back over
+    /// the ws/wss listeners).
+    pub dashboard: bool,
     /// Serve HTTPS with this certificate chain and key (PEM).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -36,6 +39,7 @@ impl Default for AdminConfig {
             token_file: None,
             token_env: None,
             protect_metrics: false,
+            dashboard: true,
             tls_cert: None,
             tls_key: None,
         }
