@@ -21,7 +21,7 @@ for mode in memory never batch always; do
     # Queues big enough that no message is dropped for a slow subscriber.
     SLUICE__FSYNC=${mode/memory/batch} SLUICE__LOG_LEVEL=warn \
     SLUICE__LIMITS__MAX_QUEUED_MESSAGES=10000000 SLUICE__LIMITS__MAX_QUEUED_BYTES=4000000000 \
-        "$B/sluice" --bind "127.0.0.1:$PORT" "${extra[@]}" 2>/dev/null &
+        "$B/sluice" --bind "127.0.0.1:$PORT" --admin-bind 127.0.0.1:0 "${extra[@]}" 2>/dev/null &
     pid=$!
     sleep 0.5
     printf '%-7s ' "$mode"

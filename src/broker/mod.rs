@@ -503,7 +503,10 @@ impl Broker {
     pub fn publish_with(&self, mut message: Message, refuse_if_saturated: bool) -> Published {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         let mut targets: Vec<Target> = Vec::new();
-        let mut index: HashMap<*const SessionSlot, usize> = HashMap::new();
+        // Overlapping subscriptions of one session merge into one target.
+        // Most publishes match a handful of sessions: a scan beats hashing
+        // until there are many, then an index takes over.
+        let mut index: Option<HashMap<*const SessionSlot, usize>> = None;
         {
             let tree = self.subscriptions.read();
             tree.for_each_match(
@@ -522,20 +525,38 @@ impl Broker {
                     let retain = message.retain && opts.retain_as_published;
                     if !m.shared {
                         let key = Arc::as_ptr(&e.slot);
-                        if let Some(&i) = index.get(&key) {
+                        let found = match &index {
+                            Some(ix) => ix.get(&key).copied(),
+                            None => targets
+                                .iter()
+                                .position(|t| !t.shared && Arc::as_ptr(&t.slot) == key),
+                        };
+                        if let Some(i) = found {
                             let t: &mut Target = &mut targets[i];
                             t.qos = t.qos.max(qos);
                             t.retain |= retain;
                             t.subscription_ids.extend(e.subscription.identifier);
                             return;
                         }
-                        index.insert(key, targets.len());
+                        if let Some(ix) = &mut index {
+                            ix.insert(key, targets.len());
+                        } else if targets.len() >= MERGE_SCAN_LIMIT {
+                            let mut ix: HashMap<*const SessionSlot, usize> = targets
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, t)| !t.shared)
+                                .map(|(i, t)| (Arc::as_ptr(&t.slot), i))
+                                .collect();
+                            ix.insert(key, targets.len());
+                            index = Some(ix);
+                        }
                     }
                     targets.push(Target {
                         slot: Arc::clone(&e.slot),
                         qos,
                         retain,
                         subscription_ids: e.subscription.identifier.into_iter().collect(),
+                        shared: m.shared,
                     });
                 },
             );
@@ -678,7 +699,14 @@ struct Target {
     qos: QoS,
     retain: bool,
     subscription_ids: Vec<u32>,
+    /// Chosen for a shared group: never merged with the session's own
+    /// subscriptions (each is a delivery of its own).
+    shared: bool,
 }
+
+/// Targets scanned linearly for a session already matched, before an index
+/// is built.
+const MERGE_SCAN_LIMIT: usize = 16;
 
 fn still_offline(slot: &SessionSlot, generation: u64) -> bool {
     !slot.is_online() && slot.control.lock().generation == generation
