@@ -236,6 +236,12 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     };
     let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(limit) = sluice::ops::process::raise_fd_limit() {
+        let wanted = config.limits.max_connections as u64 + 1024;
+        if limit < wanted {
+            tracing::warn!(open_files = limit, max_connections = config.limits.max_connections, "the open-file limit is below max_connections; raise it (ulimit -n) to hold that many clients");
+        }
+    }
     let listener_configs = config.listeners.clone();
     let allow_anonymous = config.allow_anonymous;
     let initial_level = config.log_level.clone();

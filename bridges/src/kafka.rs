@@ -66,6 +66,9 @@ pub struct KafkaSink {
     producer: FutureProducer<TracingContext>,
     /// Kept to replace the producer after a fatal error.
     client_config: ClientConfig,
+    /// The producer was fenced (its idempotent epoch refused): the next
+    /// `send` starts a new one.
+    fenced: bool,
     max_in_flight: usize,
     message_timeout: Duration,
 }
@@ -92,6 +95,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             client_config,
+            fenced: false,
             max_in_flight: config.max_in_flight,
             message_timeout: config.message_timeout,
         })
@@ -138,11 +142,21 @@ impl KafkaSink {
 
     /// After a fatal error (possible with the idempotent producer) librdkafka
     /// refuses every record; a new producer is the only way forward.
+    ///
+    /// The same after a fenced epoch: when a record times out, librdkafka
+    /// bumps the idempotent producer's epoch on its own; Kafka accepts that,
+    /// but some Kafka-protocol brokers (tansu) answer every later produce
+    /// with PRODUCER_FENCED without librdkafka calling it fatal, and the
+    /// bridge would retry forever.
     fn replace_producer_after_fatal_error(&mut self) -> Result<(), SinkError> {
-        let Some((code, reason)) = self.producer.client().fatal_error() else {
-            return Ok(());
-        };
-        tracing::warn!(?code, %reason, "kafka producer failed fatally; replacing it");
+        if std::mem::take(&mut self.fenced) {
+            tracing::warn!("kafka producer fenced; replacing it");
+        } else {
+            let Some((code, reason)) = self.producer.client().fatal_error() else {
+                return Ok(());
+            };
+            tracing::warn!(?code, %reason, "kafka producer failed fatally; replacing it");
+        }
         self.producer = create_producer(&self.client_config).map_err(|error| {
             SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
         })?;
@@ -166,7 +180,18 @@ impl Sink for KafkaSink {
             for (record, delivery) in chunk.iter().zip(deliveries) {
                 match delivery.await {
                     Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => return Err(verdict(record, &error)),
+                    Ok(Err((error, _))) => {
+                        if matches!(
+                            error.rdkafka_error_code(),
+                            Some(
+                                RDKafkaErrorCode::ProducerFenced
+                                    | RDKafkaErrorCode::InvalidProducerEpoch
+                            )
+                        ) {
+                            self.fenced = true;
+                        }
+                        return Err(verdict(record, &error));
+                    }
                     Err(_canceled) => {
                         return Err(SinkError::Retryable(format!(
                         "record {} to topic {:?}: the producer went away before reporting delivery",

@@ -17,6 +17,7 @@ broker drops messages for a slow subscriber. Each run is bounded by
 
 import argparse
 import json
+import resource
 import os
 import shutil
 import signal
@@ -174,6 +175,10 @@ def main():
     p.add_argument("--brokers", default="sluice,mosquitto,rumqttd")
     p.add_argument("--out", default=os.path.join(ROOT, "target", "bench-compare"))
     args = p.parse_args()
+    # 20,000 connections need as many descriptors in the generator and the
+    # broker (both inherit this limit).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     brokers = args.brokers.split(",")
     scenarios = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
     ensure_tools(brokers)

@@ -166,6 +166,9 @@ pub(crate) fn validate(config: &KafkaSinkConfig) -> Result<(), KafkaSinkSetupErr
 pub fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
     let idempotent = matches!(config.acks.as_str(), "all" | "-1");
     let mut client = ClientConfig::new();
+    // librdkafka's own level otherwise follows the `log` crate's, which
+    // nothing here sets: its warnings would be lost. They go to tracing.
+    client.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
     client
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", "sluice")
