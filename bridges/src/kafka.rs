@@ -104,9 +104,12 @@ impl KafkaSink {
     /// Hands one record to librdkafka, waiting while its queue is full (for
     /// at most `message_timeout`, by when queued records have expired).
     async fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
-        let id = record.id.to_string();
+        let id = record.dedup_id();
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
         for (name, value) in &record.headers {
+            if name == crate::record::MESSAGE_ID_HEADER {
+                continue;
+            }
             headers = headers.insert(Header {
                 key: name,
                 value: Some(value.as_ref()),

@@ -33,3 +33,23 @@ pub struct Record {
     pub headers: Vec<(String, Bytes)>,
     pub timestamp_ms: u64,
 }
+
+/// The record header holding the broker's own id for the message, when it
+/// has one (every QoS 1 message a durable broker bridges). Unlike
+/// [`Record::id`] it survives a crash between buffering a message and
+/// acknowledging it to the broker, when the message is buffered again
+/// under a new record id.
+pub const MESSAGE_ID_HEADER: &str = "msg-id";
+
+impl Record {
+    /// What consumers de-duplicate on (`sluice-msg-id` in Kafka,
+    /// `sluice-record-id` in HTTP): the broker's message id when the record
+    /// carries one, else the record id.
+    pub fn dedup_id(&self) -> String {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == MESSAGE_ID_HEADER)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map_or_else(|| self.id.to_string(), str::to_owned)
+    }
+}

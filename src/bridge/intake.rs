@@ -58,7 +58,8 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
         if shared.stopping() {
             return;
         }
-        let (batch, signals): (Vec<Publish>, Vec<Option<Arc<SinkAck>>>) = {
+        type Extras = (Option<Arc<SinkAck>>, Option<u64>);
+        let (batch, extras): (Vec<Publish>, Vec<Extras>) = {
             let mut state = slot.state.lock();
             let now = Instant::now();
             let mut batch = std::mem::take(&mut carried);
@@ -68,11 +69,14 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
                     None => break,
                 }
             }
-            let signals = batch
+            let extras = batch
                 .iter()
-                .map(|p| p.packet_id.and_then(|id| state.take_sink_ack(id)))
+                .map(|p| match p.packet_id {
+                    Some(id) => (state.take_sink_ack(id), state.message_id_of(id)),
+                    None => (None, None),
+                })
                 .collect();
-            (batch, signals)
+            (batch, extras)
         };
         if batch.is_empty() {
             tokio::select! {
@@ -85,9 +89,17 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
         let mut next_id = shared.buffer.lock().next_id();
         let mut records: Vec<Record> = Vec::with_capacity(batch.len());
         let mut dropped = 0u64;
-        for (p, signal) in batch.iter().zip(signals) {
+        for (p, (signal, message_id)) in batch.iter().zip(extras) {
             match transform.apply(&input_of(p), next_id) {
-                Ok(Some(r)) => {
+                Ok(Some(mut r)) => {
+                    if let Some(m) = message_id {
+                        // Stable across a crash that buffers the message
+                        // again under a new record id.
+                        r.headers.push((
+                            sluice_bridges::record::MESSAGE_ID_HEADER.to_owned(),
+                            bytes::Bytes::from(m.to_string()),
+                        ));
+                    }
                     if let Some(signal) = signal {
                         shared.sink_acks.lock().push_back((r.id, signal));
                     }

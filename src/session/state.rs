@@ -352,6 +352,13 @@ impl SessionState {
             .and_then(|f| f.delivery.sink_ack.take())
     }
 
+    /// The store's id of the message in flight under `id`, if it is stored.
+    pub fn message_id_of(&self, id: PacketId) -> Option<u64> {
+        self.inflight
+            .get(&id.get())
+            .and_then(|f| f.delivery.message.stored_id())
+    }
+
     /// PUBACK from the client. False if the id was not awaiting one.
     pub fn on_puback(&mut self, id: PacketId) -> bool {
         match self.inflight.get(&id.get()) {

@@ -176,7 +176,12 @@ impl Store {
         let recovered = backend.load()?;
         let (tx, rx) = std::sync::mpsc::channel::<Command>();
         let (durable, _) = watch::channel(0);
-        let next_id = recovered.messages.keys().max().copied().unwrap_or(0) + 1;
+        // Never reuse an id, even when the store was empty at start: bridges
+        // hand message ids to consumers for de-duplication. Starting from
+        // the clock (µs) stays ahead of earlier runs unless they sustained
+        // more than a million messages a second.
+        let next_id = (recovered.messages.keys().max().copied().unwrap_or(0) + 1)
+            .max(now_ms().saturating_mul(1000));
         let inner = Arc::new(Inner {
             sender: Mutex::new((0, Some(tx))),
             durable,

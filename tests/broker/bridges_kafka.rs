@@ -201,6 +201,9 @@ fn messages_reach_kafka_transformed_in_order_with_ids() {
     );
     assert_eq!(distinct(&got).len(), 200, "record ids are unique");
     for m in &got {
+        // The broker's message id (it survives a crash, unlike the record
+        // id), which starts from the clock in microseconds.
+        assert!(m.msg_id() > 1_000_000_000_000_000, "{m:?}");
         let device = m.key.clone().expect("a key");
         assert_eq!(
             m.json(),
@@ -459,10 +462,12 @@ fn a_sigkill_mid_stream_loses_nothing_acknowledged() {
         reader.describe()
     );
     // Duplicates come in two kinds: the publisher resends the reading
-    // whose PUBACK the crash took; and readings already in the bridge's
-    // buffer whose removal from the bridge's session was not yet on disk
-    // are taken from the session again, under new record ids. Either way a
-    // reading's first copy comes in the publisher's order.
+    // whose PUBACK the crash took (a new message, a new id); and readings
+    // already in the bridge's buffer whose removal from the bridge's
+    // session was not yet on disk are taken from the session again, under
+    // new record ids but the same `sluice-msg-id` (the broker's message
+    // id), so `distinct` drops them. Either way a reading's first copy
+    // comes in the publisher's order.
     let mut seen = HashSet::new();
     let firsts: Vec<u64> = seqs.iter().copied().filter(|&q| seen.insert(q)).collect();
     if let Some(i) = firsts.windows(2).position(|w| w[0] > w[1]) {

@@ -42,8 +42,9 @@ pub(crate) struct Outgoing {
     /// Names the records and the URL (without its query, which may hold a
     /// secret) in error messages, e.g. `record 7 to http://host/in`.
     pub label: String,
-    /// `sluice-record-id`: the record's id, or the ids of the array in
-    /// order, comma-separated.
+    /// `sluice-record-id`: the record's de-duplication id (see
+    /// [`Record::dedup_id`]), or the ids of the array in order,
+    /// comma-separated.
     pub ids: HeaderValue,
     /// `sluice-mqtt-topic`, percent-encoded (see [`encode_topic`]).
     pub topic: Option<HeaderValue>,
@@ -174,8 +175,11 @@ fn topic_header(records: &[&Record]) -> Option<HeaderValue> {
 }
 
 fn ids_header(records: &[&Record]) -> HeaderValue {
-    let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
-    HeaderValue::from_str(&ids.join(",")).expect("digits and commas are a valid header value")
+    let ids: Vec<String> = records.iter().map(|r| r.dedup_id()).collect();
+    HeaderValue::from_str(&ids.join(",")).unwrap_or_else(|_| {
+        let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
+        HeaderValue::from_str(&ids.join(",")).expect("digits and commas are a valid header value")
+    })
 }
 
 fn ids_label(records: &[&Record]) -> String {

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Kafka bridge end to end against direct rdkafka production, to the same
+Kafka-protocol peer (tansu, in memory), on 127.0.0.1.
+
+    python3 examples/bench/kafka_bridge.py [--seconds 10] [--rounds 3]
+
+Direct: examples/kafka_produce.rs produces 64-byte records as fast as an
+idempotent acks=all producer with a 1000-record window allows. Bridge:
+sluice-bench publishes QoS 1 (50 publishers, 64 bytes) to topics a Kafka
+bridge subscribes to; the rate is the bridge's `delivered` counter (records
+acknowledged by Kafka) over the measured window. Prints medians and the
+ratio. Bounded: every process stops by itself.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REL = os.path.join(ROOT, "target", "release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_tansu(workdir):
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = open(os.path.join(workdir, "tansu.log"), "w")
+    proc = subprocess.Popen(
+        ["tansu", "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"], stdout=log, stderr=log)
+    wait_port(port)
+    for topic in ("direct", "bridged"):
+        subprocess.run(["tansu", "topic", "create", "--broker", url, "--partitions", "1", topic],
+                       check=True, capture_output=True, timeout=30)
+    return proc, f"127.0.0.1:{port}"
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def direct(bootstrap, count):
+    out = subprocess.run([os.path.join(REL, "examples", "kafka_produce"), bootstrap, "direct", str(count)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["per_sec"]
+
+
+def bridge_status(admin):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/bridges/kafka", timeout=5) as r:
+        return json.load(r)
+
+
+def bridged(bootstrap, workdir, seconds):
+    port, admin = free_port(), free_port()
+    conf = os.path.join(workdir, "sluice.toml")
+    with open(conf, "w") as f:
+        f.write(f"""sys_interval = 0
+log_level = "warn"
+[[listeners]]
+bind = "127.0.0.1:{port}"
+[limits]
+max_queued_messages = 10000000
+max_queued_bytes = 4000000000
+[[bridges]]
+name = "kafka"
+filters = ["kb/#"]
+[bridges.sink]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "bridged"
+key = "{{topic.2}}"
+""")
+    data = os.path.join(workdir, "data")
+    log = open(os.path.join(workdir, "sluice.log"), "w")
+    proc = subprocess.Popen([os.path.join(REL, "sluice"), "--config", conf, "--data-dir", data,
+                             "--admin-bind", f"127.0.0.1:{admin}"], stdout=log, stderr=log)
+    try:
+        wait_port(port)
+        wait_port(admin)
+        bench = subprocess.Popen(
+            [os.path.join(REL, "sluice-bench"), "--port", str(port), "--qos", "1", "--duration", str(seconds + 4),
+             "--warmup", "0", "--prefix", "kb", "--json", "fanin", "-p", "50", "-s", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(2)
+        a, ta = bridge_status(admin)["delivered"], time.time()
+        time.sleep(seconds)
+        b, tb = bridge_status(admin)["delivered"], time.time()
+        bench.wait(timeout=seconds + 120)
+        return (b - a) / (tb - ta)
+    finally:
+        stop(proc)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--count", type=int, default=300000, help="records per direct run")
+    args = p.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice", "--bin", "sluice-bench",
+                    "--example", "kafka_produce"], cwd=ROOT, check=True)
+    d, b = [], []
+    for rnd in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="sluice-kb-") as workdir:
+            tansu, bootstrap = start_tansu(workdir)
+            try:
+                d.append(direct(bootstrap, args.count))
+                b.append(bridged(bootstrap, workdir, args.seconds))
+            finally:
+                stop(tansu)
+        print(f"round {rnd + 1}: direct {d[-1]:,.0f} rec/s, bridge {b[-1]:,.0f} rec/s", flush=True)
+    md, mb = statistics.median(d), statistics.median(b)
+    print(f"median: direct rdkafka {md:,.0f} records/s, through the bridge {mb:,.0f} records/s "
+          f"({100 * mb / md:.0f}% of direct)")
+
+
+if __name__ == "__main__":
+    main()
