@@ -68,6 +68,10 @@ pub struct HttpSink {
     fixed_headers: HeaderMap,
     timeout: Duration,
     batch: BatchMode,
+    max_batch_records: usize,
+    /// The last `Retry-After` (seconds form) a 429/503 answer gave, in ms;
+    /// 0 when none. Taken by the delivery loop through `Sink::retry_after`.
+    retry_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -87,6 +91,10 @@ impl HttpSink {
     pub fn new(config: HttpSinkConfig) -> Result<HttpSink, HttpSinkError> {
         if config.timeout.is_zero() {
             return Err(HttpSinkError::ZeroTimeout);
+        }
+        let mut config = config;
+        if config.batch == BatchMode::Ndjson && config.content_type == "application/json" {
+            config.content_type = "application/x-ndjson".to_owned();
         }
         let fixed_headers = config::fixed_headers(&config)?;
         let tls = tls::client_config(config.tls_ca.as_deref())?;
@@ -111,6 +119,8 @@ impl HttpSink {
             fixed_headers,
             timeout: config.timeout,
             batch: config.batch,
+            max_batch_records: config.max_batch_records.max(1),
+            retry_after_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -174,6 +184,15 @@ impl HttpSink {
             return Ok(());
         }
         let mut message = format!("{label}: HTTP {status}");
+        if let Some(secs) = retry_after
+            .as_deref()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            self.retry_after_ms.store(
+                secs.saturating_mul(1000).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         if let Some(retry_after) = retry_after {
             message.push_str(&format!(" (retry-after: {retry_after})"));
         }
@@ -204,12 +223,28 @@ impl Sink for HttpSink {
                     self.deliver(out).await?;
                 }
             }
+            BatchMode::Ndjson => {
+                for out in request::ndjson(batch)? {
+                    self.deliver(out).await?;
+                }
+            }
         }
         Ok(())
     }
 
     fn kind(&self) -> &'static str {
         "http"
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch_records
+    }
+
+    fn retry_after(&mut self) -> Option<Duration> {
+        let ms = self
+            .retry_after_ms
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then(|| Duration::from_millis(ms))
     }
 }
 

@@ -23,6 +23,13 @@ pub trait Sink: Send {
     /// Delivers `batch` in order.
     fn send(&mut self, batch: &[Record]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// How long the far side asked to be left alone after the last
+    /// retryable error (HTTP `Retry-After`), taken once; the delivery loop
+    /// waits that long instead of its own backoff.
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// A short name for logs and metrics ("http", "kafka").
     fn kind(&self) -> &'static str;
 

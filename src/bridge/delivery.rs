@@ -14,6 +14,9 @@ use super::stats::BridgeStats;
 /// Longest pause between attempts while the sink is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Longest wait a `Retry-After` answer can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
 /// Runs until the bridge is stopped. Retryable failures back off
 /// exponentially (with jitter, up to 5 s) and resend; a permanent failure
 /// sends the batch one record at a time to find the culprit, which goes to
@@ -70,8 +73,13 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
                     failing_since = Some(Instant::now());
                 }
                 shared.set_failing(Some(e));
+                // The far side's Retry-After wins over our backoff (capped:
+                // a hostile value must not park the bridge for hours).
+                let wait = sink
+                    .retry_after()
+                    .map_or_else(|| jittered(backoff), |d| d.min(MAX_RETRY_AFTER));
                 tokio::select! {
-                    _ = tokio::time::sleep(jittered(backoff)) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -28,6 +28,7 @@ impl AnySink {
                 timeout_secs,
                 batch,
                 tls_ca,
+                batch_max_records,
                 ..
             } => {
                 let mut all: Vec<(String, String)> = headers
@@ -46,6 +47,7 @@ impl AnySink {
                     timeout: Duration::from_secs((*timeout_secs).max(1)),
                     batch: *batch,
                     tls_ca: tls_ca.clone(),
+                    max_batch_records: *batch_max_records,
                     ..HttpSinkConfig::default()
                 })
                 .map(|s| AnySink::Http(Box::new(s)))
@@ -95,6 +97,13 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.max_batch(),
             AnySink::Kafka(s) => s.max_batch(),
+        }
+    }
+
+    fn retry_after(&mut self) -> Option<Duration> {
+        match self {
+            AnySink::Http(s) => s.retry_after(),
+            AnySink::Kafka(s) => s.retry_after(),
         }
     }
 }

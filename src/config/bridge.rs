@@ -18,6 +18,10 @@ fn default_http_timeout_secs() -> u64 {
     10
 }
 
+fn default_http_batch_max_records() -> usize {
+    100
+}
+
 fn default_kafka_acks() -> String {
     "all".into()
 }
@@ -49,8 +53,14 @@ pub enum BridgeSinkConfig {
         headers_from_env: BTreeMap<String, String>,
         #[serde(default = "default_http_timeout_secs")]
         timeout_secs: u64,
+        /// "one" (a request per record), "json_array" or "ndjson" (one
+        /// request per URL per batch).
         #[serde(default)]
         batch: sluice_bridges::http::BatchMode,
+        /// Records per request at most in the batching modes (and records
+        /// handed to the sink at once).
+        #[serde(default = "default_http_batch_max_records")]
+        batch_max_records: usize,
         /// Extra CA for https endpoints (PEM).
         #[serde(default)]
         tls_ca: Option<PathBuf>,

@@ -595,3 +595,64 @@ fn sighup_adds_changes_and_removes_bridges_while_clients_stay_connected() {
     let (_, clients) = s.admin("GET", "/api/v1/clients?q=stays&connected=true", None, None);
     assert!(clients.contains("\"total\":1"), "{clients}");
 }
+
+#[test]
+fn retry_after_from_the_endpoint_is_honoured() {
+    // One 429 asking for 2 s; the bridge's own backoff would retry after
+    // about 100 ms.
+    let ep = Endpoint::start(r#"["429:2"]"#);
+    let s = Sluice::start_config(&bridge_config(ep.port));
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    let started = Instant::now();
+    p.publish(publish(
+        "sensors/lab/temp",
+        br#"{"room":"lab","temp":5}"#,
+        QoS::AtLeastOnce,
+        1,
+    ));
+    let got = ep.wait_for(1, Duration::from_secs(15));
+    let waited = started.elapsed();
+    assert_eq!(got.len(), 1);
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "retried after {waited:?}, before the 2 s the endpoint asked for"
+    );
+}
+
+#[test]
+fn ndjson_batches_carry_one_payload_per_line() {
+    let ep = Endpoint::start("[]");
+    let config = bridge_config(ep.port)
+        .replace("timeout_secs = 2", "timeout_secs = 2\nbatch = \"ndjson\"")
+        .replace("/ingest/{topic.2}", "/ingest");
+    let s = Sluice::start_config(&config);
+    // Paused while publishing, so the three records go in one batch.
+    s.admin("POST", "/api/v1/bridges/telemetry/pause", None, None);
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..3 {
+        p.publish(publish(
+            "sensors/loft/temp",
+            format!(r#"{{"room":"loft","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    s.admin("POST", "/api/v1/bridges/telemetry/resume", None, None);
+    let got = ep.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let lines: Vec<serde_json::Value> = got[0]["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let temps: Vec<i64> = lines.iter().map(|v| v["t"].as_i64().unwrap()).collect();
+    assert_eq!(temps, vec![0, 1, 2]);
+    let ctype = got[0]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("content-type"))
+        .map(|h| h[1].as_str().unwrap().to_owned());
+    assert_eq!(ctype.as_deref(), Some("application/x-ndjson"));
+}

@@ -44,6 +44,10 @@ pub enum BatchMode {
     /// Records keep their order within a URL; URLs are sent in the order of
     /// their first record.
     JsonArray,
+    /// As `JsonArray`, but the body is newline-delimited JSON (one payload
+    /// per line; a payload spanning lines is re-encoded compactly), sent as
+    /// `application/x-ndjson` unless `content_type` says otherwise.
+    Ndjson,
 }
 
 /// Settings of an [`HttpSink`](super::HttpSink).
@@ -64,6 +68,9 @@ pub struct HttpSinkConfig {
     /// A PEM file of CA certificates trusted for https destinations in
     /// addition to the system's roots (for a private PKI).
     pub tls_ca: Option<PathBuf>,
+    /// Records handed to the sink at once (the largest request in the
+    /// batching modes). 100 by default.
+    pub max_batch_records: usize,
 }
 
 impl Default for HttpSinkConfig {
@@ -75,6 +82,7 @@ impl Default for HttpSinkConfig {
             batch: BatchMode::One,
             content_type: "application/json".to_owned(),
             tls_ca: None,
+            max_batch_records: 100,
         }
     }
 }

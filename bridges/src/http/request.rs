@@ -72,6 +72,22 @@ pub(crate) fn one(record: &Record) -> Result<Outgoing, SinkError> {
 /// Everything is checked before anything is sent, so a record that can
 /// never go (bad URL, payload that is not JSON) fails the batch up front.
 pub(crate) fn json_arrays(batch: &[Record]) -> Result<Vec<Outgoing>, SinkError> {
+    grouped(batch, Framing::Array)
+}
+
+/// The requests for a batch in `BatchMode::Ndjson`: as [`json_arrays`],
+/// one payload per line.
+pub(crate) fn ndjson(batch: &[Record]) -> Result<Vec<Outgoing>, SinkError> {
+    grouped(batch, Framing::Lines)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Array,
+    Lines,
+}
+
+fn grouped(batch: &[Record], framing: Framing) -> Result<Vec<Outgoing>, SinkError> {
     let mut groups: Vec<(&str, Vec<&Record>)> = Vec::new();
     for record in batch {
         match groups
@@ -90,21 +106,40 @@ pub(crate) fn json_arrays(batch: &[Record]) -> Result<Vec<Outgoing>, SinkError> 
             let mut body = BytesMut::with_capacity(
                 records.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 2,
             );
-            body.put_u8(b'[');
+            if framing == Framing::Array {
+                body.put_u8(b'[');
+            }
             for (i, record) in records.iter().enumerate() {
                 if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&record.payload)
                 {
                     return Err(SinkError::Permanent(format!(
-                        "record {}: payload is not JSON, cannot join a JSON array: {error}",
+                        "record {}: payload is not JSON, cannot join a JSON batch: {error}",
                         record.id
                     )));
                 }
-                if i > 0 {
-                    body.put_u8(b',');
+                match framing {
+                    Framing::Array => {
+                        if i > 0 {
+                            body.put_u8(b',');
+                        }
+                        body.put_slice(&record.payload);
+                    }
+                    Framing::Lines if record.payload.contains(&b'\n') => {
+                        // Checked above: it parses, so it re-encodes.
+                        let value: serde_json::Value =
+                            serde_json::from_slice(&record.payload).unwrap_or_default();
+                        body.put_slice(value.to_string().as_bytes());
+                        body.put_u8(b'\n');
+                    }
+                    Framing::Lines => {
+                        body.put_slice(&record.payload);
+                        body.put_u8(b'\n');
+                    }
                 }
-                body.put_slice(&record.payload);
             }
-            body.put_u8(b']');
+            if framing == Framing::Array {
+                body.put_u8(b']');
+            }
             Ok(Outgoing {
                 label: label(&records, &uri),
                 ids: ids_header(&records),
@@ -350,6 +385,20 @@ mod tests {
         assert_eq!(encode_topic(b"sensors/room1/temp"), "sensors/room1/temp");
         assert_eq!(encode_topic("caf\u{e9}/+/#".as_bytes()), "caf%C3%A9/+/#");
         assert_eq!(encode_topic(b"a\r\nb\x7f"), "a%0D%0Ab%7F");
+    }
+
+    #[test]
+    fn http_ndjson_puts_one_compact_payload_per_line() {
+        let batch = [
+            record(1, "http://a/", "{\"x\": 1}", None),
+            record(2, "http://a/", "{\n  \"y\": 2\n}", None),
+            record(3, "http://b/", "3", None),
+        ];
+        let out = ndjson(&batch).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0].body[..], b"{\"x\": 1}\n{\"y\":2}\n");
+        assert_eq!(&out[1].body[..], b"3\n");
+        assert!(ndjson(&[record(4, "http://a/", "not json", None)]).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 Listens on 127.0.0.1, port chosen by the system, printed as the first line
 of stdout. SCRIPT is a JSON list of answers, one per request in arrival
-order: a status code, or "close" to drop the connection without answering;
+order: a status code, "429:N" (429 with Retry-After N; a plain 429 says 7),
+or "close" to drop the connection without answering;
 once it runs out every request gets 200. Every request is appended to LOG
 (a JSON list, replaced atomically before the answer is sent) with its
 method, path, headers, body (latin-1) and the client's port. With CERT_CHAIN
@@ -53,12 +54,16 @@ class Handler(BaseHTTPRequestHandler):
         if action == "close":
             self.close_connection = True
             return
+        retry_after = "7"
+        if isinstance(action, str) and action.startswith("429:"):
+            # "429:N": 429 with Retry-After N.
+            retry_after, action = action[4:], 429
         reply = b"ok" if action < 300 else ("scripted %d" % action).encode()
         self.send_response(action)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(reply)))
         if action == 429:
-            self.send_header("Retry-After", "7")
+            self.send_header("Retry-After", retry_after)
         self.end_headers()
         self.wfile.write(reply)
 
