@@ -93,6 +93,8 @@ max_queued_bytes = 4000000000
 [[bridges]]
 name = "kafka"
 filters = ["kb/#"]
+# The generator's payloads are binary: forwarded as they are.
+on_decode_error = "pass"
 [bridges.sink]
 kind = "kafka"
 bootstrap_servers = "{bootstrap}"
