@@ -298,6 +298,7 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     } else {
         None
     };
+    tokio::spawn(Arc::clone(&broker).housekeeping(Duration::from_secs(30)));
     if cfg.sys_interval > 0 {
         tokio::spawn(sys_topics::run(
             Arc::clone(&broker),

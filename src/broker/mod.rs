@@ -288,6 +288,42 @@ impl Broker {
         self.retained.read().matching(filter, Instant::now())
     }
 
+    /// Drops retained messages whose v5 message expiry has passed (they are
+    /// already invisible to subscribers; this frees their memory). Their
+    /// store rows go too. Returns how many.
+    pub fn purge_expired_retained(&self) -> usize {
+        let topics = self.retained.write().purge_expired_topics(Instant::now());
+        if self.store.is_enabled() && !topics.is_empty() {
+            self.store.submit(
+                topics
+                    .iter()
+                    .map(|topic| Op::DeleteRetained {
+                        topic: topic.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        topics.len()
+    }
+
+    /// Periodic upkeep until shutdown: expired retained messages leave
+    /// memory and the store.
+    pub async fn housekeeping(self: Arc<Self>, every: Duration) {
+        let mut shutdown = self.shutdown_signal();
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let purged = self.purge_expired_retained();
+            if purged > 0 {
+                tracing::debug!(purged, "expired retained messages removed");
+            }
+        }
+    }
+
     /// Removes the retained message of `topic` without publishing anything
     /// (an admin action). False if there was none.
     pub fn delete_retained(&self, topic: &ByteString) -> bool {
@@ -726,5 +762,36 @@ pub fn will_message(w: &Will, client_id: &ByteString) -> Message {
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
         publisher: Some(client_id.clone()),
         stored: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retained(topic: &str, expires_in: Option<Duration>) -> Message {
+        Message {
+            topic: ByteString::from(topic),
+            payload: bytes::Bytes::from_static(b"v"),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: None,
+            expires_at: expires_in.map(|d| Instant::now() + d),
+            publisher: None,
+            stored: None,
+        }
+    }
+
+    #[test]
+    fn expired_retained_messages_leave_memory_on_purge() {
+        let broker = Broker::new(Config::default(), Store::disabled());
+        broker.publish(retained("a/short", Some(Duration::from_millis(10))));
+        broker.publish(retained("a/long", Some(Duration::from_secs(3600))));
+        broker.publish(retained("a/forever", None));
+        assert_eq!(broker.retained_count(), 3);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(broker.purge_expired_retained(), 1);
+        assert_eq!(broker.retained_count(), 2);
+        assert_eq!(broker.purge_expired_retained(), 0);
     }
 }

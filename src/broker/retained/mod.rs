@@ -167,6 +167,12 @@ impl RetainedStore {
 
     /// Drops expired messages; returns how many.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
+        self.purge_expired_topics(now).len()
+    }
+
+    /// Drops expired messages; returns their topics (so the store's index
+    /// entries can go too).
+    pub fn purge_expired_topics(&mut self, now: Instant) -> Vec<ByteString> {
         let mut expired: Vec<ByteString> = Vec::new();
         let mut stack = vec![&self.root];
         while let Some(node) = stack.pop() {
@@ -180,7 +186,7 @@ impl RetainedStore {
         for topic in &expired {
             self.remove(topic);
         }
-        expired.len()
+        expired
     }
 
     /// The node for topic name `topic`, if there is one.
