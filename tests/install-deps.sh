@@ -26,3 +26,17 @@ fi
 if ! tansu --version 2>/dev/null | grep -q '^tansu 0\.6\.0$'; then
     cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
+
+# The dashboard test (tests/python/test_dashboard.py) drives Debian's
+# Chromium headless through chromedriver and Selenium: no browser download.
+need_browser=()
+[ -x /usr/bin/chromium ] || need_browser+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_browser+=(chromium-driver)
+if [ ${#need_browser[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_browser[@]}"
+fi
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'selenium>=4.11,<5'
+fi

@@ -15,6 +15,8 @@ if cargo tree --workspace --locked -i aws-lc-sys >/dev/null 2>&1; then
 fi
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (binaries and examples the tests run)"
+cargo build --workspace --bins --examples --locked
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 if [ -d tests/python ]; then

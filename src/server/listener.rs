@@ -63,12 +63,19 @@ pub async fn bind_all(
     let mut out = Vec::with_capacity(configs.len());
     for c in configs {
         let tls = match &c.tls {
-            Some(t) => Some(Arc::new(TlsEndpoint::new(t).map_err(|error| {
-                ListenError::Tls {
-                    addr: c.bind,
-                    error,
-                }
-            })?)),
+            Some(t) => {
+                let alpn: &'static [u8] = if c.protocol.is_websocket() {
+                    b"http/1.1"
+                } else {
+                    b"mqtt"
+                };
+                Some(Arc::new(TlsEndpoint::new(t, alpn).map_err(|error| {
+                    ListenError::Tls {
+                        addr: c.bind,
+                        error,
+                    }
+                })?))
+            }
             None => None,
         };
         let socket = TcpListener::bind(c.bind)

@@ -101,14 +101,21 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsSetupError
 /// whole on reload, so a handshake in progress keeps the config it began with.
 pub struct TlsEndpoint {
     config: TlsConfig,
+    /// The one ALPN protocol offered: what the listener speaks inside TLS.
+    alpn: &'static [u8],
     acceptor: RwLock<TlsAcceptor>,
 }
 
 impl TlsEndpoint {
-    pub fn new(config: &TlsConfig) -> Result<TlsEndpoint, TlsSetupError> {
-        let acceptor = TlsAcceptor::from(server_config(config)?);
+    /// `alpn` is `b"mqtt"` for MQTT over TLS and `b"http/1.1"` for WSS:
+    /// browsers offer `h2` and `http/1.1` for a WebSocket and get a
+    /// `no_application_protocol` alert from a server that offers only
+    /// `mqtt`.
+    pub fn new(config: &TlsConfig, alpn: &'static [u8]) -> Result<TlsEndpoint, TlsSetupError> {
+        let acceptor = acceptor(config, alpn)?;
         Ok(TlsEndpoint {
             config: config.clone(),
+            alpn,
             acceptor: RwLock::new(acceptor),
         })
     }
@@ -120,8 +127,7 @@ impl TlsEndpoint {
     /// Re-reads certificate, key and CA files; on error the running
     /// configuration stays.
     pub fn reload(&self) -> Result<(), TlsSetupError> {
-        let acceptor = TlsAcceptor::from(server_config(&self.config)?);
-        *self.acceptor.write() = acceptor;
+        *self.acceptor.write() = acceptor(&self.config, self.alpn)?;
         Ok(())
     }
 
@@ -134,6 +140,12 @@ impl TlsEndpoint {
         let der = certs?.first()?;
         certificate_identity(der, self.config.identity_source)
     }
+}
+
+fn acceptor(config: &TlsConfig, alpn: &[u8]) -> Result<TlsAcceptor, TlsSetupError> {
+    let mut server = (*server_config(config)?).clone();
+    server.alpn_protocols = vec![alpn.to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
 /// The subject CN or the first SAN of the wanted type.

@@ -17,6 +17,7 @@ mod operations;
 mod persistence;
 mod publish_qos;
 mod retain;
+mod showcase;
 mod subscribe;
 mod transports;
 mod v5_features;
