@@ -135,36 +135,31 @@ fn main() -> ExitCode {
         EnvFilter::new(with_quiet_storage(&config.log_level))
     };
     use std::io::IsTerminal;
-    let set_log_level: SetLogLevel = match config.log_format {
-        LogFormat::Human => {
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Box::new(move |level: &str| {
-                let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
-                handle.reload(f).map_err(|e| e.to_string())
-            })
-        }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // The filter sits behind a reload handle: the level changes at run time.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = match config.log_format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
         // One JSON object per line, for log collectors.
-        LogFormat::Json => {
-            let builder = tracing_subscriber::fmt()
-                .json()
-                .with_current_span(true)
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Box::new(move |level: &str| {
-                let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
-                handle.reload(f).map_err(|e| e.to_string())
-            })
-        }
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    let set_log_level: SetLogLevel = Box::new(move |level: &str| {
+        let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
     if let Some(addr) = cli.admin_bind {
         config.admin.bind = addr;
     }

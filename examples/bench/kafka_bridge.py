@@ -15,33 +15,20 @@ ratio. Bounded: every process stops by itself.
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 import urllib.request
 
+from common import free_port, stop, wait_port
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def start_tansu(workdir):
@@ -58,14 +45,6 @@ def start_tansu(workdir):
     return proc, f"127.0.0.1:{port}"
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def direct(bootstrap, count):

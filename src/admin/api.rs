@@ -371,16 +371,12 @@ pub async fn publish(
     let Some(qos) = QoS::from_u8(req.qos) else {
         return error(StatusCode::BAD_REQUEST, "qos must be 0, 1 or 2");
     };
-    let published = s.broker.publish(Message {
-        topic: ByteString::from(req.topic.as_str()),
+    let published = s.broker.publish(Message::from_broker(
+        ByteString::from(req.topic.as_str()),
         payload,
         qos,
-        retain: req.retain,
-        properties: None,
-        expires_at: None,
-        publisher: None,
-        stored: None,
-    });
+        req.retain,
+    ));
     s.broker.store().wait(published.ticket).await;
     Json(json!({"topic": req.topic, "matched": published.matched})).into_response()
 }

@@ -329,16 +329,12 @@ impl Broker {
     pub fn delete_retained(&self, topic: &ByteString) -> bool {
         let existed = !self.retained_matching(topic).is_empty();
         if existed {
-            let clear = Arc::new(Message {
-                topic: topic.clone(),
-                payload: bytes::Bytes::new(),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: None,
-                expires_at: None,
-                publisher: None,
-                stored: None,
-            });
+            let clear = Arc::new(Message::from_broker(
+                topic.clone(),
+                bytes::Bytes::new(),
+                QoS::AtMostOnce,
+                true,
+            ));
             self.retained.write().put(&clear);
             if self.store.is_enabled() {
                 self.store.submit(vec![Op::DeleteRetained {

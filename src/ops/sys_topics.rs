@@ -187,16 +187,12 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
             last_at = now;
         }
         for (topic, value) in values(&broker, &loads) {
-            broker.publish(Message {
-                topic: ByteString::from(format!("$SYS/broker/{topic}")),
-                payload: Bytes::from(value),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: None,
-                expires_at: None,
-                publisher: None,
-                stored: None,
-            });
+            broker.publish(Message::from_broker(
+                ByteString::from(format!("$SYS/broker/{topic}")),
+                Bytes::from(value),
+                QoS::AtMostOnce,
+                true,
+            ));
         }
     }
 }

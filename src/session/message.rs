@@ -59,6 +59,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message the broker itself publishes ($SYS, the admin API): no
+    /// properties, no expiry, no publisher.
+    pub fn from_broker(topic: ByteString, payload: Bytes, qos: QoS, retain: bool) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties: None,
+            expires_at: None,
+            publisher: None,
+            stored: None,
+        }
+    }
+
     /// Keeps only the properties a subscriber must receive unchanged
     /// (3.3.2.3): aliases, subscription ids and expiry are per hop.
     pub fn forwardable_properties(p: &Properties) -> Option<Box<Properties>> {
