@@ -69,6 +69,8 @@ pub struct HttpSink {
     timeout: Duration,
     batch: BatchMode,
     max_batch_records: usize,
+    max_batch_bytes: usize,
+    linger: Duration,
     /// The last `Retry-After` (seconds form) a 429/503 answer gave, in ms;
     /// 0 when none. Taken by the delivery loop through `Sink::retry_after`.
     retry_after_ms: std::sync::atomic::AtomicU64,
@@ -120,6 +122,8 @@ impl HttpSink {
             timeout: config.timeout,
             batch: config.batch,
             max_batch_records: config.max_batch_records.max(1),
+            max_batch_bytes: config.max_batch_bytes.max(1),
+            linger: config.linger,
             retry_after_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -238,6 +242,14 @@ impl Sink for HttpSink {
 
     fn max_batch(&self) -> usize {
         self.max_batch_records
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        self.max_batch_bytes
+    }
+
+    fn linger(&self) -> Duration {
+        self.linger
     }
 
     fn retry_after(&mut self) -> Option<Duration> {

@@ -23,6 +23,18 @@ pub trait Sink: Send {
     /// Delivers `batch` in order.
     fn send(&mut self, batch: &[Record]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// Largest sum of payload bytes handed to the sink at once (at least one
+    /// record goes whatever its size).
+    fn max_batch_bytes(&self) -> usize {
+        usize::MAX
+    }
+
+    /// How long the delivery loop waits for a batch to fill before sending
+    /// a partial one (zero: send what is there).
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// How long the far side asked to be left alone after the last
     /// retryable error (HTTP `Retry-After`), taken once; the delivery loop
     /// waits that long instead of its own backoff.

@@ -27,6 +27,9 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     let max = sink.max_batch().max(1);
+    let max_bytes = sink.max_batch_bytes();
+    let linger = sink.linger();
+    let mut lingered = false;
     loop {
         if shared.stopping() {
             return;
@@ -39,7 +42,7 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
             continue;
         }
         let b = Arc::clone(&shared.buffer);
-        let batch = match tokio::task::spawn_blocking(move || b.lock().peek(max)).await {
+        let mut batch = match tokio::task::spawn_blocking(move || b.lock().peek(max)).await {
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => {
                 tracing::error!(bridge = %name, error = %e, "bridge buffer read failed");
@@ -55,6 +58,17 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
             }
             continue;
         }
+        if batch.len() < max && !linger.is_zero() && !lingered {
+            // Let the batch fill (records keep arriving in the buffer).
+            lingered = true;
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        lingered = false;
+        truncate_to_bytes(&mut batch, max_bytes);
         match sink.send(&batch).await {
             Ok(()) => {
                 ack(&shared, batch.len()).await;
@@ -110,6 +124,21 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
     }
 }
 
+/// Keeps the longest prefix whose payloads fit `max_bytes` (at least one
+/// record, whatever its size).
+fn truncate_to_bytes(batch: &mut Vec<sluice_bridges::Record>, max_bytes: usize) {
+    let mut total = 0usize;
+    let keep = batch
+        .iter()
+        .position(|r| {
+            total = total.saturating_add(r.payload.len());
+            total > max_bytes
+        })
+        .unwrap_or(batch.len())
+        .max(1);
+    batch.truncate(keep);
+}
+
 /// Up to a quarter more or less, so bridges failing together do not retry
 /// in lockstep.
 fn jittered(d: Duration) -> Duration {
@@ -125,5 +154,38 @@ async fn ack(shared: &Shared, n: usize) {
     let b = Arc::clone(&shared.buffer);
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.lock().ack(n)).await {
         tracing::error!(bridge = %shared.name, error = %e, "bridge buffer acknowledgement failed; records will be resent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, size: usize) -> sluice_bridges::Record {
+        sluice_bridges::Record {
+            id,
+            destination: String::new(),
+            key: None,
+            payload: bytes::Bytes::from(vec![b'x'; size]),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_byte_limit_but_never_empty() {
+        let mut b: Vec<_> = (0..5).map(|i| rec(i, 400)).collect();
+        truncate_to_bytes(&mut b, 1000);
+        assert_eq!(b.len(), 2);
+        let mut big = vec![rec(1, 5000), rec(2, 10)];
+        truncate_to_bytes(&mut big, 1000);
+        assert_eq!(
+            big.len(),
+            1,
+            "a record larger than the limit still goes alone"
+        );
+        let mut all: Vec<_> = (0..3).map(|i| rec(i, 10)).collect();
+        truncate_to_bytes(&mut all, usize::MAX);
+        assert_eq!(all.len(), 3);
     }
 }

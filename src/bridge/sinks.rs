@@ -29,6 +29,8 @@ impl AnySink {
                 batch,
                 tls_ca,
                 batch_max_records,
+                batch_max_bytes,
+                linger_ms,
                 ..
             } => {
                 let mut all: Vec<(String, String)> = headers
@@ -48,6 +50,8 @@ impl AnySink {
                     batch: *batch,
                     tls_ca: tls_ca.clone(),
                     max_batch_records: *batch_max_records,
+                    max_batch_bytes: *batch_max_bytes,
+                    linger: Duration::from_millis(*linger_ms),
                     ..HttpSinkConfig::default()
                 })
                 .map(|s| AnySink::Http(Box::new(s)))
@@ -97,6 +101,20 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.max_batch(),
             AnySink::Kafka(s) => s.max_batch(),
+        }
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        match self {
+            AnySink::Http(s) => s.max_batch_bytes(),
+            AnySink::Kafka(s) => s.max_batch_bytes(),
+        }
+    }
+
+    fn linger(&self) -> Duration {
+        match self {
+            AnySink::Http(s) => s.linger(),
+            AnySink::Kafka(s) => s.linger(),
         }
     }
 

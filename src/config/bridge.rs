@@ -22,6 +22,10 @@ fn default_http_batch_max_records() -> usize {
     100
 }
 
+fn default_http_batch_max_bytes() -> usize {
+    1 << 20
+}
+
 fn default_kafka_acks() -> String {
     "all".into()
 }
@@ -61,6 +65,13 @@ pub enum BridgeSinkConfig {
         /// handed to the sink at once).
         #[serde(default = "default_http_batch_max_records")]
         batch_max_records: usize,
+        /// Payload bytes per request at most in the batching modes.
+        #[serde(default = "default_http_batch_max_bytes")]
+        batch_max_bytes: usize,
+        /// Milliseconds to wait for a batch to fill before sending a
+        /// partial one.
+        #[serde(default)]
+        linger_ms: u64,
         /// Extra CA for https endpoints (PEM).
         #[serde(default)]
         tls_ca: Option<PathBuf>,

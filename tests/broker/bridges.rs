@@ -656,3 +656,35 @@ fn ndjson_batches_carry_one_payload_per_line() {
         .map(|h| h[1].as_str().unwrap().to_owned());
     assert_eq!(ctype.as_deref(), Some("application/x-ndjson"));
 }
+
+#[test]
+fn linger_gathers_records_into_one_json_array() {
+    let ep = Endpoint::start("[]");
+    let config = bridge_config(ep.port)
+        .replace(
+            "timeout_secs = 2",
+            "timeout_secs = 2\nbatch = \"json_array\"\nlinger_ms = 1500\nbatch_max_bytes = 70",
+        )
+        .replace("/ingest/{topic.2}", "/ingest");
+    let s = Sluice::start_config(&config);
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    for i in 0..5 {
+        p.publish(publish(
+            "sensors/den/temp",
+            format!(r#"{{"room":"den","temp":{i}}}"#).as_bytes(),
+            QoS::AtLeastOnce,
+            i + 1,
+        ));
+    }
+    let got = ep.wait_for(2, Duration::from_secs(10));
+    // Each transformed record is 20 bytes: 70 bytes hold 3 of them.
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Vec<serde_json::Value>>(r["body"].as_str().unwrap())
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(sizes, vec![3, 2], "{got:?}");
+}

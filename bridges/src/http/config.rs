@@ -71,6 +71,12 @@ pub struct HttpSinkConfig {
     /// Records handed to the sink at once (the largest request in the
     /// batching modes). 100 by default.
     pub max_batch_records: usize,
+    /// Largest request body in the batching modes, in payload bytes (a
+    /// single larger record still goes alone). 1 MiB by default.
+    pub max_batch_bytes: usize,
+    /// How long to wait for a batch to fill before sending a partial one.
+    /// Zero by default.
+    pub linger: Duration,
 }
 
 impl Default for HttpSinkConfig {
@@ -83,6 +89,8 @@ impl Default for HttpSinkConfig {
             content_type: "application/json".to_owned(),
             tls_ca: None,
             max_batch_records: 100,
+            max_batch_bytes: 1 << 20,
+            linger: Duration::ZERO,
         }
     }
 }
