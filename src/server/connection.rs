@@ -254,7 +254,8 @@ impl Connection {
             kick: a.kick,
             keep_alive: KeepAlive::new(a.keep_alive, Instant::now()),
             rbuf,
-            wbuf: BytesMut::with_capacity(4096),
+            // Allocated by the first packet, and let go again when idle.
+            wbuf: BytesMut::new(),
             outgoing: OutgoingLimits::new(version, client_max_packet, alias_max),
             incoming_aliases: HashMap::new(),
             window,
@@ -360,9 +361,16 @@ impl Connection {
                 }
             }
             self.drain();
-            if self.rbuf.capacity() > 64 * 1024 && self.rbuf.is_empty() {
-                // Don't keep a large read buffer for an idle connection.
-                self.rbuf = BytesMut::with_capacity(1024);
+            if self.rbuf.is_empty() {
+                if self.rbuf.capacity() > 64 * 1024 {
+                    // Don't keep a large read buffer for an idle connection.
+                    self.rbuf = BytesMut::with_capacity(1024);
+                }
+                if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+                    // Nothing read, nothing to write: idle connections (most
+                    // of a fleet) hold no write buffer.
+                    self.wbuf = BytesMut::new();
+                }
             }
         }
     }

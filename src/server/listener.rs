@@ -78,12 +78,10 @@ pub async fn bind_all(
             }
             None => None,
         };
-        let socket = TcpListener::bind(c.bind)
-            .await
-            .map_err(|error| ListenError::Bind {
-                addr: c.bind,
-                error,
-            })?;
+        let socket = listen(c.bind).map_err(|error| ListenError::Bind {
+            addr: c.bind,
+            error,
+        })?;
         let addr = socket.local_addr().unwrap_or(c.bind);
         out.push(Listener {
             socket,
@@ -100,6 +98,24 @@ pub async fn bind_all(
         });
     }
     Ok(out)
+}
+
+/// How many connections may wait for `accept`. Fleets reconnect in
+/// bursts (after a broker restart, thousands at once); with a short queue
+/// the kernel drops their SYNs and each client waits a full second to retry.
+/// The kernel caps it at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+/// Binds with a deep accept queue (std and tokio use 128 or 1024).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Counts a connection against the global and the listener limit for as
@@ -154,10 +170,19 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
         identity,
         over_limit,
     };
+    // Each transport's future is boxed on its own: inline, every task would
+    // be as large as the largest (TLS + WebSocket), several KB more than a
+    // plain TCP connection needs.
     match ctx.protocol {
-        ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None)).await,
+        ListenerProtocol::Tcp => {
+            let run = Box::pin(connection::run(broker, stream, peer, origin(None)));
+            if cfg!(debug_assertions) {
+                tracing::trace!(bytes = std::mem::size_of_val(&*run), "connection future");
+            }
+            run.await
+        }
         ListenerProtocol::Ws => {
-            over_websocket(
+            Box::pin(over_websocket(
                 broker,
                 stream,
                 peer,
@@ -165,7 +190,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
                 &ctx.ws_path,
                 timeout,
                 max_frame,
-            )
+            ))
             .await;
         }
         ListenerProtocol::Tls | ListenerProtocol::Wss => {
@@ -186,10 +211,10 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
             };
             let identity = tls.identity(stream.get_ref().1.peer_certificates());
             if ctx.protocol == ListenerProtocol::Tls {
-                connection::run(broker, stream, peer, origin(identity)).await;
+                Box::pin(connection::run(broker, stream, peer, origin(identity))).await;
                 return;
             }
-            over_websocket(
+            Box::pin(over_websocket(
                 broker,
                 stream,
                 peer,
@@ -197,7 +222,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
                 &ctx.ws_path,
                 timeout,
                 max_frame,
-            )
+            ))
             .await;
         }
     }
