@@ -191,7 +191,7 @@ def main():
             }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"raw": raw, "summary": summary, "args": vars(args)}, f, indent=1)
-    lines = ["| scenario | " + " | ".join(brokers) + " | Sluice ÷ best other |", "|---" * (len(brokers) + 2) + "|"]
+    lines = ["| scenario | " + " | ".join(brokers) + " | Sluice vs best other (>1: Sluice better) |", "|---" * (len(brokers) + 2) + "|"]
     for s in scenarios:
         desc, _, metric, unit = SCENARIOS[s]
         cells = []
@@ -210,7 +210,7 @@ def main():
         ratio = "n/a"
         if ours and others:
             best = min(others) if metric in LOWER_IS_BETTER else max(others)
-            ratio = f"{best / ours:.2f}× better" if metric in LOWER_IS_BETTER else f"{ours / best:.2f}×"
+            ratio = f"{best / ours:.2f}×" if metric in LOWER_IS_BETTER else f"{ours / best:.2f}×"
         lines.append(f"| {desc} | " + " | ".join(cells) + f" | {ratio} |")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "results.md"), "w") as f:
@@ -225,9 +225,12 @@ def chart(summary, scenarios, brokers, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(3.2 * len(scenarios), 3.6))
-    if len(scenarios) == 1:
-        axes = [axes]
+    cols = min(4, len(scenarios))
+    rows = (len(scenarios) + cols - 1) // cols
+    fig, grid = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(scenarios):]:
+        ax.axis("off")
     colors = {"sluice": "#1f77b4", "mosquitto": "#7f7f7f", "rumqttd": "#ff7f0e"}
     for ax, s in zip(axes, scenarios):
         desc, _, metric, unit = SCENARIOS[s]
