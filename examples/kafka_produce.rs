@@ -2,7 +2,7 @@
 //! it (idempotent, acks=all, linger 5 ms): the baseline the Kafka bridge's
 //! end-to-end throughput is compared with (examples/bench/kafka_bridge.py).
 //!
-//!     cargo run --release --example kafka_produce -- BOOTSTRAP TOPIC COUNT [SIZE]
+//!     cargo run --release --example kafka_produce -- BOOTSTRAP TOPIC COUNT [SIZE] [WINDOW]
 //!
 //! Prints one JSON line: records, seconds, records per second.
 
@@ -15,7 +15,7 @@ use rdkafka::ClientConfig;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        anyhow::bail!("usage: kafka_produce BOOTSTRAP TOPIC COUNT [SIZE]");
+        anyhow::bail!("usage: kafka_produce BOOTSTRAP TOPIC COUNT [SIZE] [WINDOW]");
     }
     let (bootstrap, topic) = (&args[1], &args[2]);
     let count: usize = args[3].parse()?;
@@ -28,8 +28,8 @@ async fn main() -> anyhow::Result<()> {
         .set("message.timeout.ms", "30000")
         .create()?;
     let payload = vec![b'x'; size];
-    // The same window as the sink's default `max_in_flight`.
-    let window = 1000;
+    // Records awaited together: the sink's `max_in_flight` (default 5000).
+    let window: usize = args.get(5).map_or(Ok(5000), |s| s.parse())?;
     let started = Instant::now();
     let mut sent = 0;
     while sent < count {

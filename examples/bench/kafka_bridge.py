@@ -5,7 +5,8 @@ Kafka-protocol peer (tansu, in memory), on 127.0.0.1.
     python3 examples/bench/kafka_bridge.py [--seconds 10] [--rounds 3]
 
 Direct: examples/kafka_produce.rs produces 64-byte records as fast as an
-idempotent acks=all producer with a 1000-record window allows. Bridge:
+idempotent acks=all producer awaiting 5000 records at a time (the sink's
+default `max_in_flight`) allows. Bridge:
 sluice-bench publishes QoS 1 (50 publishers, 64 bytes) to topics a Kafka
 bridge subscribes to; the rate is the bridge's `delivered` counter (records
 acknowledged by Kafka) over the measured window. Prints medians and the

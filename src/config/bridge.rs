@@ -30,8 +30,11 @@ fn default_kafka_acks() -> String {
     "all".into()
 }
 
+/// Deep enough that the round trip and the buffer's cursor write per batch
+/// are amortized (1000 held the bridge at 47% of direct production, 5000
+/// at 69%).
 fn default_kafka_max_in_flight() -> usize {
-    1000
+    5000
 }
 
 fn default_kafka_message_timeout_secs() -> u64 {

@@ -52,7 +52,7 @@ pub struct KafkaSinkConfig {
     pub acks: String,
     pub compression: Compression,
     /// Records handed to librdkafka at once and awaited together; also what
-    /// the delivery loop hands to one `send`. 1000 by default.
+    /// the delivery loop hands to one `send`. 5000 by default.
     pub max_in_flight: usize,
     /// How long librdkafka keeps trying to deliver a record (including
     /// waiting for an unreachable broker) before it reports the record as
@@ -69,7 +69,7 @@ impl Default for KafkaSinkConfig {
             bootstrap_servers: "localhost:9092".to_owned(),
             acks: "all".to_owned(),
             compression: Compression::None,
-            max_in_flight: 1000,
+            max_in_flight: 5000,
             message_timeout: Duration::from_secs(30),
             options: Vec::new(),
         }
@@ -204,7 +204,7 @@ mod tests {
         let config = KafkaSinkConfig::default();
         assert_eq!(config.acks, "all");
         assert_eq!(config.compression, Compression::None);
-        assert_eq!(config.max_in_flight, 1000);
+        assert_eq!(config.max_in_flight, 5000);
         assert_eq!(config.message_timeout, Duration::from_secs(30));
         assert!(config.options.is_empty());
         assert_eq!(validate(&config), Ok(()));

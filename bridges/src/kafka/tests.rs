@@ -319,7 +319,7 @@ fn kafka_new_checks_acks_and_conflicting_options() {
         };
         let sink = KafkaSink::new(config).unwrap();
         assert_eq!(sink.kind(), "kafka");
-        assert_eq!(sink.max_batch(), 1000);
+        assert_eq!(sink.max_batch(), 5000);
     }
 
     // An option that contradicts ours is librdkafka's to refuse, by name.
