@@ -1,7 +1,6 @@
 //! The REST API (`/api/v1/...`), JSON in and out. Errors are
 //! `{"error": "..."}` with a fitting status.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -17,6 +16,7 @@ use serde_json::json;
 use super::AdminState;
 use crate::broker::SessionSlot;
 use crate::codec::{QoS, ReasonCode, RetainHandling};
+use crate::ops::numbers::BrokerNumbers;
 use crate::session::Message;
 use crate::topic::TopicFilter;
 
@@ -27,30 +27,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// `GET /api/v1/broker`: the numbers `$SYS/broker/...` publishes.
-pub async fn broker(State(s): Shared) -> Json<serde_json::Value> {
-    let b = &s.broker;
-    let st = &b.stats;
-    let sum = |a: &[std::sync::atomic::AtomicU64; 3]| -> u64 {
-        a.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    };
-    let connected = st.clients_connected();
-    let sessions = b.session_count();
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": b.uptime().as_secs(),
-        "clients_connected": connected,
-        "clients_disconnected": sessions.saturating_sub(connected),
-        "clients_total": sessions.max(connected),
-        "clients_maximum": st.max_connected.load(Ordering::Relaxed),
-        "messages_received": sum(&st.received_by_qos),
-        "messages_sent": sum(&st.sent_by_qos),
-        "messages_dropped": st.messages_dropped.load(Ordering::Relaxed),
-        "bytes_received": st.bytes_received.load(Ordering::Relaxed),
-        "bytes_sent": st.bytes_sent.load(Ordering::Relaxed),
-        "subscriptions": b.subscription_count(),
-        "retained": b.retained_count(),
-        "store_bytes": b.store().disk_usage(),
-    }))
+pub async fn broker(State(s): Shared) -> Json<BrokerNumbers> {
+    Json(BrokerNumbers::read(&s.broker))
 }
 
 /// A client (session) as the API shows it.

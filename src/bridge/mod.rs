@@ -110,7 +110,7 @@ impl Bridges {
         {
             let mut running = bridges.running.lock().await;
             for b in configs {
-                let r = start(broker, b, data_dir)?;
+                let r = start(broker, b, prepare(b)?, data_dir)?;
                 bridges
                     .shared
                     .lock()
@@ -158,9 +158,16 @@ impl Bridges {
     pub async fn reload(&self, configs: &[BridgeConfig]) -> Result<BridgeChanges, String> {
         let mut running = self.running.lock().await;
         let mut changes = BridgeChanges::default();
-        for b in configs {
-            compile_transform(b).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
-            AnySink::build(&b.sink).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
+        // Only what is new or changed is built (a Kafka producer starts
+        // threads); an unchanged bridge keeps running untouched.
+        let mut prepared: HashMap<String, Prepared> = HashMap::new();
+        for c in configs {
+            let unchanged = running
+                .iter()
+                .any(|r| r.name() == c.name && r.shared.config == *c);
+            if !unchanged {
+                prepared.insert(c.name.clone(), prepare(c).map_err(|e| e.to_string())?);
+            }
         }
         let old: Vec<RunningBridge> = std::mem::take(&mut *running);
         let mut keep = Vec::new();
@@ -181,13 +188,13 @@ impl Bridges {
             }
         }
         for c in configs {
-            if keep.iter().any(|r| r.name() == c.name) {
+            let Some(p) = prepared.remove(&c.name) else {
                 continue;
-            }
+            };
             if !changes.restarted.contains(&c.name) {
                 changes.added.push(c.name.clone());
             }
-            match start(&self.broker, c, &self.data_dir) {
+            match start(&self.broker, c, p, &self.data_dir) {
                 Ok(r) => {
                     self.shared
                         .lock()
@@ -237,17 +244,35 @@ fn remove_bridge_session(broker: &Arc<Broker>, name: &str) {
     }
 }
 
+/// What a bridge needs that can fail on its definition alone: checked
+/// before anything running is touched.
+struct Prepared {
+    transform: Transform,
+    sink: AnySink,
+}
+
+fn prepare(cfg: &BridgeConfig) -> Result<Prepared, BridgeStartError> {
+    let err = |message: String| BridgeStartError::Setup {
+        name: cfg.name.clone(),
+        message,
+    };
+    Ok(Prepared {
+        transform: compile_transform(cfg).map_err(|e| err(e.to_string()))?,
+        sink: AnySink::build(&cfg.sink).map_err(err)?,
+    })
+}
+
 fn start(
     broker: &Arc<Broker>,
     cfg: &BridgeConfig,
+    prepared: Prepared,
     data_dir: &Path,
 ) -> Result<RunningBridge, BridgeStartError> {
     let err = |message: String| BridgeStartError::Setup {
         name: cfg.name.clone(),
         message,
     };
-    let transform = compile_transform(cfg).map_err(|e| err(e.to_string()))?;
-    let sink = AnySink::build(&cfg.sink).map_err(err)?;
+    let Prepared { transform, sink } = prepared;
     let mut buffer_cfg = BufferConfig::new(data_dir.join("bridges").join(&cfg.name));
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);

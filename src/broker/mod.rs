@@ -81,8 +81,6 @@ pub struct RouteEntry {
 /// atomics: connections add their counts once per read or write batch.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub messages_received: AtomicU64,
-    pub messages_routed: AtomicU64,
     /// Deliveries dropped because a session's queue was full.
     pub messages_dropped: AtomicU64,
     pub connections_total: AtomicU64,
@@ -533,7 +531,6 @@ impl Broker {
     /// would reach a saturated subscriber is not routed at all (the caller
     /// answers v5 0x97 quota exceeded and the publisher retries later).
     pub fn publish_with(&self, mut message: Message, refuse_if_saturated: bool) -> Published {
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         let mut targets: Vec<Target> = Vec::new();
         // Overlapping subscriptions of one session merge into one target.
         // Most publishes match a handful of sessions: a scan beats hashing
@@ -707,9 +704,6 @@ impl Broker {
                 }
             }
         }
-        self.stats
-            .messages_routed
-            .fetch_add(matched as u64, Ordering::Relaxed);
         Published {
             matched,
             ticket,

@@ -71,11 +71,8 @@ impl Reloader {
         let mut level = self.lock.lock().await;
         let config = Config::load(self.config_file.as_deref()).map_err(|e| e.to_string())?;
         let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())?;
-        // Checked before anything changes: the bridges' own reload builds
-        // every sink first too.
-        for b in &config.bridges {
-            crate::bridge::compile_transform(b).map_err(|e| format!("bridge `{}`: {e}", b.name))?;
-        }
+        // Config::load compiled every transform; the bridges' reload builds
+        // every sink before it stops anything.
         let bridges = self.bridges.reload(&config.bridges).await?;
         self.broker.set_access(access);
         if !self.log_level_from_env && *level != config.log_level {

@@ -7,13 +7,13 @@
 //! mosquitto's `publish/messages/*` do), and `store/bytes` is the data
 //! directory's size on disk.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use super::numbers::BrokerNumbers;
 use crate::broker::Broker;
 use crate::codec::QoS;
 use crate::session::Message;
@@ -46,100 +46,42 @@ impl LoadAverage {
     }
 }
 
-/// Counter totals at one tick.
-#[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    messages_received: u64,
-    messages_sent: u64,
-    bytes_received: u64,
-    bytes_sent: u64,
-    connections: u64,
-}
+/// Picks one counter out of the numbers.
+type Counter = fn(&BrokerNumbers) -> u64;
 
-impl Totals {
-    fn read(broker: &Broker) -> Totals {
-        let s = &broker.stats;
-        let sum = |a: &[std::sync::atomic::AtomicU64; 3]| -> u64 {
-            a.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-        };
-        Totals {
-            messages_received: sum(&s.received_by_qos),
-            messages_sent: sum(&s.sent_by_qos),
-            bytes_received: s.bytes_received.load(Ordering::Relaxed),
-            bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
-            connections: s.connections_total.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The load averages kept between ticks.
-#[derive(Debug, Default)]
-struct Loads {
-    messages_received: LoadAverage,
-    messages_sent: LoadAverage,
-    bytes_received: LoadAverage,
-    bytes_sent: LoadAverage,
-    connections: LoadAverage,
-}
+/// The counters that get load averages, by their `$SYS` name.
+const LOADED: [(&str, Counter); 5] = [
+    ("messages/received", |n| n.messages_received),
+    ("messages/sent", |n| n.messages_sent),
+    ("bytes/received", |n| n.bytes_received),
+    ("bytes/sent", |n| n.bytes_sent),
+    ("connections", |n| n.connections_total),
+];
 
 /// Every `$SYS` topic and its current value.
-fn values(broker: &Broker, loads: &Loads) -> Vec<(String, String)> {
-    let s = &broker.stats;
-    let t = Totals::read(broker);
-    let connected = s.clients_connected();
-    let sessions = broker.session_count();
-    let mut v: Vec<(String, String)> = vec![
-        (
-            "version".into(),
-            format!("sluice version {}", env!("CARGO_PKG_VERSION")),
-        ),
-        (
-            "uptime".into(),
-            format!("{} seconds", broker.uptime().as_secs()),
-        ),
-        ("clients/connected".into(), connected.to_string()),
-        (
-            "clients/disconnected".into(),
-            sessions.saturating_sub(connected).to_string(),
-        ),
-        ("clients/total".into(), sessions.max(connected).to_string()),
-        (
-            "clients/maximum".into(),
-            s.max_connected.load(Ordering::Relaxed).to_string(),
-        ),
-        ("messages/received".into(), t.messages_received.to_string()),
-        ("messages/sent".into(), t.messages_sent.to_string()),
-        (
-            "publish/messages/received".into(),
-            t.messages_received.to_string(),
-        ),
-        ("publish/messages/sent".into(), t.messages_sent.to_string()),
-        (
-            "publish/messages/dropped".into(),
-            s.messages_dropped.load(Ordering::Relaxed).to_string(),
-        ),
-        ("bytes/received".into(), t.bytes_received.to_string()),
-        ("bytes/sent".into(), t.bytes_sent.to_string()),
-        (
-            "subscriptions/count".into(),
-            broker.subscription_count().to_string(),
-        ),
-        (
-            "retained messages/count".into(),
-            broker.retained_count().to_string(),
-        ),
-        (
-            "store/bytes".into(),
-            broker.store().disk_usage().to_string(),
-        ),
-    ];
-    for (name, load) in [
-        ("messages/received", loads.messages_received),
-        ("messages/sent", loads.messages_sent),
-        ("bytes/received", loads.bytes_received),
-        ("bytes/sent", loads.bytes_sent),
-        ("connections", loads.connections),
-    ] {
+fn values(n: &BrokerNumbers, loads: &[LoadAverage; LOADED.len()]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("version", format!("sluice version {}", n.version)),
+        ("uptime", format!("{} seconds", n.uptime_secs)),
+        ("clients/connected", n.clients_connected.to_string()),
+        ("clients/disconnected", n.clients_disconnected.to_string()),
+        ("clients/total", n.clients_total.to_string()),
+        ("clients/maximum", n.clients_maximum.to_string()),
+        ("messages/received", n.messages_received.to_string()),
+        ("messages/sent", n.messages_sent.to_string()),
+        ("publish/messages/received", n.messages_received.to_string()),
+        ("publish/messages/sent", n.messages_sent.to_string()),
+        ("publish/messages/dropped", n.messages_dropped.to_string()),
+        ("bytes/received", n.bytes_received.to_string()),
+        ("bytes/sent", n.bytes_sent.to_string()),
+        ("subscriptions/count", n.subscriptions.to_string()),
+        ("retained messages/count", n.retained.to_string()),
+        ("store/bytes", n.store_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(topic, value)| (topic.to_owned(), value))
+    .collect();
+    for ((name, _), load) in LOADED.iter().zip(loads) {
         for (period, value) in [
             ("1min", load.one),
             ("5min", load.five),
@@ -154,8 +96,8 @@ fn values(broker: &Broker, loads: &Loads) -> Vec<(String, String)> {
 /// Publishes the `$SYS` topics every `interval` until shutdown.
 pub async fn run(broker: Arc<Broker>, interval: Duration) {
     let mut shutdown = broker.shutdown_signal();
-    let mut loads = Loads::default();
-    let mut last = Totals::read(&broker);
+    let mut loads = [LoadAverage::default(); LOADED.len()];
+    let mut last = BrokerNumbers::read(&broker);
     let mut last_at = Instant::now();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -165,28 +107,16 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
             _ = shutdown.changed() => return,
         }
         let now = Instant::now();
-        let t = Totals::read(&broker);
+        let numbers = BrokerNumbers::read(&broker);
         let elapsed = now - last_at;
         if elapsed >= Duration::from_millis(100) {
-            loads
-                .messages_received
-                .update(t.messages_received - last.messages_received, elapsed);
-            loads
-                .messages_sent
-                .update(t.messages_sent - last.messages_sent, elapsed);
-            loads
-                .bytes_received
-                .update(t.bytes_received - last.bytes_received, elapsed);
-            loads
-                .bytes_sent
-                .update(t.bytes_sent - last.bytes_sent, elapsed);
-            loads
-                .connections
-                .update(t.connections - last.connections, elapsed);
-            last = t;
+            for ((_, pick), load) in LOADED.iter().zip(&mut loads) {
+                load.update(pick(&numbers).saturating_sub(pick(&last)), elapsed);
+            }
+            last = numbers.clone();
             last_at = now;
         }
-        for (topic, value) in values(&broker, &loads) {
+        for (topic, value) in values(&numbers, &loads) {
             broker.publish(Message::from_broker(
                 ByteString::from(format!("$SYS/broker/{topic}")),
                 Bytes::from(value),

@@ -141,3 +141,13 @@ def mqtt_client(broker):
         c.close()
     # Let the broker finish with closing sockets before it is killed.
     time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def certs():
+    """A development CA, server and client certificates from
+    certs/generate.sh, made once per run (test only)."""
+    d = tempfile.mkdtemp(prefix="sluice-certs-")
+    subprocess.run(["bash", str(REPO / "certs" / "generate.sh"), d], check=True, capture_output=True)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -4,21 +4,12 @@ script (Python's urllib) uses it; and the ALPN each TLS listener offers."""
 import json
 import socket
 import ssl
-import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import REPO, Broker
-
-
-@pytest.fixture(scope="module")
-def certs():
-    d = tempfile.mkdtemp(prefix="sluice-admin-certs-")
-    subprocess.run(["bash", str(REPO / "certs" / "generate.sh"), d], check=True, capture_output=True)
-    return d
+from conftest import Broker
 
 
 @pytest.fixture

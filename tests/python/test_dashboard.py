@@ -152,13 +152,6 @@ def evidence_on_failure(driver, out_dir):
         raise
 
 
-@pytest.fixture(scope="module")
-def certs():
-    d = tempfile.mkdtemp(prefix="sluice-dash-certs-")
-    yield generate_certs(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
 @pytest.fixture
 def browser():
     missing = browser_missing()

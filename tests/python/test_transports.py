@@ -4,24 +4,15 @@ certs/generate.sh."""
 
 import os
 import ssl
-import subprocess
-import tempfile
 import threading
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import REPO, Broker
+from conftest import Broker
 
 WAIT = 5.0
-
-
-@pytest.fixture(scope="module")
-def certs():
-    d = tempfile.mkdtemp(prefix="sluice-certs-")
-    subprocess.run(["bash", str(REPO / "certs" / "generate.sh"), d], check=True)
-    return d
 
 
 @pytest.fixture
