@@ -133,7 +133,7 @@ impl Broker {
                 let mut c = slot.control.lock();
                 c.protocol = Some(rec.protocol);
                 c.session_expiry = rec.session_expiry;
-                c.will = rec.will.clone();
+                c.will = rec.will.clone().map(Box::new);
                 c.will_delay = rec.will_delay;
             }
             {

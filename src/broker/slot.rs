@@ -32,7 +32,9 @@ pub struct Control {
     /// Tells the serving connection to close, with the reason.
     pub kick: Option<oneshot::Sender<ReasonCode>>,
     /// The will of the current or last connection.
-    pub will: Option<Will>,
+    /// Boxed: a `Will` carries its v5 properties inline (~470 bytes), and
+    /// most sessions have none.
+    pub will: Option<Box<Will>>,
     pub will_delay: u32,
     pub session_expiry: u32,
     pub protocol: Option<ProtocolVersion>,
@@ -169,7 +171,7 @@ impl SessionSlot {
             protocol: c.protocol.unwrap_or(ProtocolVersion::V311),
             session_expiry: c.session_expiry,
             disconnected_at_ms,
-            will: c.will.clone(),
+            will: c.will.as_deref().cloned(),
             will_delay: c.will_delay,
             subscriptions,
         }

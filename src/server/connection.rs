@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::handshake::{attach, peek_connect_version, Attached, Refused};
 use super::listener::ListenerCtx;
 use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
+use super::read_chunk::read_chunk;
 use crate::auth::Access;
 use crate::broker::{will_message, Broker, SessionSlot, Subscription};
 use crate::codec::{
@@ -59,23 +60,51 @@ pub struct Origin {
 }
 
 /// Serves one client on any byte stream (TCP, TLS, WebSocket).
-pub async fn run<S>(broker: Arc<Broker>, mut stream: S, peer: SocketAddr, origin: Origin)
+///
+/// Two phases. Opening (CONNECT, authentication, CONNACK) is boxed and
+/// freed when it ends: its CONNECT, CONNACK and `attach` state are a few
+/// KB that an established connection, idle for hours, must not carry. What
+/// stays inline in the task is only the serving phase.
+pub async fn run<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, origin: Origin)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some((mut conn, stream, span)) = Box::pin(open(broker, stream, peer, origin)).await else {
+        return;
+    };
+    async move {
+        let exit = conn.serve(stream).await;
+        tracing::debug!(?exit, "client disconnected");
+        conn.finish(exit);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads CONNECT and attaches the session; `None` if the connection ended
+/// there (refused, malformed, timed out).
+async fn open<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    peer: SocketAddr,
+    origin: Origin,
+) -> Option<(Connection, S, tracing::Span)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_limit = origin.over_limit;
     let max_packet = broker.config.limits.max_packet_size as usize;
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
-    let mut rbuf = BytesMut::with_capacity(1024);
+    let mut rbuf = BytesMut::new();
 
     let connect =
         match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, max_packet)).await
         {
             Err(_) => {
                 tracing::debug!(%peer, "no CONNECT within the connect timeout");
-                return;
+                return None;
             }
-            Ok(Err(ConnectFailure::Io)) => return,
+            Ok(Err(ConnectFailure::Io)) => return None,
             Ok(Err(ConnectFailure::Decode(e, version))) => {
                 tracing::debug!(%peer, error = %e, "bad CONNECT");
                 let code = match e {
@@ -95,7 +124,7 @@ where
                     };
                     let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
                 }
-                return;
+                return None;
             }
             Ok(Ok(c)) => c,
         };
@@ -113,42 +142,41 @@ where
         };
         let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
         tracing::warn!(%peer, "connection refused: max_connections reached");
-        return;
+        return None;
     }
     let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
-    async move {
-        let attached = match attach(&broker, &connect, &origin).await {
-            Ok(a) => a,
-            Err(Refused(ack)) => {
-                if matches!(
-                    ack.code,
-                    ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized
-                ) {
-                    broker.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::info!(code = ?ack.code, "connection refused");
-                let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
-                return;
+    let attached = match attach(&broker, &connect, &origin)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(a) => a,
+        Err(Refused(ack)) => {
+            if matches!(
+                ack.code,
+                ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized
+            ) {
+                broker.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
             }
-        };
+            span.in_scope(|| tracing::info!(code = ?ack.code, "connection refused"));
+            let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
+            return None;
+        }
+    };
+    span.in_scope(|| {
         tracing::debug!(
             protocol = version.level(),
             keep_alive = attached.keep_alive,
             "client connected"
-        );
-        {
-            let mut c = attached.slot.control.lock();
-            c.peer = Some(peer);
-            c.connected_at_ms = now_ms();
-            c.keep_alive = attached.keep_alive;
-        }
-        let mut conn = Connection::new(broker, *connect, attached, rbuf);
-        let exit = conn.serve(stream).await;
-        tracing::debug!(?exit, "client disconnected");
-        conn.finish(exit);
+        )
+    });
+    {
+        let mut c = attached.slot.control.lock();
+        c.peer = Some(peer);
+        c.connected_at_ms = now_ms();
+        c.keep_alive = attached.keep_alive;
     }
-    .instrument(span)
-    .await
+    let conn = Connection::new(broker, &connect, attached, rbuf);
+    Some((conn, stream, span))
 }
 
 enum ConnectFailure {
@@ -173,7 +201,7 @@ async fn read_connect<S: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(ConnectFailure::Decode(e, peek_connect_version(rbuf))),
         }
-        match stream.read_buf(rbuf).await {
+        match read_chunk(stream, rbuf).await {
             Ok(0) | Err(_) => return Err(ConnectFailure::Io),
             Ok(_) => {}
         }
@@ -216,7 +244,8 @@ struct Connection {
     /// Outgoing QoS 1/2 window: min(client's Receive Maximum, our limit).
     window: usize,
     session_expiry_was_zero: bool,
-    connack: Option<ConnAck>,
+    /// Boxed: v5 properties make a CONNACK ~400 bytes, needed only once.
+    connack: Option<Box<ConnAck>>,
     store: Store,
     /// What must be durable before the write buffer goes out: acks to
     /// publishers wait for their messages to be on disk.
@@ -227,7 +256,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(broker: Arc<Broker>, connect: Connect, a: Attached, rbuf: BytesMut) -> Connection {
+    fn new(broker: Arc<Broker>, connect: &Connect, a: Attached, rbuf: BytesMut) -> Connection {
         let version = connect.protocol;
         broker.stats.client_connected(version);
         let limits = &broker.config.limits;
@@ -260,7 +289,7 @@ impl Connection {
             incoming_aliases: HashMap::new(),
             window,
             session_expiry_was_zero: a.session_expiry_requested_zero,
-            connack: Some(a.connack),
+            connack: Some(Box::new(a.connack)),
             store: broker.store().clone(),
             pending: a.ticket,
             sink_waits: Vec::new(),
@@ -288,7 +317,7 @@ impl Connection {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.broker.shutdown_signal();
         if let Some(ack) = self.connack.take() {
-            self.send(Packet::ConnAck(ack));
+            self.send(Packet::ConnAck(*ack));
         }
         // A resumed session first resends what was in flight (4.4).
         let resend = self.slot.state.lock().resend(Instant::now());
@@ -341,7 +370,7 @@ impl Connection {
                         return exit;
                     }
                 }
-                read = reader.read_buf(&mut self.rbuf), if self.paused_until.is_none() => {
+                read = read_chunk(&mut reader, &mut self.rbuf), if self.paused_until.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(n) => {
@@ -362,10 +391,9 @@ impl Connection {
             }
             self.drain();
             if self.rbuf.is_empty() {
-                if self.rbuf.capacity() > 64 * 1024 {
-                    // Don't keep a large read buffer for an idle connection.
-                    self.rbuf = BytesMut::with_capacity(1024);
-                }
+                // Reads go through a stack chunk (`read_chunk`): a consumed
+                // buffer is not needed for the next read.
+                self.rbuf = BytesMut::new();
                 if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
                     // Nothing read, nothing to write: idle connections (most
                     // of a fleet) hold no write buffer.
@@ -856,4 +884,16 @@ async fn flush<S: AsyncWrite>(
     r?;
     // TLS and WebSocket buffer: push the batch out now.
     writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle connection's memory is mostly its task's future, which
+    /// holds a `Connection`, and its `SessionSlot`: values inline in them
+    /// (v5 properties are ~400 bytes) multiply by every client of a fleet.
+    #[test]
+    fn per_connection_state_stays_small() {
+        assert!(std::mem::size_of::<super::Connection>() <= 512);
+        assert!(std::mem::size_of::<crate::broker::SessionSlot>() <= 512);
+    }
 }

@@ -118,7 +118,7 @@ pub async fn attach(
         let mut ctrl = slot.control.lock();
         ctrl.generation += 1;
         ctrl.kick = Some(kick_tx);
-        ctrl.will = connect.will.clone();
+        ctrl.will = connect.will.clone().map(Box::new);
         ctrl.will_delay = connect
             .will
             .as_ref()

@@ -170,17 +170,11 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
         identity,
         over_limit,
     };
-    // Each transport's future is boxed on its own: inline, every task would
-    // be as large as the largest (TLS + WebSocket), several KB more than a
-    // plain TCP connection needs.
+    // Plain TCP, most of a fleet, runs inline in this task (one allocation
+    // per connection). The other transports are boxed: inline, their
+    // handshakes would make every task as large as the largest.
     match ctx.protocol {
-        ListenerProtocol::Tcp => {
-            let run = Box::pin(connection::run(broker, stream, peer, origin(None)));
-            if cfg!(debug_assertions) {
-                tracing::trace!(bytes = std::mem::size_of_val(&*run), "connection future");
-            }
-            run.await
-        }
+        ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None)).await,
         ListenerProtocol::Ws => {
             Box::pin(over_websocket(
                 broker,
@@ -194,38 +188,56 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
             .await;
         }
         ListenerProtocol::Tls | ListenerProtocol::Wss => {
-            let Some(tls) = ctx.tls.as_ref() else {
-                return;
-            };
-            let acceptor = tls.acceptor();
-            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let identity = tls.identity(stream.get_ref().1.peer_certificates());
-            if ctx.protocol == ListenerProtocol::Tls {
-                Box::pin(connection::run(broker, stream, peer, origin(identity))).await;
-                return;
-            }
-            Box::pin(over_websocket(
-                broker,
-                stream,
-                peer,
-                origin(identity),
-                &ctx.ws_path,
-                timeout,
-                max_frame,
+            Box::pin(over_tls(
+                broker, &ctx, stream, peer, origin, timeout, max_frame,
             ))
             .await;
         }
     }
+}
+
+/// Completes the TLS handshake (under the connect timeout), then serves
+/// MQTT or WebSocket over it. One allocation holds the handshake and then
+/// the connection, which reuse the same bytes.
+async fn over_tls(
+    broker: Arc<Broker>,
+    ctx: &ListenerCtx,
+    stream: TcpStream,
+    peer: SocketAddr,
+    origin: impl Fn(Option<String>) -> Origin,
+    timeout: Duration,
+    max_frame: usize,
+) {
+    let Some(tls) = ctx.tls.as_ref() else {
+        return;
+    };
+    let acceptor = tls.acceptor();
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = tls.identity(stream.get_ref().1.peer_certificates());
+    if ctx.protocol == ListenerProtocol::Tls {
+        connection::run(broker, stream, peer, origin(identity)).await;
+        return;
+    }
+    over_websocket(
+        broker,
+        stream,
+        peer,
+        origin(identity),
+        &ctx.ws_path,
+        timeout,
+        max_frame,
+    )
+    .await;
 }
 
 /// Completes the WebSocket upgrade (under the connect timeout) on any

@@ -7,6 +7,7 @@ mod handshake;
 mod listener;
 mod outgoing;
 mod rate;
+mod read_chunk;
 mod tls;
 mod websocket;
 
