@@ -784,30 +784,32 @@ impl Connection {
         let mut budget_used = false;
         let mut sent = [0u64; 3];
         let mut too_large = 0u64;
+        // One allocation for this wake-up's batch, not a series of
+        // doublings (and copies) from an idle connection's empty buffer.
+        let wanted = state.pending_wire_bytes().min(WRITE_BATCH + 1024);
+        self.wbuf.reserve(wanted);
         loop {
             if self.wbuf.len() >= WRITE_BATCH {
                 budget_used = true;
                 break;
             }
-            let Some(p) = state.next_publish(now, self.window) else {
+            let outgoing = &mut self.outgoing;
+            let wbuf = &mut self.wbuf;
+            let Some((id, qos, encoded)) = state.next_delivery(now, self.window, |d, id| {
+                (id, d.qos, outgoing.encode_delivery(d, id, now, wbuf))
+            }) else {
                 break;
             };
-            let id = p.packet_id;
-            let qos = usize::from(p.qos.as_u8());
-            match self.outgoing.prepare(p) {
-                Some(packet) => {
-                    sent[qos] += 1;
-                    if let Err(e) = encode_packet(&packet, self.version, &mut self.wbuf) {
-                        tracing::warn!(error = %e, "could not encode PUBLISH");
-                    }
-                }
-                None => {
+            match encoded {
+                Ok(true) => sent[usize::from(qos.as_u8())] += 1,
+                Ok(false) => {
                     tracing::debug!("message larger than the client's maximum packet size dropped");
                     too_large += 1;
                     if let Some(id) = id {
                         state.discard_inflight(id);
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not encode PUBLISH"),
             }
         }
         if budget_used && state.has_pending() {

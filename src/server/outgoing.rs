@@ -2,10 +2,16 @@
 //! client allowed (3.3.2.3.4) and its Maximum Packet Size (3.1.2.11.4).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
+use bytes::BytesMut;
 use bytestring::ByteString;
 
-use crate::codec::{encoded_len, Packet, ProtocolVersion, Publish};
+use crate::codec::{
+    encode_packet, encoded_len, EncodeError, Packet, PacketId, PlainPublish, ProtocolVersion,
+    Publish,
+};
+use crate::session::{build_publish, Delivery};
 
 #[derive(Debug)]
 pub struct OutgoingLimits {
@@ -55,6 +61,44 @@ impl OutgoingLimits {
         }
         let packet = Packet::Publish(p);
         (encoded_len(&packet, self.version) <= self.max_packet_size).then_some(packet)
+    }
+
+    /// Encodes one delivery for this client into `buf`. Returns `Ok(false)`
+    /// if it exceeds the client's maximum packet size (nothing written).
+    /// A delivery without per-hop properties, to a client that takes no
+    /// topic aliases, is encoded from borrowed parts; any other goes
+    /// through an owned PUBLISH.
+    pub fn encode_delivery(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<PacketId>,
+        now: Instant,
+        buf: &mut BytesMut,
+    ) -> Result<bool, EncodeError> {
+        let m = &d.message;
+        let plain = m.properties.is_none()
+            && m.expires_at.is_none()
+            && d.subscription_ids.is_empty()
+            && (!self.version.is_v5() || self.alias_max == 0);
+        if plain {
+            let p = PlainPublish {
+                dup: false,
+                qos: d.qos,
+                retain: d.retain,
+                topic: &m.topic,
+                packet_id,
+                payload: &m.payload,
+            };
+            if p.encoded_len(self.version) > self.max_packet_size {
+                return Ok(false);
+            }
+            p.encode(self.version, buf)?;
+            return Ok(true);
+        }
+        match self.prepare(build_publish(d, packet_id, false, now)) {
+            Some(packet) => encode_packet(&packet, self.version, buf).map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// Whether a non-PUBLISH packet fits the client's limit.

@@ -9,5 +9,6 @@ pub use keepalive::{negotiate_keep_alive, KeepAlive};
 pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
 pub use message::{Delivery, Message, SinkAck, StoredMessage};
 pub use state::{
-    Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery, SessionState,
+    build_publish, Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery,
+    SessionState,
 };

@@ -233,6 +233,12 @@ impl SessionState {
         !self.queue.is_empty()
     }
 
+    /// About what the queued messages take on the wire (topic, payload and
+    /// a few bytes of header each), to size a write buffer once.
+    pub fn pending_wire_bytes(&self) -> usize {
+        self.queued_bytes + 8 * self.queue.len()
+    }
+
     /// Offers a message to the session. Bounded by count and bytes.
     pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
         let size = delivery_bytes(&d);
@@ -285,6 +291,20 @@ impl SessionState {
     /// messages get a packet id and enter the inflight set; QoS 0 leave the
     /// session when returned. Expired messages are skipped and counted.
     pub fn next_publish(&mut self, now: Instant, window: usize) -> Option<Publish> {
+        self.next_delivery(now, window, |d, packet_id| {
+            build_publish(d, packet_id, false, now)
+        })
+    }
+
+    /// As [`SessionState::next_publish`], but hands the delivery and its
+    /// packet id to `emit` (which encodes it) instead of building an owned
+    /// PUBLISH; returns what `emit` returned.
+    pub fn next_delivery<R>(
+        &mut self,
+        now: Instant,
+        window: usize,
+        emit: impl FnOnce(&Delivery, Option<PacketId>) -> R,
+    ) -> Option<R> {
         loop {
             let front = self.queue.front()?;
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
@@ -306,7 +326,7 @@ impl SessionState {
                 };
                 Some(id)
             };
-            let publish = build_publish(&d, packet_id, false, now);
+            let emitted = emit(&d, packet_id);
             if let Some(id) = packet_id {
                 // A QoS 2 packet id must be on disk before the client sees it,
                 // or a restart could resend the message under a new id. A
@@ -332,7 +352,7 @@ impl SessionState {
                     },
                 );
             }
-            return Some(publish);
+            return Some(emitted);
         }
     }
 
@@ -476,7 +496,12 @@ impl SessionState {
 }
 
 /// The PUBLISH for one delivery, with per-hop v5 properties filled in.
-fn build_publish(d: &Delivery, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
+pub fn build_publish(
+    d: &Delivery,
+    packet_id: Option<PacketId>,
+    dup: bool,
+    now: Instant,
+) -> Publish {
     let m = &d.message;
     let mut properties = m.properties.as_deref().cloned().unwrap_or_default();
     properties.message_expiry_interval = m.remaining_expiry(now);
