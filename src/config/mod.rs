@@ -259,7 +259,15 @@ pub struct Config {
     /// before the broker exits (the rest stays in their buffers for the
     /// next start).
     pub drain_timeout_secs: u64,
+    /// Threads that serve connections; 0 (default) is one per CPU core.
+    /// One thread needs less CPU per message and answers sooner when the
+    /// broker shares a small machine (see BENCHMARKS.md). Read at start
+    /// only.
+    pub worker_threads: usize,
 }
+
+/// More threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -283,6 +291,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             sys_interval: 10,
             drain_timeout_secs: 10,
+            worker_threads: 0,
         }
     }
 }
@@ -341,6 +350,12 @@ impl Config {
             return Err(invalid(
                 "limits.max_packet_size",
                 "must be between 64 and 268435460",
+            ));
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(invalid(
+                "worker_threads",
+                &format!("must be at most {MAX_WORKER_THREADS} (0: one per core)"),
             ));
         }
         if l.max_inflight_messages == 0 {
@@ -637,6 +652,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_packet_size"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(Config::load(None).unwrap().worker_threads, 0);
+        assert_eq!(load_str("worker_threads = 1\n").unwrap().worker_threads, 1);
+        let err = load_str("worker_threads = 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker_threads"), "{err}");
+        assert!(err.contains(".toml"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use sluice::codec::QoS;
+
 use crate::harness::*;
 
 #[test]
@@ -73,4 +75,32 @@ fn check_config_accepts_the_examples_and_names_bad_keys() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("xml"), "{err}");
+}
+
+/// Threads the runtime named for connections, read from /proc.
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task list")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[test]
+fn worker_threads_sets_the_threads_that_serve_connections() {
+    let s = Sluice::start_with(&[("SLUICE__WORKER_THREADS", "1")]);
+    assert_eq!(runtime_workers(s.pid()), 1);
+    // And one thread serves publishers and subscribers alike.
+    for v in [V4, V5] {
+        let (mut sub, _) = Raw::connect(s.port, v, "one-thread-sub", true);
+        sub.subscribe(1, &[("one/thread", sub_opts(QoS::AtLeastOnce))]);
+        let (mut p, _) = Raw::connect(s.port, v, "one-thread-pub", true);
+        p.publish(publish("one/thread", b"hi", QoS::AtLeastOnce, 1));
+        let got = sub.collect_publishes(std::time::Duration::from_millis(300));
+        assert_eq!(got.len(), 1, "{v:?}");
+        assert_eq!(&*got[0].payload, b"hi");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let d = Sluice::start();
+    assert_eq!(runtime_workers(d.pid()), cores, "default: one per core");
 }
