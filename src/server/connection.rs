@@ -34,6 +34,12 @@ use crate::topic::TopicFilter;
 /// Bytes written per wake-up before yielding to reads.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Most bytes held back while what they acknowledge is not yet durable.
+/// Below it the connection keeps reading during a group commit, so the
+/// next commit carries more of this client's messages; at it, reading
+/// waits for the disk (the client's backpressure).
+const HELD_FOR_DISK: usize = 64 * 1024;
+
 /// Why a connection ended; decides the will and the session's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
@@ -331,7 +337,7 @@ impl Connection {
         }
         self.drain();
         loop {
-            if !self.wbuf.is_empty() && self.flush_out(&mut writer).await.is_err() {
+            if self.ready_to_write() && self.flush_out(&mut writer).await.is_err() {
                 return Exit::Closed;
             }
             if *shutdown.borrow() {
@@ -353,6 +359,17 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
+            // Acks wait for the disk; reads go on meanwhile (see
+            // `ready_to_write`). Boxed: only connections with something
+            // held pay for the wait's state.
+            let held_for = (!self.wbuf.is_empty()).then_some(self.pending);
+            let store = &self.store;
+            let durable = async {
+                match held_for {
+                    Some(ticket) => Box::pin(store.wait(ticket)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 reason = &mut self.kick => {
@@ -363,6 +380,7 @@ impl Connection {
                 _ = shutdown.changed() => {
                     return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
                 }
+                _ = durable => {}
                 _ = pause_timer => {
                     self.paused_until = None;
                     if let Err(exit) = self.process_input() {
@@ -426,6 +444,18 @@ impl Connection {
             }
         }
         flush(writer, &mut self.wbuf).await
+    }
+
+    /// Whether the write buffer should go out now. What it acknowledges
+    /// may still be on its way to disk: then the connection goes on
+    /// reading (a group commit takes a few milliseconds, and a publisher
+    /// read a kilobyte at a time would otherwise get a dozen messages into
+    /// each commit), unless too much is held or a bridge must confirm.
+    fn ready_to_write(&self) -> bool {
+        !self.wbuf.is_empty()
+            && (self.store.is_durable(self.pending)
+                || self.wbuf.len() >= HELD_FOR_DISK
+                || !self.sink_waits.is_empty())
     }
 
     fn wait_for(&mut self, ticket: Ticket) {

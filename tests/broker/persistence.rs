@@ -348,3 +348,41 @@ fn acknowledged_qos1_messages_survive_repeated_sigkill() {
         received.len()
     );
 }
+
+/// A publisher's acks wait for the disk, but its connection keeps reading
+/// meanwhile, so one group commit carries many of its messages. (It used
+/// to read a kilobyte per commit: with 1 KB messages, one message per
+/// fsync.)
+#[test]
+fn a_publisher_is_read_while_its_acks_wait_for_the_disk() {
+    const MESSAGES: u16 = 2000;
+    let s = Sluice::start();
+    park_subscriber(s.port, V4, "disk-sub", "disk/t", QoS::AtLeastOnce);
+    let commits = |s: &Sluice| {
+        let (status, text) = s.admin("GET", "/metrics", None, None);
+        assert_eq!(status, 200, "{text}");
+        metric(&text, "sluice_store_commit_seconds_count").expect("commit count")
+    };
+    let before = commits(&s);
+    let (mut p, _) = Raw::connect(s.port, V4, "disk-pub", true);
+    let mut burst = bytes::BytesMut::new();
+    for id in 1..=MESSAGES {
+        let m = publish("disk/t", &[7; 1000], QoS::AtLeastOnce, id);
+        encode_packet(&Packet::Publish(m), V4, &mut burst).unwrap();
+    }
+    p.send_bytes(&burst);
+    let mut acked = 0;
+    while acked < MESSAGES {
+        match p.recv() {
+            Some(Packet::PubAck(_)) => acked += 1,
+            other => panic!("after {acked} acks: {other:?}"),
+        }
+    }
+    let groups = commits(&s) - before;
+    assert!(groups >= 1.0, "the messages went to disk");
+    let per_commit = f64::from(MESSAGES) / groups;
+    assert!(
+        per_commit >= 8.0,
+        "{per_commit:.1} messages per group commit"
+    );
+}
