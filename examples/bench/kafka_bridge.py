@@ -28,10 +28,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
 
 
-
-
-
-
 def start_tansu(workdir):
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -44,8 +40,6 @@ def start_tansu(workdir):
         subprocess.run(["tansu", "topic", "create", "--broker", url, "--partitions", "1", topic],
                        check=True, capture_output=True, timeout=30)
     return proc, f"127.0.0.1:{port}"
-
-
 
 
 def direct(bootstrap, count):
