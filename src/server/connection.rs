@@ -3,7 +3,7 @@
 //! keep alive, takeover and shutdown. All protocol decisions live in
 //! `session` and `broker`; this task only moves bytes and timers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
+use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
 use super::handshake::{attach, peek_connect_version, Attached, Refused};
@@ -34,10 +35,11 @@ use crate::topic::TopicFilter;
 /// Bytes written per wake-up before yielding to reads.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// Most bytes held back while what they acknowledge is not yet durable.
-/// Below it the connection keeps reading during a group commit, so the
-/// next commit carries more of this client's messages; at it, reading
-/// waits for the disk (the client's backpressure).
+/// Most bytes held back while what they acknowledge is not yet durable
+/// (on disk, or at a bridge's sink with `ack = "sink"`). Below it the
+/// connection keeps reading during a group commit, so the next commit
+/// carries more of this client's messages; at it, reading waits (the
+/// client's backpressure).
 const HELD_FOR_DISK: usize = 64 * 1024;
 
 /// Why a connection ended; decides the will and the session's fate.
@@ -258,7 +260,9 @@ struct Connection {
     pending: Ticket,
     /// Bridges with `ack = "sink"` that must confirm before the write
     /// buffer (holding the PUBACKs, in order) goes out.
-    sink_waits: Vec<tokio::sync::oneshot::Receiver<()>>,
+    sink_waits: VecDeque<tokio::sync::oneshot::Receiver<()>>,
+    /// A bridge could not confirm one of them: the held acks never go out.
+    sink_failed: bool,
 }
 
 impl Connection {
@@ -298,7 +302,8 @@ impl Connection {
             connack: Some(Box::new(a.connack)),
             store: broker.store().clone(),
             pending: a.ticket,
-            sink_waits: Vec::new(),
+            sink_waits: VecDeque::new(),
+            sink_failed: false,
             broker,
         }
     }
@@ -362,11 +367,19 @@ impl Connection {
             // Acks wait for the disk; reads go on meanwhile (see
             // `ready_to_write`). Boxed: only connections with something
             // held pay for the wait's state.
-            let held_for = (!self.wbuf.is_empty()).then_some(self.pending);
+            let held_for = (!self.wbuf.is_empty() && !self.store.is_durable(self.pending))
+                .then_some(self.pending);
             let store = &self.store;
             let durable = async {
                 match held_for {
                     Some(ticket) => Box::pin(store.wait(ticket)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let oldest_sink_wait = self.sink_waits.front_mut();
+            let sink_confirmed = async {
+                match oldest_sink_wait {
+                    Some(wait) => wait.await.is_ok(),
                     None => std::future::pending().await,
                 }
             };
@@ -381,6 +394,10 @@ impl Connection {
                     return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
                 }
                 _ = durable => {}
+                confirmed = sink_confirmed => {
+                    self.sink_waits.pop_front();
+                    self.sink_failed |= !confirmed;
+                }
                 _ = pause_timer => {
                     self.paused_until = None;
                     if let Err(exit) = self.process_input() {
@@ -433,29 +450,41 @@ impl Connection {
             .bytes_sent
             .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
         for wait in std::mem::take(&mut self.sink_waits) {
-            if wait.await.is_err() {
-                // A bridge lost the message from memory before its sink
-                // had it: no PUBACK; the client resends after reconnecting.
-                tracing::warn!(
-                    "bridge could not confirm a message to its sink; closing so the client resends"
-                );
-                self.wbuf.clear();
-                return Err(std::io::ErrorKind::Interrupted.into());
-            }
+            self.sink_failed |= wait.await.is_err();
+        }
+        if self.sink_failed {
+            // A bridge lost the message from memory before its sink had
+            // it: no PUBACK; the client resends after reconnecting.
+            tracing::warn!(
+                "bridge could not confirm a message to its sink; closing so the client resends"
+            );
+            self.wbuf.clear();
+            return Err(std::io::ErrorKind::Interrupted.into());
         }
         flush(writer, &mut self.wbuf).await
     }
 
     /// Whether the write buffer should go out now. What it acknowledges
-    /// may still be on its way to disk: then the connection goes on
-    /// reading (a group commit takes a few milliseconds, and a publisher
-    /// read a kilobyte at a time would otherwise get a dozen messages into
-    /// each commit), unless too much is held or a bridge must confirm.
-    fn ready_to_write(&self) -> bool {
-        !self.wbuf.is_empty()
-            && (self.store.is_durable(self.pending)
-                || self.wbuf.len() >= HELD_FOR_DISK
-                || !self.sink_waits.is_empty())
+    /// may still be on its way to disk, or to a bridge's sink (`ack =
+    /// "sink"`): then the connection goes on reading (a group commit takes
+    /// a few milliseconds, and a publisher read a kilobyte at a time would
+    /// otherwise get a dozen messages into each commit, or each request to
+    /// the sink), unless too much is held.
+    fn ready_to_write(&mut self) -> bool {
+        if self.wbuf.is_empty() {
+            return false;
+        }
+        while let Some(wait) = self.sink_waits.front_mut() {
+            match wait.try_recv() {
+                Ok(()) => {}
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => self.sink_failed = true,
+            }
+            self.sink_waits.pop_front();
+        }
+        self.sink_failed
+            || self.wbuf.len() >= HELD_FOR_DISK
+            || (self.sink_waits.is_empty() && self.store.is_durable(self.pending))
     }
 
     fn wait_for(&mut self, ticket: Ticket) {

@@ -637,6 +637,17 @@ fn ndjson_batches_carry_one_payload_per_line() {
             i + 1,
         ));
     }
+    // A PUBACK means stored, not yet in the bridge's buffer: resuming
+    // before all three are buffered would send them in two requests.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = s.admin("GET", "/api/v1/bridges/telemetry", None, None);
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if st["buffered_records"] == 3 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     s.admin("POST", "/api/v1/bridges/telemetry/resume", None, None);
     let got = ep.wait_for(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1, "{got:?}");
@@ -687,4 +698,56 @@ fn linger_gathers_records_into_one_json_array() {
         })
         .collect();
     assert_eq!(sizes, vec![3, 2], "{got:?}");
+}
+
+/// With `ack = "sink"` the PUBACKs wait for the endpoint, but the
+/// publisher's connection keeps reading meanwhile, so one request carries
+/// many of its records. (It used to read a kilobyte per confirmation: with
+/// 1 KB messages, one record per request.)
+#[test]
+fn with_ack_sink_a_publisher_is_read_while_its_acks_wait() {
+    const MESSAGES: u16 = 200;
+    let ep = Endpoint::start("[]");
+    let config = bridge_config_with(ep.port, "ack = \"sink\"")
+        .replace(
+            "timeout_secs = 2",
+            "timeout_secs = 2\nbatch = \"json_array\"",
+        )
+        .replace("/ingest/{topic.2}", "/ingest");
+    let s = Sluice::start_config(&config);
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    let pad = "x".repeat(1000);
+    let mut burst = bytes::BytesMut::new();
+    for id in 1..=MESSAGES {
+        let payload = format!(r#"{{"room":"den","temp":{id},"pad":"{pad}"}}"#);
+        let m = publish("sensors/den/temp", payload.as_bytes(), QoS::AtLeastOnce, id);
+        encode_packet(&Packet::Publish(m), V4, &mut burst).unwrap();
+    }
+    p.send_bytes(&burst);
+    let mut acked = 0;
+    while acked < MESSAGES {
+        match p.recv_timeout(Duration::from_secs(15)) {
+            Some(Packet::PubAck(_)) => acked += 1,
+            other => panic!("after {acked} acks: {other:?}"),
+        }
+    }
+    let requests = ep.delivered();
+    let records: usize = requests
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Vec<serde_json::Value>>(r["body"].as_str().unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        records,
+        usize::from(MESSAGES),
+        "every acked record was delivered"
+    );
+    assert!(
+        requests.len() <= usize::from(MESSAGES) / 4,
+        "{} requests for {MESSAGES} records",
+        requests.len()
+    );
 }
