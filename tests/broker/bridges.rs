@@ -668,15 +668,24 @@ fn ndjson_batches_carry_one_payload_per_line() {
     assert_eq!(ctype.as_deref(), Some("application/x-ndjson"));
 }
 
+/// `config` with its sink posting JSON arrays to one URL, plus `sink_extra`
+/// settings of the sink.
+fn json_arrays_to_one_url(config: String, sink_extra: &str) -> String {
+    config
+        .replace(
+            "timeout_secs = 2",
+            &format!("timeout_secs = 2\nbatch = \"json_array\"\n{sink_extra}"),
+        )
+        .replace("/ingest/{topic.2}", "/ingest")
+}
+
 #[test]
 fn linger_gathers_records_into_one_json_array() {
     let ep = Endpoint::start("[]");
-    let config = bridge_config(ep.port)
-        .replace(
-            "timeout_secs = 2",
-            "timeout_secs = 2\nbatch = \"json_array\"\nlinger_ms = 1500\nbatch_max_bytes = 70",
-        )
-        .replace("/ingest/{topic.2}", "/ingest");
+    let config = json_arrays_to_one_url(
+        bridge_config(ep.port),
+        "linger_ms = 1500\nbatch_max_bytes = 70",
+    );
     let s = Sluice::start_config(&config);
     let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
     for i in 0..5 {
@@ -708,12 +717,7 @@ fn linger_gathers_records_into_one_json_array() {
 fn with_ack_sink_a_publisher_is_read_while_its_acks_wait() {
     const MESSAGES: u16 = 200;
     let ep = Endpoint::start("[]");
-    let config = bridge_config_with(ep.port, "ack = \"sink\"")
-        .replace(
-            "timeout_secs = 2",
-            "timeout_secs = 2\nbatch = \"json_array\"",
-        )
-        .replace("/ingest/{topic.2}", "/ingest");
+    let config = json_arrays_to_one_url(bridge_config_with(ep.port, "ack = \"sink\""), "");
     let s = Sluice::start_config(&config);
     let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
     let pad = "x".repeat(1000);
