@@ -40,7 +40,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// connection keeps reading during a group commit, so the next commit
 /// carries more of this client's messages; at it, reading waits (the
 /// client's backpressure).
-const HELD_FOR_DISK: usize = 64 * 1024;
+const MAX_HELD_BYTES: usize = 64 * 1024;
 
 /// Why a connection ended; decides the will and the session's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,9 +364,9 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
-            // Acks wait for the disk; reads go on meanwhile (see
-            // `ready_to_write`). Boxed: only connections with something
-            // held pay for the wait's state.
+            // Acks wait for the disk or a bridge's sink; reads go on
+            // meanwhile (see `ready_to_write`). Boxed: only connections
+            // with something held pay for the disk wait's state.
             let held_for = (!self.wbuf.is_empty() && !self.store.is_durable(self.pending))
                 .then_some(self.pending);
             let store = &self.store;
@@ -483,7 +483,7 @@ impl Connection {
             self.sink_waits.pop_front();
         }
         self.sink_failed
-            || self.wbuf.len() >= HELD_FOR_DISK
+            || self.wbuf.len() >= MAX_HELD_BYTES
             || (self.sink_waits.is_empty() && self.store.is_durable(self.pending))
     }
 

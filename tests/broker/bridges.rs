@@ -679,6 +679,13 @@ fn json_arrays_to_one_url(config: String, sink_extra: &str) -> String {
         .replace("/ingest/{topic.2}", "/ingest")
 }
 
+/// Records in one JSON-array request.
+fn records_in(request: &serde_json::Value) -> usize {
+    serde_json::from_str::<Vec<serde_json::Value>>(request["body"].as_str().unwrap())
+        .unwrap()
+        .len()
+}
+
 #[test]
 fn linger_gathers_records_into_one_json_array() {
     let ep = Endpoint::start("[]");
@@ -698,14 +705,7 @@ fn linger_gathers_records_into_one_json_array() {
     }
     let got = ep.wait_for(2, Duration::from_secs(10));
     // Each transformed record is 20 bytes: 70 bytes hold 3 of them.
-    let sizes: Vec<usize> = got
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Vec<serde_json::Value>>(r["body"].as_str().unwrap())
-                .unwrap()
-                .len()
-        })
-        .collect();
+    let sizes: Vec<usize> = got.iter().map(records_in).collect();
     assert_eq!(sizes, vec![3, 2], "{got:?}");
 }
 
@@ -721,29 +721,15 @@ fn with_ack_sink_a_publisher_is_read_while_its_acks_wait() {
     let s = Sluice::start_config(&config);
     let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
     let pad = "x".repeat(1000);
-    let mut burst = bytes::BytesMut::new();
-    for id in 1..=MESSAGES {
-        let payload = format!(r#"{{"room":"den","temp":{id},"pad":"{pad}"}}"#);
-        let m = publish("sensors/den/temp", payload.as_bytes(), QoS::AtLeastOnce, id);
-        encode_packet(&Packet::Publish(m), V4, &mut burst).unwrap();
-    }
-    p.send_bytes(&burst);
-    let mut acked = 0;
-    while acked < MESSAGES {
-        match p.recv_timeout(Duration::from_secs(15)) {
-            Some(Packet::PubAck(_)) => acked += 1,
-            other => panic!("after {acked} acks: {other:?}"),
-        }
-    }
-    let requests = ep.delivered();
-    let records: usize = requests
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Vec<serde_json::Value>>(r["body"].as_str().unwrap())
-                .unwrap()
-                .len()
+    let burst = (1..=MESSAGES)
+        .map(|id| {
+            let payload = format!(r#"{{"room":"den","temp":{id},"pad":"{pad}"}}"#);
+            publish("sensors/den/temp", payload.as_bytes(), QoS::AtLeastOnce, id)
         })
-        .sum();
+        .collect();
+    p.publish_burst_qos1(burst, Duration::from_secs(15));
+    let requests = ep.delivered();
+    let records: usize = requests.iter().map(records_in).sum();
     assert_eq!(
         records,
         usize::from(MESSAGES),

@@ -528,6 +528,23 @@ impl Raw {
         }
     }
 
+    /// Sends QoS 1 publishes in one write, as a client with a wide window
+    /// would, then waits for all their PUBACKs (each within `within`).
+    pub fn publish_burst_qos1(&mut self, burst: Vec<Publish>, within: Duration) {
+        let mut bytes = BytesMut::new();
+        let total = burst.len();
+        for p in burst {
+            encode_packet(&Packet::Publish(p), self.version, &mut bytes).unwrap();
+        }
+        self.send_bytes(&bytes);
+        for acked in 0..total {
+            match self.recv_timeout(within) {
+                Some(Packet::PubAck(_)) => {}
+                other => panic!("after {acked} of {total} acks: {other:?}"),
+            }
+        }
+    }
+
     /// Receives a PUBLISH, acknowledging it (QoS 1: PUBACK; QoS 2: PUBREC,
     /// and PUBCOMP for any PUBREL met while waiting).
     pub fn expect_publish(&mut self) -> Publish {

@@ -365,19 +365,10 @@ fn a_publisher_is_read_while_its_acks_wait_for_the_disk() {
     };
     let before = commits(&s);
     let (mut p, _) = Raw::connect(s.port, V4, "disk-pub", true);
-    let mut burst = bytes::BytesMut::new();
-    for id in 1..=MESSAGES {
-        let m = publish("disk/t", &[7; 1000], QoS::AtLeastOnce, id);
-        encode_packet(&Packet::Publish(m), V4, &mut burst).unwrap();
-    }
-    p.send_bytes(&burst);
-    let mut acked = 0;
-    while acked < MESSAGES {
-        match p.recv() {
-            Some(Packet::PubAck(_)) => acked += 1,
-            other => panic!("after {acked} acks: {other:?}"),
-        }
-    }
+    let burst = (1..=MESSAGES)
+        .map(|id| publish("disk/t", &[7; 1000], QoS::AtLeastOnce, id))
+        .collect();
+    p.publish_burst_qos1(burst, Duration::from_secs(5));
     let groups = commits(&s) - before;
     assert!(groups >= 1.0, "the messages went to disk");
     let per_commit = f64::from(MESSAGES) / groups;
