@@ -38,6 +38,8 @@ struct Snapshot {
     listeners: Vec<ListenerSnapshot>,
     dropped: Vec<(&'static str, u64)>,
     auth_failures: u64,
+    takeover_refused: u64,
+    slow_consumers_disconnected: u64,
     retained: u64,
     subscriptions: u64,
     sessions: SessionTotals,
@@ -88,6 +90,8 @@ impl Snapshot {
                 ),
             ],
             auth_failures: s.auth_failures.load(Ordering::Relaxed),
+            takeover_refused: s.takeover_refused.load(Ordering::Relaxed),
+            slow_consumers_disconnected: s.slow_consumers_disconnected.load(Ordering::Relaxed),
             retained: broker.retained_count() as u64,
             subscriptions: broker.subscription_count() as u64,
             sessions: broker.session_totals(),
@@ -275,6 +279,20 @@ impl Collector for Snapshot {
             "CONNECTs refused for bad credentials or not authorized.",
             Counter,
             &[(vec![], counter(self.auth_failures))],
+        )?;
+        family(
+            &mut e,
+            "sluice_takeover_refused",
+            "CONNECTs refused because their client id belongs to another identity's session.",
+            Counter,
+            &[(vec![], counter(self.takeover_refused))],
+        )?;
+        family(
+            &mut e,
+            "sluice_slow_consumers_disconnected",
+            "Connections closed because the client stopped reading (limits.write_timeout_secs).",
+            Counter,
+            &[(vec![], counter(self.slow_consumers_disconnected))],
         )?;
         family(
             &mut e,

@@ -30,7 +30,7 @@ use crate::session::{
     AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, SinkAck, StoredMessage,
 };
 use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Store, Ticket};
-use crate::topic::SubscriptionTree;
+use crate::topic::{Pick, SubscriptionTree, TopicFilter};
 
 mod restore;
 pub use restore::RestoreSummary;
@@ -92,6 +92,12 @@ pub struct Stats {
     pub bytes_sent: AtomicU64,
     /// CONNECTs refused for bad credentials or not authorized.
     pub auth_failures: AtomicU64,
+    /// CONNECTs refused because their client id belongs to a session of
+    /// another identity.
+    pub takeover_refused: AtomicU64,
+    /// Connections closed because the client stopped reading (a write made
+    /// no progress within `limits.write_timeout_secs`).
+    pub slow_consumers_disconnected: AtomicU64,
     /// PUBLISHes refused by the ACL.
     pub publish_denied: AtomicU64,
     /// QoS 1/2 PUBLISHes answered 0x97 because a bridge was full.
@@ -372,6 +378,7 @@ impl Broker {
             self.store.submit(vec![Op::DeleteSession {
                 client_id: client_id.clone(),
             }]);
+            self.hand_over_shared(&old);
             sessions = self.sessions.lock();
         }
         let slot = Arc::new(SessionSlot::new(client_id.clone(), self.queue_limits()));
@@ -394,6 +401,74 @@ impl Broker {
         self.store.submit(vec![Op::DeleteSession {
             client_id: slot.client_id.clone(),
         }]);
+        self.hand_over_shared(slot);
+    }
+
+    /// Gives the messages a shared subscription picked `slot` for, and
+    /// that its client has not acknowledged, to other members of their
+    /// groups (v5 4.8.2: the session ended). Called once `slot` has left
+    /// the tree, so it is never picked again. A group with no member left
+    /// that may read the message drops it (counted).
+    fn hand_over_shared(&self, slot: &Arc<SessionSlot>) {
+        let taken = slot.state.lock().take_shared_deliveries();
+        if taken.is_empty() {
+            return;
+        }
+        let access = self.access();
+        let acl = access.acl.as_ref();
+        let mut ops = Vec::new();
+        let mut handed = Vec::with_capacity(taken.len());
+        let mut lost = 0u64;
+        {
+            let tree = self.subscriptions.read();
+            for mut d in taken {
+                let picked = d
+                    .shared_group
+                    .clone()
+                    .and_then(|raw| TopicFilter::parse(raw, usize::MAX).ok())
+                    .and_then(|filter| {
+                        tree.pick_shared(&filter, &|e| shared_rank(acl, e, &d.message.topic))
+                            .cloned()
+                    });
+                let Some(entry) = picked else {
+                    lost += 1;
+                    continue;
+                };
+                d.qos = d.message.qos.min(entry.subscription.options.qos);
+                d.subscription_ids = entry.subscription.identifier.into_iter().collect();
+                d.seq = None;
+                if let (Some(message_id), true) = (
+                    d.message.stored_id(),
+                    d.qos != QoS::AtMostOnce && entry.slot.is_persistent(),
+                ) {
+                    let seq = entry.slot.next_seq();
+                    ops.push(Op::PutOutbox {
+                        client_id: entry.slot.client_id.clone(),
+                        seq,
+                        record: OutboxRecord {
+                            message_id,
+                            qos: d.qos,
+                            retain: d.retain,
+                            state: OutboxState::Queued,
+                            packet_id: 0,
+                            subscription_ids: d.subscription_ids.clone(),
+                        },
+                    });
+                    d.seq = Some(seq);
+                }
+                handed.push((entry.slot, d));
+            }
+        }
+        self.store.submit(ops);
+        tracing::debug!(client_id = %slot.client_id, handed = handed.len(), lost, "shared-subscription messages handed over");
+        if lost > 0 {
+            self.stats
+                .messages_dropped
+                .fetch_add(lost, Ordering::Relaxed);
+        }
+        for (target, d) in handed {
+            target.deliver(d, &self.store);
+        }
     }
 
     /// Writes a persistent session's record (subscriptions, will, expiry).
@@ -427,7 +502,7 @@ impl Broker {
                 }
                 let will = slot.control.lock().will.take();
                 if let Some(w) = will {
-                    broker.publish(will_message(&w, &slot.client_id));
+                    broker.publish_will(&w, &slot);
                     broker.persist_session(&slot, now_ms());
                 }
             });
@@ -495,6 +570,7 @@ impl Broker {
                         subscription_ids: sub.identifier.into_iter().collect(),
                         seq: None,
                         sink_ack: None,
+                        shared_group: None,
                     },
                     &self.store,
                 );
@@ -539,52 +615,55 @@ impl Broker {
         // publish: a fan-out to 100 sessions spent 8% of its CPU building
         // a map).
         let mut merge_later = false;
+        let access = self.access();
+        let acl = access.acl.as_ref();
+        let eligible = |e: &RouteEntry| shared_rank(acl, e, &message.topic);
         {
             let tree = self.subscriptions.read();
-            tree.for_each_match(
-                &message.topic,
-                &|e: &RouteEntry| e.slot.is_online(),
-                &mut |m| {
-                    let e = m.value;
-                    let opts = &e.subscription.options;
-                    if !m.shared
-                        && opts.no_local
-                        && message.publisher.as_ref() == Some(&e.slot.client_id)
-                    {
+            tree.for_each_match(&message.topic, &eligible, &mut |m| {
+                let e = m.value;
+                let opts = &e.subscription.options;
+                if !m.shared
+                    && opts.no_local
+                    && message.publisher.as_ref() == Some(&e.slot.client_id)
+                {
+                    return;
+                }
+                let qos = message.qos.min(opts.qos);
+                let retain = message.retain && opts.retain_as_published;
+                if !m.shared && !merge_later {
+                    let key = Arc::as_ptr(&e.slot);
+                    let found = targets
+                        .iter_mut()
+                        .find(|t| !t.shared && Arc::as_ptr(&t.slot) == key);
+                    if let Some(t) = found {
+                        t.qos = t.qos.max(qos);
+                        t.retain |= retain;
+                        t.subscription_ids.extend(e.subscription.identifier);
                         return;
                     }
-                    let qos = message.qos.min(opts.qos);
-                    let retain = message.retain && opts.retain_as_published;
-                    if !m.shared && !merge_later {
-                        let key = Arc::as_ptr(&e.slot);
-                        let found = targets
-                            .iter_mut()
-                            .find(|t| !t.shared && Arc::as_ptr(&t.slot) == key);
-                        if let Some(t) = found {
-                            t.qos = t.qos.max(qos);
-                            t.retain |= retain;
-                            t.subscription_ids.extend(e.subscription.identifier);
-                            return;
-                        }
-                        merge_later = targets.len() >= MERGE_SCAN_LIMIT;
-                    }
-                    targets.push(Target {
-                        slot: Arc::clone(&e.slot),
-                        qos,
-                        retain,
-                        subscription_ids: e.subscription.identifier.into_iter().collect(),
-                        shared: m.shared,
-                    });
-                },
-            );
+                    merge_later = targets.len() >= MERGE_SCAN_LIMIT;
+                }
+                targets.push(Target {
+                    slot: Arc::clone(&e.slot),
+                    qos,
+                    retain,
+                    subscription_ids: e.subscription.identifier.into_iter().collect(),
+                    shared: m.shared,
+                    share: m.shared.then(|| e.subscription.filter.raw.clone()),
+                });
+            });
         }
         if merge_later {
             merge_overlapping(&mut targets);
         }
 
-        let access = self.access();
-        if let Some(acl) = &access.acl {
+        if let Some(acl) = acl {
+            // Shared picks were checked when they were chosen.
             targets.retain(|t| {
+                if t.shared {
+                    return true;
+                }
                 let user = t.slot.control.lock().username.clone();
                 acl.check_topic(
                     &t.slot.client_id,
@@ -673,6 +752,7 @@ impl Broker {
                 subscription_ids: t.subscription_ids,
                 seq,
                 sink_ack,
+                shared_group: t.share,
             };
             deliveries.push((t.slot, d));
         }
@@ -704,6 +784,19 @@ impl Broker {
         }
     }
 
+    /// Publishes a session's will, if its identity may still write the
+    /// topic (the ACL may have been reloaded since CONNECT checked it).
+    pub fn publish_will(&self, will: &Will, slot: &SessionSlot) {
+        if let Some(acl) = &self.access().acl {
+            let user = slot.control.lock().username.clone();
+            if !acl.check_topic(&slot.client_id, user.as_deref(), &will.topic, Access::Write) {
+                tracing::info!(client_id = %slot.client_id, topic = %will.topic, "will not published: the ACL no longer allows it");
+                return;
+            }
+        }
+        self.publish(will_message(will, &slot.client_id));
+    }
+
     /// Highest QoS the broker grants.
     pub fn maximum_qos(&self) -> QoS {
         QoS::ExactlyOnce
@@ -719,6 +812,9 @@ struct Target {
     /// Chosen for a shared group: never merged with the session's own
     /// subscriptions (each is a delivery of its own).
     shared: bool,
+    /// The shared subscription's filter, for a hand-over if the session
+    /// ends before the message is acknowledged.
+    share: Option<ByteString>,
 }
 
 /// Targets scanned linearly for a session already matched; past this
@@ -739,6 +835,21 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
         kept.subscription_ids.append(&mut later.subscription_ids);
         true
     });
+}
+
+/// How a shared-group member ranks for a message on `topic`: a member
+/// that may not read it is never picked (picking first and checking after
+/// would lose the message), an online one is preferred.
+fn shared_rank(acl: Option<&crate::auth::Acl>, e: &RouteEntry, topic: &str) -> Pick {
+    let allowed = acl.is_none_or(|acl| {
+        let user = e.slot.control.lock().username.clone();
+        acl.check_topic(&e.slot.client_id, user.as_deref(), topic, Access::Read)
+    });
+    match (allowed, e.slot.is_online()) {
+        (false, _) => Pick::Never,
+        (true, true) => Pick::Preferred,
+        (true, false) => Pick::Fallback,
+    }
 }
 
 fn still_offline(slot: &SessionSlot, generation: u64) -> bool {
@@ -798,6 +909,7 @@ mod tests {
             retain,
             subscription_ids: vec![id],
             shared,
+            share: None,
         };
         let mut targets: Vec<Target> = Vec::new();
         for s in &slots {

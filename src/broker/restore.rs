@@ -114,6 +114,7 @@ impl Broker {
                         subscription_ids: o.subscription_ids,
                         seq: Some(seq),
                         sink_ack: None,
+                        shared_group: None,
                     },
                     state: o.state,
                     packet_id: o.packet_id,

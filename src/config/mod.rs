@@ -173,6 +173,9 @@ pub struct Limits {
     pub topic_alias_maximum: u16,
     /// Seconds a new socket has to send CONNECT.
     pub connect_timeout_secs: u64,
+    /// Seconds one write to a client may wait for the client to read; a
+    /// client that stops reading is disconnected after it (and counted).
+    pub write_timeout_secs: u64,
     /// Subscriptions per client.
     pub max_subscriptions_per_client: usize,
     /// PUBLISH packets per second one client may send; beyond it the broker
@@ -199,11 +202,26 @@ impl Default for Limits {
             max_session_expiry: u32::MAX,
             topic_alias_maximum: 64,
             connect_timeout_secs: 10,
+            write_timeout_secs: 30,
             max_subscriptions_per_client: 1000,
             publish_rate_messages: 0,
             publish_rate_bytes: 0,
         }
     }
+}
+
+/// Who may connect with the client id of an existing session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionTakeover {
+    /// Only the identity (user name or certificate identity) that created
+    /// the session; another is refused with v5 0x87 / 3.1.1 rc 5.
+    #[default]
+    SameIdentity,
+    /// Any identity; when it differs from the session's, the old session is
+    /// discarded first (its subscriptions and messages are never handed to
+    /// the new identity).
+    AnyIdentity,
 }
 
 /// How log lines look.
@@ -229,6 +247,9 @@ pub struct Config {
     pub limits: Limits,
     /// Accept clients without credentials.
     pub allow_anonymous: bool,
+    /// Whether a client id in use by one identity may be taken by another:
+    /// "same_identity" (default) or "any_identity".
+    pub session_takeover: SessionTakeover,
     /// Prefix of the Response Information sent to v5 clients that ask for
     /// it; the client id is appended.
     pub response_information_prefix: String,
@@ -280,6 +301,7 @@ impl Default for Config {
             )))],
             limits: Limits::default(),
             allow_anonymous: true,
+            session_takeover: SessionTakeover::SameIdentity,
             response_information_prefix: "sluice/response/".into(),
             persistence: true,
             data_dir: PathBuf::from("./data"),
@@ -381,6 +403,9 @@ impl Config {
         }
         if l.connect_timeout_secs == 0 {
             return Err(invalid("limits.connect_timeout_secs", "must be at least 1"));
+        }
+        if l.write_timeout_secs == 0 {
+            return Err(invalid("limits.write_timeout_secs", "must be at least 1"));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listeners[{i}].{k}");

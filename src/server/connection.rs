@@ -22,7 +22,7 @@ use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
 use super::read_chunk::read_chunk;
 use crate::auth::Access;
-use crate::broker::{will_message, Broker, SessionSlot, Subscription};
+use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{
     decode_packet, encode_packet, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet,
     Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
@@ -41,6 +41,33 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// carries more of this client's messages; at it, reading waits (the
 /// client's backpressure).
 const MAX_HELD_BYTES: usize = 64 * 1024;
+
+/// The most a connection that is ending spends on its last write: a kick,
+/// a takeover or shutdown completes within it whatever the client does.
+const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(2);
+
+/// What became of one queued delivery in `drain`.
+#[derive(Debug, PartialEq, Eq)]
+enum Outgoing {
+    Written,
+    /// Larger than the client's maximum packet size (3.1.2.11.4).
+    TooLarge,
+    /// The receiving identity may not read its topic (any more).
+    Denied,
+}
+
+/// Why a write to the client did not complete.
+#[derive(Debug)]
+enum WriteStop {
+    /// The socket failed, or held acks can never be sent.
+    Io,
+    /// Told to leave (takeover, admin kick) while waiting or writing.
+    Kicked(ReasonCode),
+    Shutdown,
+    /// No progress within `limits.write_timeout_secs`: the client stopped
+    /// reading.
+    Stalled,
+}
 
 /// Why a connection ended; decides the will and the session's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +290,8 @@ struct Connection {
     sink_waits: VecDeque<tokio::sync::oneshot::Receiver<()>>,
     /// A bridge could not confirm one of them: the held acks never go out.
     sink_failed: bool,
+    /// How long one write may wait for the client to read.
+    write_timeout: Duration,
 }
 
 impl Connection {
@@ -304,6 +333,7 @@ impl Connection {
             pending: a.ticket,
             sink_waits: VecDeque::new(),
             sink_failed: false,
+            write_timeout: Duration::from_secs(limits.write_timeout_secs),
             broker,
         }
     }
@@ -330,20 +360,39 @@ impl Connection {
         if let Some(ack) = self.connack.take() {
             self.send(Packet::ConnAck(*ack));
         }
-        // A resumed session first resends what was in flight (4.4).
-        let resend = self.slot.state.lock().resend(Instant::now());
+        // A resumed session first resends what was in flight (4.4), what
+        // this identity may still read: the ACL may have changed meanwhile.
+        let resend = {
+            let access = self.broker.access();
+            let mut state = self.slot.state.lock();
+            if let Some(acl) = &access.acl {
+                let (client_id, username) = (&self.client_id, self.username.as_deref());
+                let denied = state.discard_inflight_where(|topic| {
+                    !acl.check_topic(client_id, username, topic, Access::Read)
+                });
+                if denied > 0 {
+                    tracing::info!(
+                        denied,
+                        "in-flight messages the ACL no longer allows dropped"
+                    );
+                }
+            }
+            state.resend(Instant::now())
+        };
         for p in resend {
             self.send(p);
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process_input() {
-            let _ = self.flush_out(&mut writer).await;
+            self.flush_final(&mut writer).await;
             return exit;
         }
         self.drain();
         loop {
-            if self.ready_to_write() && self.flush_out(&mut writer).await.is_err() {
-                return Exit::Closed;
+            if self.ready_to_write() {
+                if let Err(stop) = self.flush_out(&mut writer, &mut shutdown).await {
+                    return self.stopped_writing(&mut writer, stop).await;
+                }
             }
             if *shutdown.borrow() {
                 return self
@@ -401,7 +450,7 @@ impl Connection {
                 _ = pause_timer => {
                     self.paused_until = None;
                     if let Err(exit) = self.process_input() {
-                        let _ = self.flush_out(&mut writer).await;
+                        self.flush_final(&mut writer).await;
                         return exit;
                     }
                 }
@@ -412,7 +461,7 @@ impl Connection {
                             self.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                             self.keep_alive.seen(Instant::now());
                             if let Err(exit) = self.process_input() {
-                                let _ = self.flush_out(&mut writer).await;
+                                self.flush_final(&mut writer).await;
                                 return exit;
                             }
                         }
@@ -438,30 +487,131 @@ impl Connection {
         }
     }
 
-    /// Writes the buffer once what it acknowledges is durable.
-    async fn flush_out<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>) -> std::io::Result<()> {
+    /// Writes the buffer once what it acknowledges is durable. Every wait
+    /// in here gives way to a kick, a takeover or shutdown, and the socket
+    /// write itself is bounded by `limits.write_timeout_secs`: a client
+    /// that stops reading can neither pin its session nor its task.
+    async fn flush_out<S: AsyncWrite>(
+        &mut self,
+        writer: &mut WriteHalf<S>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), WriteStop> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let ticket = std::mem::take(&mut self.pending);
-        self.store.wait(ticket).await;
-        self.broker
-            .stats
-            .bytes_sent
-            .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
-        for wait in std::mem::take(&mut self.sink_waits) {
-            self.sink_failed |= wait.await.is_err();
+        let write_timeout = self.write_timeout;
+        let Connection {
+            kick,
+            pending,
+            store,
+            wbuf,
+            sink_waits,
+            sink_failed,
+            broker,
+            ..
+        } = self;
+        let work = async {
+            let ticket = std::mem::take(pending);
+            store.wait(ticket).await;
+            for wait in std::mem::take(sink_waits) {
+                *sink_failed |= wait.await.is_err();
+            }
+            if *sink_failed {
+                // A bridge lost the message from memory before its sink had
+                // it: no PUBACK; the client resends after reconnecting.
+                tracing::warn!(
+                    "bridge could not confirm a message to its sink; closing so the client resends"
+                );
+                wbuf.clear();
+                return Err(WriteStop::Io);
+            }
+            broker
+                .stats
+                .bytes_sent
+                .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
+            match tokio::time::timeout(write_timeout, flush(writer, wbuf)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(WriteStop::Io),
+                Err(_) => Err(WriteStop::Stalled),
+            }
+        };
+        tokio::select! {
+            biased;
+            reason = kick => Err(WriteStop::Kicked(reason.unwrap_or(ReasonCode::SessionTakenOver))),
+            _ = shutdown.changed() => Err(WriteStop::Shutdown),
+            done = work => done,
         }
-        if self.sink_failed {
-            // A bridge lost the message from memory before its sink had
-            // it: no PUBACK; the client resends after reconnecting.
-            tracing::warn!(
-                "bridge could not confirm a message to its sink; closing so the client resends"
-            );
-            self.wbuf.clear();
-            return Err(std::io::ErrorKind::Interrupted.into());
+    }
+
+    /// The last write of a connection that is ending (DISCONNECT, acks of
+    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`].
+    async fn flush_final<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>) {
+        if self.wbuf.is_empty() {
+            return;
         }
-        flush(writer, &mut self.wbuf).await
+        let Connection {
+            pending,
+            store,
+            wbuf,
+            sink_waits,
+            sink_failed,
+            ..
+        } = self;
+        let work = async {
+            store.wait(std::mem::take(pending)).await;
+            for wait in std::mem::take(sink_waits) {
+                *sink_failed |= wait.await.is_err();
+            }
+            if !*sink_failed {
+                let _ = flush(writer, wbuf).await;
+            }
+        };
+        if tokio::time::timeout(FINAL_WRITE_BUDGET, work)
+            .await
+            .is_err()
+        {
+            tracing::debug!("last write to the client did not complete in time");
+        }
+        self.wbuf.clear();
+    }
+
+    /// Ends the connection after a write that could not complete.
+    async fn stopped_writing<S: AsyncWrite>(
+        &mut self,
+        writer: &mut WriteHalf<S>,
+        stop: WriteStop,
+    ) -> Exit {
+        match stop {
+            WriteStop::Io => Exit::Closed,
+            WriteStop::Kicked(reason) => {
+                let exit = if reason == ReasonCode::SessionTakenOver {
+                    Exit::TakenOver
+                } else {
+                    Exit::Violation(reason)
+                };
+                self.close(writer, reason, exit).await
+            }
+            WriteStop::Shutdown => {
+                self.close(writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
+                    .await
+            }
+            WriteStop::Stalled => {
+                let total = self
+                    .broker
+                    .stats
+                    .slow_consumers_disconnected
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                tracing::warn!(
+                    timeout_secs = self.write_timeout.as_secs(),
+                    total,
+                    "client stopped reading; disconnected"
+                );
+                // Nothing more can reach a client that does not read.
+                self.wbuf.clear();
+                Exit::Closed
+            }
+        }
     }
 
     /// Whether the write buffer should go out now. What it acknowledges
@@ -501,8 +651,8 @@ impl Connection {
         if self.version.is_v5() {
             self.send(Packet::Disconnect(Disconnect::new(reason)));
         }
-        let _ = self.flush_out(writer).await;
-        let _ = writer.shutdown().await;
+        self.flush_final(writer).await;
+        let _ = tokio::time::timeout(FINAL_WRITE_BUDGET, writer.shutdown()).await;
         exit
     }
 
@@ -847,6 +997,11 @@ impl Connection {
         // doublings (and copies) from an idle connection's empty buffer.
         let wanted = state.pending_wire_bytes().min(WRITE_BATCH + 1024);
         self.wbuf.reserve(wanted);
+        // Checked again at delivery: queued and in-flight messages may have
+        // been routed under older rules (a reload).
+        let access = self.broker.access();
+        let acl = access.acl.as_ref();
+        let mut denied = 0u64;
         loop {
             if self.wbuf.len() >= WRITE_BATCH {
                 budget_used = true;
@@ -854,22 +1009,46 @@ impl Connection {
             }
             let outgoing = &mut self.outgoing;
             let wbuf = &mut self.wbuf;
+            let (client_id, username) = (&self.client_id, self.username.as_deref());
             let Some((id, qos, encoded)) = state.next_delivery(now, self.window, |d, id| {
-                (id, d.qos, outgoing.encode_delivery(d, id, now, wbuf))
+                let allowed = acl.is_none_or(|acl| {
+                    acl.check_topic(client_id, username, &d.message.topic, Access::Read)
+                });
+                let encoded = if allowed {
+                    outgoing.encode_delivery(d, id, now, wbuf).map(|fits| {
+                        if fits {
+                            Outgoing::Written
+                        } else {
+                            Outgoing::TooLarge
+                        }
+                    })
+                } else {
+                    Ok(Outgoing::Denied)
+                };
+                (id, d.qos, encoded)
             }) else {
                 break;
             };
             match encoded {
-                Ok(true) => sent[usize::from(qos.as_u8())] += 1,
-                Ok(false) => {
-                    tracing::debug!("message larger than the client's maximum packet size dropped");
-                    too_large += 1;
+                Ok(Outgoing::Written) => sent[usize::from(qos.as_u8())] += 1,
+                Ok(skipped) => {
+                    if skipped == Outgoing::TooLarge {
+                        tracing::debug!(
+                            "message larger than the client's maximum packet size dropped"
+                        );
+                        too_large += 1;
+                    } else {
+                        denied += 1;
+                    }
                     if let Some(id) = id {
                         state.discard_inflight(id);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not encode PUBLISH"),
             }
+        }
+        if denied > 0 {
+            tracing::debug!(denied, "queued messages the ACL does not allow dropped");
         }
         if budget_used && state.has_pending() {
             // Come back after writing; a full window waits for acks instead.
@@ -911,7 +1090,7 @@ impl Connection {
                 // The new connection opened before any will delay passed.
                 if will_delay == 0 {
                     if let Some(w) = will {
-                        broker.publish(will_message(&w, &slot.client_id));
+                        broker.publish_will(&w, &slot);
                     }
                 }
                 return;
@@ -922,7 +1101,7 @@ impl Connection {
         let plan = after_disconnect(will.is_some(), send_will, will_delay, expiry);
         match (plan.will_after, will) {
             (Some(after), Some(w)) if after.is_zero() => {
-                broker.publish(will_message(&w, &slot.client_id));
+                broker.publish_will(&w, &slot);
             }
             // Kept in the session (and on disk) until its delay has passed.
             (Some(_), Some(w)) => slot.control.lock().will = Some(w),

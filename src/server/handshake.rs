@@ -13,6 +13,7 @@ use super::connection::Origin;
 use crate::auth::Access;
 use crate::broker::{AccessControl, Broker, SessionSlot};
 use crate::codec::{ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
+use crate::config::SessionTakeover;
 use crate::session::{negotiate_keep_alive, NEVER};
 
 /// What the connection keeps from a successful CONNECT.
@@ -99,6 +100,9 @@ pub async fn attach(
     };
     let session_expiry = requested_expiry.min(limits.max_session_expiry);
 
+    if let Some(will) = &connect.will {
+        check_will_topic(&will.topic, limits, v5).map_err(refuse)?;
+    }
     if let (Some(acl), Some(will)) = (&access.acl, &connect.will) {
         if !acl.check_topic(&client_id, username.as_deref(), &will.topic, Access::Write) {
             tracing::info!(client_id = %client_id, topic = %will.topic, "will topic not writable for this client");
@@ -106,11 +110,35 @@ pub async fn attach(
         }
     }
 
+    // A session belongs to the identity that created it (checked before
+    // the current connection is told to leave).
+    let clean_start = match session_owner_check(broker, &client_id, username.as_ref()) {
+        OwnerCheck::Same => connect.clean_start,
+        OwnerCheck::ForeignDiscard => true,
+        OwnerCheck::ForeignRefused => {
+            tracing::info!(client_id = %client_id, "client id belongs to a session of another identity");
+            broker
+                .stats
+                .takeover_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(refuse(ReasonCode::NotAuthorized));
+        }
+    };
+
     let takeover_guard = take_over(broker, &client_id).await;
-    let (slot, session_present) = broker.open_session(&client_id, connect.clean_start);
+    let (slot, session_present) = broker.open_session(&client_id, clean_start);
     let guard = match takeover_guard {
         Some((old, g)) if Arc::ptr_eq(&old, &slot) => g,
-        _ => slot.connection_lock.clone().lock_owned().await,
+        _ => {
+            let lock = slot.connection_lock.clone().lock_owned();
+            match tokio::time::timeout(TAKEOVER_WAIT, lock).await {
+                Ok(g) => g,
+                Err(_) => {
+                    tracing::warn!(client_id = %client_id, "session still held by another connection; refused");
+                    return Err(refuse(ReasonCode::ServerBusy));
+                }
+            }
+        }
     };
 
     let (kick_tx, kick_rx) = oneshot::channel();
@@ -174,7 +202,7 @@ pub async fn attach(
         kick: kick_rx,
         connack: ConnAck {
             // A new session is never "present", whatever clean start said.
-            session_present: session_present && !connect.clean_start,
+            session_present: session_present && !clean_start,
             code: ReasonCode::Success,
             properties,
         },
@@ -183,6 +211,29 @@ pub async fn attach(
         ticket,
         username,
     })
+}
+
+/// A will is a PUBLISH made later: its topic obeys the same limits, and
+/// like a PUBLISH it may not write to `$SYS` (the broker's own topics). A
+/// topic a PUBLISH would be refused is refused here, at CONNECT, where the
+/// client can still be told: v5 0x90 for limits, 0x87 for `$SYS`; 3.1.1
+/// has only "not authorized" (rc 5) for both.
+fn check_will_topic(
+    topic: &str,
+    limits: &crate::config::Limits,
+    v5: bool,
+) -> Result<(), ReasonCode> {
+    if topic.starts_with("$SYS/") || topic == "$SYS" {
+        return Err(ReasonCode::NotAuthorized);
+    }
+    if topic.len() > limits.max_topic_length || topic.split('/').count() > limits.max_topic_levels {
+        return Err(if v5 {
+            ReasonCode::TopicNameInvalid
+        } else {
+            ReasonCode::NotAuthorized
+        });
+    }
+    Ok(())
 }
 
 /// Decides who the client is: the certificate identity where the listener
@@ -218,13 +269,48 @@ fn authenticate(
     }
 }
 
+/// How long a new connection waits for the previous one to let go of its
+/// session. Connections leave within a couple of seconds of being told
+/// (their writes are bounded), so this is a backstop, not a wait.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the connecting identity may use the session under its client id.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnerCheck {
+    /// No session, or one created by this identity.
+    Same,
+    /// Another identity's session, and the operator lets it be taken over:
+    /// its state is discarded first, never handed over.
+    ForeignDiscard,
+    /// Another identity's session: refused (v5 0x87, 3.1.1 rc 5).
+    ForeignRefused,
+}
+
+fn session_owner_check(
+    broker: &Broker,
+    client_id: &ByteString,
+    identity: Option<&ByteString>,
+) -> OwnerCheck {
+    let Some(existing) = broker.find_session(client_id) else {
+        return OwnerCheck::Same;
+    };
+    let owner = existing.control.lock().username.clone();
+    if owner.as_ref() == identity {
+        return OwnerCheck::Same;
+    }
+    match broker.config.session_takeover {
+        SessionTakeover::SameIdentity => OwnerCheck::ForeignRefused,
+        SessionTakeover::AnyIdentity => OwnerCheck::ForeignDiscard,
+    }
+}
+
 /// Closes any connection serving `client_id` (v5: DISCONNECT 0x8E) and
 /// waits until it has let go of the session.
 async fn take_over(
     broker: &Arc<Broker>,
     client_id: &ByteString,
 ) -> Option<(Arc<SessionSlot>, OwnedMutexGuard<()>)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + TAKEOVER_WAIT;
     loop {
         let old = broker.find_session(client_id)?;
         let kick = old.control.lock().kick.take();

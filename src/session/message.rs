@@ -122,6 +122,10 @@ pub struct Delivery {
     /// Set when this delivery goes to a bridge with `ack = "sink"`: the
     /// publisher's PUBACK waits until the bridge's sink has the record.
     pub sink_ack: Option<Arc<SinkAck>>,
+    /// The shared subscription (`$share/group/filter`) that picked this
+    /// session: if the session ends before the message is acknowledged, it
+    /// goes to another member of the group (v5 4.8.2).
+    pub shared_group: Option<ByteString>,
 }
 
 /// Tells a waiting publisher connection that a bridge's sink has its

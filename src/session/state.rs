@@ -364,6 +364,58 @@ impl SessionState {
         }
     }
 
+    /// Forgets every in-flight message whose topic `deny` refuses, as if
+    /// its flow completed; returns how many. PUBRELs stay: the receiver
+    /// already has those messages.
+    pub fn discard_inflight_where(&mut self, deny: impl Fn(&str) -> bool) -> usize {
+        let ids: Vec<u16> = self
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.state != OutState::AwaitPubComp && deny(&f.delivery.message.topic))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(f) = self.inflight.remove(id) {
+                self.journal_done(&f.delivery);
+            }
+        }
+        ids.len()
+    }
+
+    /// Takes every delivery a shared subscription picked this session for
+    /// and that the client has not received for certain (queued, or sent
+    /// and not acknowledged; a QoS 2 message already PUBRECed stays), as if
+    /// their flows completed here: the session is ending and another
+    /// member of the group takes them (v5 4.8.2).
+    pub fn take_shared_deliveries(&mut self) -> Vec<Delivery> {
+        let mut flows: Vec<(u16, u64)> = self
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.state != OutState::AwaitPubComp && f.delivery.shared_group.is_some())
+            .map(|(id, f)| (*id, f.seq))
+            .collect();
+        flows.sort_by_key(|(_, seq)| *seq);
+        let mut out = Vec::new();
+        for (id, _) in flows {
+            if let Some(f) = self.inflight.remove(&id) {
+                self.journal_done(&f.delivery);
+                out.push(f.delivery);
+            }
+        }
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for d in std::mem::take(&mut self.queue) {
+            if d.shared_group.is_some() {
+                self.queued_bytes -= delivery_bytes(&d);
+                self.journal_done(&d);
+                out.push(d);
+            } else {
+                kept.push_back(d);
+            }
+        }
+        self.queue = kept;
+        out
+    }
+
     /// Takes the sink-acknowledgement signal of an in-flight delivery (a
     /// bridge passes it on to its sink).
     pub fn take_sink_ack(&mut self, id: PacketId) -> Option<Arc<SinkAck>> {
@@ -544,6 +596,7 @@ mod tests {
             subscription_ids: vec![],
             seq: None,
             sink_ack: None,
+            shared_group: None,
         }
     }
 

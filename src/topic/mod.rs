@@ -4,4 +4,4 @@ mod filter;
 mod tree;
 
 pub use filter::{filter_matches, FilterError, TopicFilter};
-pub use tree::{Match, SubscriptionTree};
+pub use tree::{Match, Pick, SubscriptionTree};

@@ -10,6 +10,17 @@ use bytestring::ByteString;
 
 use super::filter::TopicFilter;
 
+/// How a shared-group member ranks for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Chosen first (e.g. online and allowed to read the topic).
+    Preferred,
+    /// Chosen when no member is preferred (e.g. offline: queued).
+    Fallback,
+    /// Never chosen (e.g. the ACL denies it the topic).
+    Never,
+}
+
 /// One subscription found for a topic: the subscribing client and what it
 /// asked for. A client with overlapping filters appears once per filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,17 +131,34 @@ impl<V> SubscriptionTree<V> {
 
     /// Calls `visit` for every subscription matching topic name `topic`.
     /// Each shared group yields one member, chosen round-robin among the
-    /// members whose value is `eligible` (all of them if none is), so an
-    /// online member is preferred over one whose session is offline.
+    /// members `eligible` calls [`Pick::Preferred`], else among the
+    /// [`Pick::Fallback`] ones (an online member is preferred over one whose
+    /// session is offline); a group with neither yields nothing, so a
+    /// member that may not read the topic is never picked.
     pub fn for_each_match<'a>(
         &'a self,
         topic: &str,
-        eligible: &dyn Fn(&V) -> bool,
+        eligible: &dyn Fn(&V) -> Pick,
         visit: &mut dyn FnMut(Match<'a, V>),
     ) {
         let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
         walk(&self.root, &levels, 0, dollar, eligible, visit);
+    }
+}
+
+impl<V> SubscriptionTree<V> {
+    /// A member of the shared group `filter` names (`$share/group/...`),
+    /// chosen as a publish would choose it; for handing over the messages
+    /// of a member whose session ended.
+    pub fn pick_shared(&self, filter: &TopicFilter, eligible: &dyn Fn(&V) -> Pick) -> Option<&V> {
+        let group = filter.share_group.as_ref()?;
+        let mut node = &self.root;
+        for level in filter.filter.split('/') {
+            node = node.children.get(level)?;
+        }
+        let group = node.shared.get(group)?;
+        pick_member(group, eligible).map(|i| &group.members[i].1)
     }
 }
 
@@ -167,9 +195,25 @@ fn remove_at<V>(
     removed
 }
 
+/// The member a message goes to: round-robin among the preferred ones,
+/// else among the fallbacks, never one marked [`Pick::Never`].
+fn pick_member<V>(group: &SharedGroup<V>, eligible: &dyn Fn(&V) -> Pick) -> Option<usize> {
+    let n = group.members.len();
+    let start = group.next.fetch_add(1, Ordering::Relaxed);
+    let mut fallback = None;
+    for i in (0..n).map(|i| (start + i) % n) {
+        match eligible(&group.members[i].1) {
+            Pick::Preferred => return Some(i),
+            Pick::Fallback if fallback.is_none() => fallback = Some(i),
+            _ => {}
+        }
+    }
+    fallback
+}
+
 fn emit<'a, V>(
     node: &'a Node<V>,
-    eligible: &dyn Fn(&V) -> bool,
+    eligible: &dyn Fn(&V) -> Pick,
     visit: &mut dyn FnMut(Match<'a, V>),
 ) {
     for (client, value) in &node.subscribers {
@@ -184,11 +228,9 @@ fn emit<'a, V>(
         if n == 0 {
             continue;
         }
-        let start = group.next.fetch_add(1, Ordering::Relaxed);
-        let pick = (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| eligible(&group.members[i].1))
-            .unwrap_or(start % n);
+        let Some(pick) = pick_member(group, eligible) else {
+            continue;
+        };
         let (client, value) = &group.members[pick];
         visit(Match {
             client,
@@ -203,7 +245,7 @@ fn walk<'a, V>(
     levels: &[&str],
     idx: usize,
     dollar: bool,
-    eligible: &dyn Fn(&V) -> bool,
+    eligible: &dyn Fn(&V) -> Pick,
     visit: &mut dyn FnMut(Match<'a, V>),
 ) {
     let leading_wildcard_allowed = !(idx == 0 && dollar);
@@ -238,7 +280,7 @@ mod tests {
 
     fn matches(tree: &SubscriptionTree<u8>, topic: &str) -> Vec<(String, u8, bool)> {
         let mut out = Vec::new();
-        tree.for_each_match(topic, &|_| true, &mut |m| {
+        tree.for_each_match(topic, &|_| Pick::Preferred, &mut |m| {
             out.push((m.client.to_string(), *m.value, m.shared))
         });
         out.sort();
@@ -332,8 +374,39 @@ mod tests {
         t.insert(&f("$share/g/a"), "on".into(), 2);
         for _ in 0..3 {
             let mut got = Vec::new();
-            t.for_each_match("a", &|v| *v == 2, &mut |m| got.push(m.client.to_string()));
+            t.for_each_match(
+                "a",
+                &|v| {
+                    if *v == 2 {
+                        Pick::Preferred
+                    } else {
+                        Pick::Fallback
+                    }
+                },
+                &mut |m| got.push(m.client.to_string()),
+            );
             assert_eq!(got, vec!["on"]);
         }
+    }
+
+    #[test]
+    fn shared_group_never_picks_a_member_marked_never() {
+        let mut t = SubscriptionTree::default();
+        t.insert(&f("$share/g/a"), "denied".into(), 1);
+        t.insert(&f("$share/g/a"), "allowed".into(), 2);
+        for _ in 0..4 {
+            let mut got = Vec::new();
+            t.for_each_match(
+                "a",
+                &|v| if *v == 2 { Pick::Fallback } else { Pick::Never },
+                &mut |m| got.push(m.client.to_string()),
+            );
+            assert_eq!(got, vec!["allowed"]);
+        }
+        let mut got = Vec::new();
+        t.for_each_match("a", &|_| Pick::Never, &mut |m| {
+            got.push(m.client.to_string())
+        });
+        assert!(got.is_empty(), "no member may read: nobody is picked");
     }
 }

@@ -26,7 +26,7 @@ fn connack(port: u16, c: Connect) -> ConnAck {
     }
 }
 
-fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
+pub(crate) fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
     let mut cmd = Command::new("mosquitto_passwd");
     if !file.exists() {
         cmd.arg("-c");

@@ -455,3 +455,47 @@ fn filters_over_the_level_limit_are_refused() {
         c.disconnect();
     }
 }
+
+/// A member of a shared group that drops with unacknowledged QoS 1
+/// messages: its session ends (clean), and the group's other member gets
+/// them (v5 4.8.2 "SHOULD"), so nothing PUBACKed to the publisher is lost.
+#[test]
+fn a_dropped_shared_member_hands_its_unacknowledged_messages_to_the_group() {
+    let s = Sluice::start();
+    for v in [V4, V5] {
+        let filter = format!("$share/g/jobs{}/#", v.level());
+        let topic = format!("jobs{}/run", v.level());
+        let (mut silent, _) = Raw::connect(s.port, v, "silent", true);
+        silent.subscribe(1, &[(filter.as_str(), sub_opts(QoS::AtLeastOnce))]);
+        let (mut worker, _) = Raw::connect(s.port, v, "worker", true);
+        worker.subscribe(1, &[(filter.as_str(), sub_opts(QoS::AtLeastOnce))]);
+        let (mut p, _) = Raw::connect(s.port, v, "producer", true);
+        p.publish_burst_qos1(
+            (1..=10u16)
+                .map(|i| publish(&topic, &[i as u8], QoS::AtLeastOnce, i))
+                .collect(),
+            Duration::from_secs(5),
+        );
+        // The silent member receives its share and never acknowledges.
+        let mut held = 0;
+        while let Some(Packet::Publish(_)) = silent.recv_timeout(QUIET) {
+            held += 1;
+        }
+        assert!(held > 0, "{v:?}: round robin gave the silent member some");
+        let mut got: BTreeSet<u8> = BTreeSet::new();
+        for m in worker.collect_publishes(QUIET) {
+            got.insert(m.payload[0]);
+        }
+        silent.drop_connection();
+        for m in worker.collect_publishes(Duration::from_secs(2)) {
+            got.insert(m.payload[0]);
+        }
+        assert_eq!(
+            got,
+            (1..=10u8).collect(),
+            "{v:?}: every message reached the group"
+        );
+        worker.disconnect();
+        p.disconnect();
+    }
+}

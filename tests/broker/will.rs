@@ -304,3 +304,41 @@ fn v5_session_takeover_within_the_will_delay_suppresses_the_will() {
     w.expect_silence(Duration::from_millis(1500));
     new.disconnect();
 }
+
+/// A will is a later PUBLISH: a topic a PUBLISH could not use is refused at
+/// CONNECT, where the client can still be told. `$SYS` is the broker's.
+#[test]
+fn will_topics_obey_the_publish_rules() {
+    let s = Sluice::start();
+    let mut sys = watcher(s.port, "sys-watch", "$SYS/#");
+    let deep = vec!["l"; 33].join("/");
+    for v in [V4, V5] {
+        for (topic, v5_code) in [
+            ("$SYS/broker/uptime", ReasonCode::NotAuthorized),
+            (deep.as_str(), ReasonCode::TopicNameInvalid),
+        ] {
+            let c = with_will(
+                connect_packet(v, "bad-will", true),
+                will_msg(topic, b"x", QoS::AtMostOnce, true),
+            );
+            let mut raw = Raw::open(s.port, v);
+            raw.send(&Packet::Connect(Box::new(c)));
+            let expected = if v == V5 {
+                v5_code
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            match raw.recv() {
+                Some(Packet::ConnAck(a)) => assert_eq!(a.code, expected, "{v:?} {topic}"),
+                other => panic!("{v:?} {topic}: expected CONNACK, got {other:?}"),
+            }
+        }
+    }
+    // Nothing was stored as a retained `$SYS` message.
+    let got = sys.collect_publishes(QUIET);
+    assert!(
+        got.iter().all(|p| &p.payload[..] != b"x"),
+        "{:?}",
+        got.iter().map(|p| &p.topic).collect::<Vec<_>>()
+    );
+}
