@@ -196,6 +196,10 @@ impl Broker {
                 });
             }
         }
+        summary.dangling_removed += r.orphaned_entries;
+        for session in r.orphaned_sessions {
+            ops.push(Op::DeleteOrphaned { session });
+        }
         for (client_id, ids) in incoming {
             for packet_id in ids {
                 summary.dangling_removed += 1;

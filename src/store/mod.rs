@@ -9,7 +9,11 @@
 //! recovery scan), this module (ops, tickets, the committer).
 
 mod commit_stats;
+mod data_dir;
+pub mod durable_file;
 mod fjall_backend;
+mod keys;
+mod migrate;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +78,11 @@ pub enum Op {
     /// Removes the session with its outbox and incoming QoS 2 ids.
     DeleteSession {
         client_id: ByteString,
+    },
+    /// Removes the outbox and incoming entries a session left behind when
+    /// only the digest of its id is known (see [`Recovered`]).
+    DeleteOrphaned {
+        session: keys::Digest,
     },
     PutMessage {
         id: u64,

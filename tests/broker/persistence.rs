@@ -377,3 +377,29 @@ fn a_publisher_is_read_while_its_acks_wait_for_the_disk() {
         "{per_commit:.1} messages per group commit"
     );
 }
+
+/// MQTT allows client ids of 65,535 bytes, the storage engine's key limit:
+/// a key built from one plus a suffix made the engine panic, and with it
+/// every later PUBACK and CONNACK, across restarts. Keys are digests now.
+#[test]
+fn a_client_id_of_the_protocol_limit_is_stored_and_restored() {
+    let long = "L".repeat(65_535);
+    let s = Sluice::start();
+    park_subscriber(s.port, V4, &long, "long/#", QoS::AtLeastOnce);
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    // `publish` fails without a PUBACK (bounded by the client's timeout).
+    p.publish(publish("long/1", b"for the long id", QoS::AtLeastOnce, 1));
+    // The store still works for everyone else.
+    park_subscriber(s.port, V5, "short", "short/#", QoS::AtLeastOnce);
+    p.publish(publish("short/1", b"x", QoS::AtLeastOnce, 2));
+    let s = s.restart();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, &long));
+    assert!(ack.session_present);
+    let m = sub.expect_publish();
+    assert_eq!(
+        (&*m.topic, &*m.payload),
+        ("long/1", &b"for the long id"[..])
+    );
+    let (_, ack) = Raw::connect_with(s.port, persistent(V5, "short"));
+    assert!(ack.session_present);
+}
