@@ -403,3 +403,87 @@ fn a_client_id_of_the_protocol_limit_is_stored_and_restored() {
     let (_, ack) = Raw::connect_with(s.port, persistent(V5, "short"));
     assert!(ack.session_present);
 }
+
+/// A disk that refuses writes (RLIMIT_FSIZE with SIGXFSZ ignored: EFBIG):
+/// from the first failed write on, nothing is acknowledged, readiness is
+/// false, the cause is logged, and the process exits with status 1 within
+/// a bounded time. Everything acknowledged before is there after a restart.
+/// The engine preallocates 64 MiB journals, so the limit is exactly that:
+/// the first journal write past the preallocation fails.
+#[test]
+fn a_failed_write_stops_acknowledgements_and_exits_for_the_supervisor() {
+    let mut s = Sluice::start_with_file_size_limit(64 << 20);
+    park_subscriber(s.port, V4, "keeper", "disk/#", QoS::AtLeastOnce);
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    // Incompressible, in case the journal compresses.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let payload: Vec<u8> = (0..60_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let store_failed = |s: &Sluice| {
+        let (status, body) = s.admin("GET", "/readyz", None, None);
+        let failed = body.contains(r#""store":"failed""#);
+        assert!(
+            !failed || status == 503,
+            "ready with a failed store: {body}"
+        );
+        failed
+    };
+    let mut acked = 0;
+    let mut refused = false;
+    'publishing: for id in 1..=2000u16 {
+        p.send(&Packet::Publish(publish(
+            "disk/t",
+            &payload,
+            QoS::AtLeastOnce,
+            id,
+        )));
+        // A slow disk only delays the PUBACK; a failed store never sends it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match p.recv_timeout(Duration::from_millis(200)) {
+                Some(Packet::PubAck(_)) => {
+                    acked += 1;
+                    break;
+                }
+                None if store_failed(&s) => {
+                    refused = true;
+                    break 'publishing;
+                }
+                None if Instant::now() < deadline => {}
+                other => panic!("expected PUBACK or a failed store, got {other:?}"),
+            }
+        }
+    }
+    assert!(refused, "the file size limit was never reached");
+    assert!(acked > 0, "the limit left no room to start");
+    assert!(
+        p.recv_timeout(Duration::from_millis(300)).is_none(),
+        "acknowledged after the failure"
+    );
+    let failed_at = Instant::now();
+    let exit = s
+        .wait_exit(Duration::from_secs(15))
+        .expect("the broker did not exit after a storage failure");
+    assert_eq!(exit.code(), Some(1));
+    assert!(failed_at.elapsed() < Duration::from_secs(12));
+    let log = s.log_lines().join("\n");
+    assert!(
+        log.contains("storage failure") && log.contains("too large"),
+        "the cause is logged: {log}"
+    );
+    let s = s.respawn_without_limits();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, "keeper"));
+    assert!(ack.session_present);
+    let got = sub.collect_publishes(Duration::from_millis(500));
+    assert!(
+        got.len() >= acked,
+        "{} of {acked} acknowledged arrived",
+        got.len()
+    );
+}
