@@ -135,6 +135,62 @@ pub fn open(dir: &Path) -> Result<Database, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{FjallBackend, Op};
+
+    fn marker_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(MARKER)).unwrap()
+    }
+
+    #[test]
+    fn a_torn_marker_without_an_engine_is_a_new_directory() {
+        for torn in [&b""[..], b"\0\0\0\0\0\0", b"sluice-"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(MARKER), torn).unwrap();
+            // A temporary file of an interrupted marker write is ours too.
+            std::fs::write(dir.path().join(format!("{MARKER}{TMP_SUFFIX}")), "x").unwrap();
+            FjallBackend::open(dir.path()).unwrap();
+            assert_eq!(marker_of(dir.path()), "sluice-data-format 2\n");
+        }
+    }
+
+    #[test]
+    fn a_torn_marker_with_an_empty_engine_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        // The engine directory exists but holds nothing (first start cut
+        // short right after creating it).
+        drop(Database::builder(dir.path().join(DB_DIR)).open().unwrap());
+        std::fs::write(dir.path().join(MARKER), "").unwrap();
+        let b = FjallBackend::open(dir.path()).unwrap();
+        assert!(b.load().unwrap().sessions.is_empty());
+        assert_eq!(marker_of(dir.path()), "sluice-data-format 2\n");
+    }
+
+    /// Decided: an engine with data and a torn or lost marker is recovered
+    /// from what the engine holds, not refused. Only a Sluice wrote that
+    /// engine next to that marker, and its keyspaces say which format.
+    #[test]
+    fn a_torn_or_lost_marker_with_data_keeps_the_data() {
+        for lost in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let b = FjallBackend::open(dir.path()).unwrap();
+                b.apply(vec![Op::PutRetained {
+                    topic: "t".into(),
+                    message_id: 1,
+                }])
+                .unwrap();
+                b.sync().unwrap();
+            }
+            if lost {
+                std::fs::remove_file(dir.path().join(MARKER)).unwrap();
+            } else {
+                std::fs::write(dir.path().join(MARKER), "").unwrap();
+            }
+            let b = FjallBackend::open(dir.path()).unwrap();
+            assert_eq!(b.load().unwrap().retained, vec![("t".into(), 1)]);
+            assert_eq!(marker_of(dir.path()), "sluice-data-format 2\n");
+        }
+    }
 
     #[test]
     fn torn_markers_are_told_from_damaged_ones() {

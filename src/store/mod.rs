@@ -5,8 +5,37 @@
 //! on. The committer writes whatever has accumulated in one atomic batch
 //! and one fsync (group commit), so many publishers share one disk flush.
 //!
-//! Layout: `records` (binary formats), `fjall_backend` (the engine and
-//! recovery scan), this module (ops, tickets, the committer).
+//! # Crash consistency
+//!
+//! A power loss may drop every write that was not fsynced; a start after
+//! one at any moment opens the data or recovers it, never refuses it.
+//!
+//! 1. The engine (fjall) journals every batch; the committer acknowledges
+//!    a ticket only after the batch holding it and every batch before it
+//!    were applied and fsynced (`fsync = "never"`: applied). A failed or
+//!    panicked batch fails the store for good (`committer`).
+//! 2. Every file the store keeps outside the engine (today only the
+//!    format marker) is written to a temporary name, fsynced, renamed over
+//!    the target, and the directory fsynced (`durable_file`). The data
+//!    directory's own entry is fsynced in its parent when it is opened.
+//! 3. A new data directory gets its marker before the engine exists, so
+//!    an engine never exists without a marker having been written.
+//! 4. A marker that is missing, empty, zero-filled or cut short (older
+//!    Sluice wrote it without fsync) is rewritten, not refused: with no
+//!    engine yet the directory is new; with an engine, its keyspaces tell
+//!    the format (entries in format 1 keyspaces mean format 1, which is
+//!    then migrated; otherwise format 2). A marker with other contents, a
+//!    newer format, or unknown files without a marker are refused: those
+//!    are not what a crash leaves.
+//! 5. A format migration writes the new layout and removes the old one in
+//!    one atomic engine batch, syncs, and only then updates the marker
+//!    (`migrate`): it can be cut at any point and redone.
+//!
+//! Layout: `records` (binary formats), `keys` (key layout), `fjall_backend`
+//! (the engine and recovery scan), `data_dir` (marker and recovery),
+//! `migrate` (older formats), `durable_file` (files outside the engine),
+//! `backend` (what the committer needs of an engine), `committer` (group
+//! commit and failure), this module (ops, tickets, the handle).
 
 mod backend;
 mod commit_stats;

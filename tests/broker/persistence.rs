@@ -487,3 +487,25 @@ fn a_failed_write_stops_acknowledgements_and_exits_for_the_supervisor() {
         got.len()
     );
 }
+
+/// What a power loss a few seconds after the first start left behind when
+/// the marker was written without fsync: the file exists, empty. The next
+/// start recovers it from the data instead of refusing the directory.
+#[test]
+fn an_empty_format_marker_is_recovered_not_refused() {
+    let s = Sluice::start();
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    let mut r = publish("state/door", b"open", QoS::AtLeastOnce, 1);
+    r.retain = true;
+    p.publish(r);
+    let marker = s.data.path().join("store").join("SLUICE_FORMAT");
+    std::fs::write(&marker, "").unwrap();
+    let s = s.restart();
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "sluice-data-format 2\n"
+    );
+    let (mut sub, _) = Raw::connect(s.port, V4, "late", true);
+    sub.subscribe(1, &[("state/+", sub_opts(QoS::AtLeastOnce))]);
+    assert_eq!(&*sub.expect_publish().payload, b"open");
+}
