@@ -135,6 +135,9 @@ impl Broker {
                 c.session_expiry = rec.session_expiry;
                 c.will = rec.will.clone().map(Box::new);
                 c.will_delay = rec.will_delay;
+                // Who owns the session: deliveries to it are checked
+                // against this identity's ACL before it reconnects.
+                c.username = rec.username.clone();
             }
             {
                 let mut tree = self.subscriptions.write();

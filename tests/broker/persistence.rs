@@ -509,3 +509,54 @@ fn an_empty_format_marker_is_recovered_not_refused() {
     sub.subscribe(1, &[("state/+", sub_opts(QoS::AtLeastOnce))]);
     assert_eq!(&*sub.expect_publish().payload, b"open");
 }
+
+/// A persistent session keeps its owner's identity across a restart: with
+/// an ACL, messages routed to it before it reconnects are checked against
+/// that user's rules, not an anonymous client's (which would drop them).
+#[test]
+fn a_restored_session_keeps_its_identity_under_an_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&passwd, "meter-a", b"pw-a").unwrap();
+    sluice::auth::upsert_password_file(&passwd, "hq", b"pw-hq").unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user meter-a\ntopic read meters/meter-a/#\n\nuser hq\ntopic write meters/#\n",
+    )
+    .unwrap();
+    let s = Sluice::start_config(&format!(
+        "allow_anonymous = false\npassword_file = \"{}\"\nacl_file = \"{}\"\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\n",
+        passwd.display(),
+        acl.display()
+    ));
+    let login = |port: u16, id: &str, user: &str, password: &str, clean: bool| {
+        let mut c = connect_packet(V4, id, clean);
+        c.username = Some(user.into());
+        c.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        Raw::connect_with(port, c)
+    };
+    let (mut sub, _) = login(s.port, "meter-a-dev", "meter-a", "pw-a", false);
+    let ack = sub.subscribe(1, &[("meters/meter-a/#", sub_opts(QoS::AtLeastOnce))]);
+    assert_eq!(ack.reasons, vec![1], "granted QoS 1");
+    sub.disconnect();
+    let (mut hq, _) = login(s.port, "hq-1", "hq", "pw-hq", true);
+    hq.publish(publish(
+        "meters/meter-a/cmd",
+        b"before",
+        QoS::AtLeastOnce,
+        1,
+    ));
+    let s = s.restart();
+    let (mut hq, _) = login(s.port, "hq-1", "hq", "pw-hq", true);
+    hq.publish(publish("meters/meter-a/cmd", b"after", QoS::AtLeastOnce, 2));
+    let (mut sub, ack) = login(s.port, "meter-a-dev", "meter-a", "pw-a", false);
+    assert!(ack.session_present);
+    let got: Vec<Vec<u8>> = sub
+        .collect_publishes(Duration::from_millis(500))
+        .iter()
+        .map(|p| p.payload.to_vec())
+        .collect();
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
+}
