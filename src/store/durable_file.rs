@@ -45,16 +45,21 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` (and its parents) and makes its entry in its parent
-/// durable, so a power loss does not take the whole directory away after
-/// data in it was acknowledged.
+/// Creates `dir` (and its parents) and makes its entry, and those of the
+/// parents it created, durable, so a power loss does not take the whole
+/// directory away after data in it was acknowledged.
 pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    // The nearest ancestor that already exists: everything below it is new.
+    let existing = dir.ancestors().skip(1).find(|a| a.exists());
     std::fs::create_dir_all(dir)?;
     sync_dir(dir)?;
-    match dir.parent() {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
+    for parent in dir.ancestors().skip(1) {
+        sync_dir(parent)?;
+        if Some(parent) == existing || parent.as_os_str().is_empty() {
+            break;
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -69,5 +74,14 @@ mod tests {
         write_atomically(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn creates_nested_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/c");
+        create_dir_durably(&nested).unwrap();
+        create_dir_durably(&nested).unwrap();
+        assert!(nested.is_dir());
     }
 }
