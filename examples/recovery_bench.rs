@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
                         },
                         identifier: None,
                     }],
+                    username: None,
                 }),
             });
             ops.push(Op::PutMessage {

@@ -320,18 +320,33 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     // Keep the broker alive until the store is closed: tearing down its
     // memory releases messages, which must not read as deletions.
     let keep_alive = Arc::clone(&broker);
-    server::serve(broker, listeners, first_signal, Duration::from_secs(5)).await;
+    // A storage failure shuts the broker down like a signal, and arms a
+    // deadline for the exit (see `ops::store_failure`).
+    let store_failure = tokio::spawn(sluice::ops::store_failure::watch(store.clone()));
+    let shutdown = async move {
+        tokio::select! {
+            () = first_signal => {}
+            _ = store_failure => {}
+        }
+    };
+    server::serve(broker, listeners, shutdown, Duration::from_secs(5)).await;
     if let Some(state) = &admin {
         state.ready.store(false, Ordering::Release);
     }
-    let left = bridges.drain(drain_timeout).await;
-    if left > 0 {
-        tracing::warn!(records = left, "bridges could not deliver everything before the drain timeout; the rest stays buffered for the next start");
+    let failure = store.failure();
+    if failure.is_none() {
+        let left = bridges.drain(drain_timeout).await;
+        if left > 0 {
+            tracing::warn!(records = left, "bridges could not deliver everything before the drain timeout; the rest stays buffered for the next start");
+        }
     }
     bridges.stop_all().await;
     store.close();
     drop(second_signal);
     drop(keep_alive);
+    if let Some(cause) = failure {
+        anyhow::bail!("storage failure: {cause}");
+    }
     tracing::info!("store closed");
     Ok(())
 }

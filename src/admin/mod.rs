@@ -165,6 +165,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let listeners = state.ready.load(Ordering::Acquire);
     let store = state.broker.store();
+    // After a storage failure nothing is acknowledged any more, and the
+    // process is about to exit.
+    let store_failed = store.failure().is_some();
+    let ready = listeners && !store_failed;
     let bridges: Vec<serde_json::Value> = state
         .bridges
         .statuses()
@@ -172,14 +176,18 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         .map(|b| serde_json::json!({"name": b.name, "state": b.state}))
         .collect();
     let body = serde_json::json!({
-        "ready": listeners,
+        "ready": ready,
         "listeners_bound": listeners,
-        "store": if store.is_enabled() { "open" } else { "memory" },
+        "store": match (store.is_enabled(), store_failed) {
+            (_, true) => "failed",
+            (true, false) => "open",
+            (false, false) => "memory",
+        },
         "bridges": bridges,
     });
     // A failing bridge does not make the broker unready: devices can still
     // publish, and the bridge buffers.
-    let status = if listeners {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -136,6 +136,9 @@ impl Broker {
                 c.session_expiry = rec.session_expiry;
                 c.will = rec.will.clone().map(Box::new);
                 c.will_delay = rec.will_delay;
+                // Who owns the session: deliveries to it are checked
+                // against this identity's ACL before it reconnects.
+                c.username = rec.username.clone();
             }
             {
                 let mut tree = self.subscriptions.write();
@@ -196,6 +199,10 @@ impl Broker {
                     seq,
                 });
             }
+        }
+        summary.dangling_removed += r.orphaned_entries;
+        for session in r.orphaned_sessions {
+            ops.push(Op::DeleteOrphaned { session });
         }
         for (client_id, ids) in incoming {
             for packet_id in ids {

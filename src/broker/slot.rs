@@ -174,6 +174,7 @@ impl SessionSlot {
             will: c.will.as_deref().cloned(),
             will_delay: c.will_delay,
             subscriptions,
+            username: c.username.clone(),
         }
     }
 }

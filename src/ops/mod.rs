@@ -4,4 +4,5 @@
 pub mod numbers;
 pub mod process;
 pub mod reload;
+pub mod store_failure;
 pub mod sys_topics;

@@ -1,21 +1,26 @@
 //! The fjall engine behind the store: one keyspace per record kind, atomic
 //! write batches, and the scan that reads everything back at startup.
 //!
-//! Keys: sessions by client id; messages by id (u64, big endian); outbox
-//! entries by client id, 0x00, sequence (u64 BE), so one prefix scan finds
-//! a session's deliveries in order (client ids never contain NUL); incoming
-//! QoS 2 ids by client id, 0x00, packet id (u16 BE); retained by topic.
+//! Keys (format 2, see `keys`): sessions by the digest of the client id;
+//! messages by id (u64, big endian); outbox entries by session digest and
+//! sequence (u64 BE), so one prefix scan finds a session's deliveries in
+//! order; incoming QoS 2 ids by session digest and packet id (u16 BE);
+//! retained by the digest of the topic. Client ids and topics live in the
+//! values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use bytestring::ByteString;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
-use super::records::{MessageRecord, OutboxRecord, SessionRecord, FORMAT_VERSION};
-use super::{Op, StoreError};
-
-const MARKER: &str = "SLUICE_FORMAT";
+use super::keys::{self, Digest};
+use super::migrate::{INCOMING, MESSAGES, OUTBOX, RETAINED, SESSIONS};
+use super::records::{
+    decode_retained_value, decode_session_value, encode_retained_value, encode_session_value,
+    MessageRecord, OutboxRecord, SessionRecord,
+};
+use super::{data_dir, Op, StoreError};
 
 /// Drops every op on a message or outbox entry that is created and deleted
 /// within the same group: nothing of it was ever on disk, so nothing needs
@@ -24,7 +29,6 @@ const MARKER: &str = "SLUICE_FORMAT";
 /// This is what makes durable QoS 1 cheap when subscribers are online and
 /// acknowledge before the next group commit.
 fn cancel_short_lived(ops: Vec<Op>) -> Vec<Op> {
-    use std::collections::HashSet;
     let mut messages = HashSet::new();
     let mut outbox = HashSet::new();
     for op in &ops {
@@ -78,6 +82,11 @@ pub struct Recovered {
     pub outbox: Vec<(ByteString, u64, OutboxRecord)>,
     pub incoming: Vec<(ByteString, u16)>,
     pub retained: Vec<(ByteString, u64)>,
+    /// Digests of sessions that are gone but left outbox or incoming
+    /// entries (e.g. a delivery journaled after the session was deleted).
+    pub orphaned_sessions: Vec<Digest>,
+    /// How many entries those are.
+    pub orphaned_entries: usize,
 }
 
 pub struct FjallBackend {
@@ -90,74 +99,17 @@ pub struct FjallBackend {
     retained: Keyspace,
 }
 
-fn client_key(client: &str, suffix: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(client.len() + 1 + suffix.len());
-    k.extend_from_slice(client.as_bytes());
-    k.push(0);
-    k.extend_from_slice(suffix);
-    k
-}
-
-fn split_client_key(key: &[u8]) -> Result<(ByteString, &[u8]), StoreError> {
-    let pos = key
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or(StoreError::Corrupt("client key"))?;
-    let client = std::str::from_utf8(&key[..pos]).map_err(|_| StoreError::Corrupt("client key"))?;
-    Ok((ByteString::from(client), &key[pos + 1..]))
-}
-
-fn check_marker(dir: &Path) -> Result<(), StoreError> {
-    let marker = dir.join(MARKER);
-    match std::fs::read_to_string(&marker) {
-        Ok(text) => {
-            let found = text
-                .trim()
-                .strip_prefix("sluice-data-format ")
-                .and_then(|v| v.parse::<u32>().ok())
-                .ok_or(StoreError::Corrupt("format marker"))?;
-            if found != FORMAT_VERSION {
-                return Err(StoreError::WrongFormat {
-                    path: dir.to_path_buf(),
-                    found,
-                    expected: FORMAT_VERSION,
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let has_files = std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false);
-            if has_files {
-                return Err(StoreError::Foreign {
-                    path: dir.to_path_buf(),
-                });
-            }
-            std::fs::write(&marker, format!("sluice-data-format {FORMAT_VERSION}\n"))
-                .map_err(|e| StoreError::Engine(format!("cannot write {}: {e}", marker.display())))
-        }
-        Err(e) => Err(StoreError::Engine(format!(
-            "cannot read {}: {e}",
-            marker.display()
-        ))),
-    }
-}
-
 impl FjallBackend {
     pub fn open(dir: &Path) -> Result<FjallBackend, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        check_marker(dir)?;
-        let db = Database::builder(dir.join("db")).open()?;
+        let db = data_dir::open(dir)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         Ok(FjallBackend {
             path: dir.to_path_buf(),
-            sessions: ks("sessions")?,
-            messages: ks("messages")?,
-            outbox: ks("outbox")?,
-            incoming: ks("incoming")?,
-            retained: ks("retained")?,
+            sessions: ks(SESSIONS)?,
+            messages: ks(MESSAGES)?,
+            outbox: ks(OUTBOX)?,
+            incoming: ks(INCOMING)?,
+            retained: ks(RETAINED)?,
             db,
         })
     }
@@ -175,6 +127,21 @@ impl FjallBackend {
         Ok(())
     }
 
+    /// Queues the removal of every outbox and incoming entry of a session.
+    fn remove_session_entries(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        session: &Digest,
+    ) -> Result<(), StoreError> {
+        for ks in [&self.outbox, &self.incoming] {
+            for item in ks.prefix(session) {
+                let key = item.key()?;
+                batch.remove(ks, key);
+            }
+        }
+        Ok(())
+    }
+
     /// Applies ops in order as atomic batches. A session delete scans the
     /// session's keys, so it first commits what precedes it.
     pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -185,21 +152,21 @@ impl FjallBackend {
                 Op::PutSession { client_id, record } => {
                     batch.insert(
                         &self.sessions,
-                        client_id.as_bytes().as_ref(),
-                        record.encode(),
+                        keys::digest(&client_id),
+                        encode_session_value(&client_id, &record),
                     );
                 }
                 Op::DeleteSession { client_id } => {
                     batch.commit()?;
                     batch = self.db.batch();
-                    batch.remove(&self.sessions, client_id.as_bytes().as_ref());
-                    let prefix = client_key(&client_id, &[]);
-                    for ks in [&self.outbox, &self.incoming] {
-                        for item in ks.prefix(&prefix) {
-                            let key = item.key()?;
-                            batch.remove(ks, key);
-                        }
-                    }
+                    let session = keys::digest(&client_id);
+                    batch.remove(&self.sessions, session);
+                    self.remove_session_entries(&mut batch, &session)?;
+                }
+                Op::DeleteOrphaned { session } => {
+                    batch.commit()?;
+                    batch = self.db.batch();
+                    self.remove_session_entries(&mut batch, &session)?;
                 }
                 Op::PutMessage { id, record } => {
                     batch.insert(&self.messages, id.to_be_bytes(), record.encode());
@@ -212,12 +179,12 @@ impl FjallBackend {
                 } => {
                     batch.insert(
                         &self.outbox,
-                        client_key(&client_id, &seq.to_be_bytes()),
+                        keys::outbox(&keys::digest(&client_id), seq),
                         record.encode(),
                     );
                 }
                 Op::DeleteOutbox { client_id, seq } => {
-                    batch.remove(&self.outbox, client_key(&client_id, &seq.to_be_bytes()));
+                    batch.remove(&self.outbox, keys::outbox(&keys::digest(&client_id), seq));
                 }
                 Op::PutIncoming {
                     client_id,
@@ -225,7 +192,7 @@ impl FjallBackend {
                 } => {
                     batch.insert(
                         &self.incoming,
-                        client_key(&client_id, &packet_id.to_be_bytes()),
+                        keys::incoming(&keys::digest(&client_id), packet_id),
                         [],
                     );
                 }
@@ -235,19 +202,17 @@ impl FjallBackend {
                 } => {
                     batch.remove(
                         &self.incoming,
-                        client_key(&client_id, &packet_id.to_be_bytes()),
+                        keys::incoming(&keys::digest(&client_id), packet_id),
                     );
                 }
                 Op::PutRetained { topic, message_id } => {
                     batch.insert(
                         &self.retained,
-                        topic.as_bytes().as_ref(),
-                        message_id.to_be_bytes(),
+                        keys::digest(&topic),
+                        encode_retained_value(message_id, &topic),
                     );
                 }
-                Op::DeleteRetained { topic } => {
-                    batch.remove(&self.retained, topic.as_bytes().as_ref())
-                }
+                Op::DeleteRetained { topic } => batch.remove(&self.retained, keys::digest(&topic)),
             }
         }
         batch.commit()?;
@@ -257,11 +222,15 @@ impl FjallBackend {
     /// Reads everything back.
     pub fn load(&self) -> Result<Recovered, StoreError> {
         let mut r = Recovered::default();
+        let mut clients: HashMap<Digest, ByteString> = HashMap::new();
         for item in self.sessions.iter() {
             let (k, v) = item.into_inner()?;
-            let id = std::str::from_utf8(&k).map_err(|_| StoreError::Corrupt("session key"))?;
-            r.sessions
-                .push((ByteString::from(id), SessionRecord::decode(&v)?));
+            let (client_id, record) = decode_session_value(&v)?;
+            if k.as_ref() != keys::digest(&client_id) {
+                return Err(StoreError::Corrupt("session key"));
+            }
+            clients.insert(keys::digest(&client_id), client_id.clone());
+            r.sessions.push((client_id, record));
         }
         for item in self.messages.iter() {
             let (k, v) = item.into_inner()?;
@@ -272,32 +241,47 @@ impl FjallBackend {
             r.messages
                 .insert(u64::from_be_bytes(id), MessageRecord::decode(&v)?);
         }
+        let mut orphans = HashSet::new();
         for item in self.outbox.iter() {
             let (k, v) = item.into_inner()?;
-            let (client, rest) = split_client_key(&k)?;
+            let (session, rest) = keys::split(&k).ok_or(StoreError::Corrupt("outbox key"))?;
             let seq: [u8; 8] = rest
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("outbox key"))?;
-            r.outbox
-                .push((client, u64::from_be_bytes(seq), OutboxRecord::decode(&v)?));
+            match clients.get(&session) {
+                Some(client) => r.outbox.push((
+                    client.clone(),
+                    u64::from_be_bytes(seq),
+                    OutboxRecord::decode(&v)?,
+                )),
+                None => {
+                    orphans.insert(session);
+                    r.orphaned_entries += 1;
+                }
+            }
         }
         for item in self.incoming.iter() {
             let k = item.key()?;
-            let (client, rest) = split_client_key(&k)?;
+            let (session, rest) = keys::split(&k).ok_or(StoreError::Corrupt("incoming key"))?;
             let id: [u8; 2] = rest
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("incoming key"))?;
-            r.incoming.push((client, u16::from_be_bytes(id)));
+            match clients.get(&session) {
+                Some(client) => r.incoming.push((client.clone(), u16::from_be_bytes(id))),
+                None => {
+                    orphans.insert(session);
+                    r.orphaned_entries += 1;
+                }
+            }
         }
+        r.orphaned_sessions = orphans.into_iter().collect();
         for item in self.retained.iter() {
             let (k, v) = item.into_inner()?;
-            let topic = std::str::from_utf8(&k).map_err(|_| StoreError::Corrupt("retained key"))?;
-            let id: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("retained value"))?;
-            r.retained
-                .push((ByteString::from(topic), u64::from_be_bytes(id)));
+            let (id, topic) = decode_retained_value(&v)?;
+            if k.as_ref() != keys::digest(&topic) {
+                return Err(StoreError::Corrupt("retained key"));
+            }
+            r.retained.push((topic, id));
         }
         Ok(r)
     }
@@ -342,6 +326,7 @@ mod tests {
             will: None,
             will_delay: 0,
             subscriptions: vec![],
+            username: None,
         }
     }
 
@@ -488,6 +473,71 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_and_topics_of_the_protocol_limit_fit_the_keys() {
+        // 65,535 bytes is the most an MQTT string can carry.
+        let long: ByteString = "c".repeat(65_535).into();
+        let topic: ByteString = "t".repeat(65_535).into();
+        let dir = tempfile::tempdir().unwrap();
+        let b = FjallBackend::open(dir.path()).unwrap();
+        b.apply(vec![
+            Op::PutSession {
+                client_id: long.clone(),
+                record: Box::new(session()),
+            },
+            Op::PutMessage {
+                id: 1,
+                record: message("t"),
+            },
+            Op::PutOutbox {
+                client_id: long.clone(),
+                seq: 1,
+                record: outbox(1),
+            },
+            Op::PutIncoming {
+                client_id: long.clone(),
+                packet_id: 3,
+            },
+            Op::PutRetained {
+                topic: topic.clone(),
+                message_id: 1,
+            },
+        ])
+        .unwrap();
+        b.sync().unwrap();
+        drop(b);
+        let b = FjallBackend::open(dir.path()).unwrap();
+        let r = b.load().unwrap();
+        assert_eq!(r.sessions[0].0, long);
+        assert_eq!(r.outbox[0].0, long);
+        assert_eq!(r.incoming, vec![(long.clone(), 3)]);
+        assert_eq!(r.retained, vec![(topic, 1)]);
+        b.apply(vec![Op::DeleteSession { client_id: long }])
+            .unwrap();
+        let r = b.load().unwrap();
+        assert!(r.sessions.is_empty() && r.outbox.is_empty() && r.incoming.is_empty());
+    }
+
+    #[test]
+    fn entries_of_a_deleted_session_are_reported_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FjallBackend::open(dir.path()).unwrap();
+        b.apply(vec![Op::PutOutbox {
+            client_id: "gone".into(),
+            seq: 1,
+            record: outbox(1),
+        }])
+        .unwrap();
+        let r = b.load().unwrap();
+        assert!(r.outbox.is_empty());
+        assert_eq!(r.orphaned_entries, 1);
+        b.apply(vec![Op::DeleteOrphaned {
+            session: r.orphaned_sessions[0],
+        }])
+        .unwrap();
+        assert_eq!(b.load().unwrap().orphaned_entries, 0);
+    }
+
+    #[test]
     fn foreign_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("something.txt"), "not ours").unwrap();
@@ -500,7 +550,11 @@ mod tests {
     #[test]
     fn other_format_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(MARKER), "sluice-data-format 999\n").unwrap();
+        std::fs::write(
+            dir.path().join(data_dir::MARKER),
+            "sluice-data-format 999\n",
+        )
+        .unwrap();
         assert!(matches!(
             FjallBackend::open(dir.path()),
             Err(StoreError::WrongFormat { found: 999, .. })

@@ -5,11 +5,46 @@
 //! on. The committer writes whatever has accumulated in one atomic batch
 //! and one fsync (group commit), so many publishers share one disk flush.
 //!
-//! Layout: `records` (binary formats), `fjall_backend` (the engine and
-//! recovery scan), this module (ops, tickets, the committer).
+//! # Crash consistency
+//!
+//! A power loss may drop every write that was not fsynced; a start after
+//! one at any moment opens the data or recovers it, never refuses it.
+//!
+//! 1. The engine (fjall) journals every batch; the committer acknowledges
+//!    a ticket only after the batch holding it and every batch before it
+//!    were applied and fsynced (`fsync = "never"`: applied). A failed or
+//!    panicked batch fails the store for good (`committer`).
+//! 2. Every file the store keeps outside the engine (today only the
+//!    format marker) is written to a temporary name, fsynced, renamed over
+//!    the target, and the directory fsynced (`durable_file`). The data
+//!    directory's own entry is fsynced in its parent when it is opened.
+//! 3. A new data directory gets its marker before the engine exists, so
+//!    an engine never exists without a marker having been written.
+//! 4. A marker that is missing, empty, zero-filled or cut short (older
+//!    Sluice wrote it without fsync) is rewritten, not refused: with no
+//!    engine yet the directory is new; with an engine, its keyspaces tell
+//!    the format (entries in format 1 keyspaces mean format 1, which is
+//!    then migrated; otherwise format 2). A marker with other contents, a
+//!    newer format, or unknown files without a marker are refused: those
+//!    are not what a crash leaves.
+//! 5. A format migration writes the new layout and removes the old one in
+//!    one atomic engine batch, syncs, and only then updates the marker
+//!    (`migrate`): it can be cut at any point and redone.
+//!
+//! Layout: `records` (binary formats), `keys` (key layout), `fjall_backend`
+//! (the engine and recovery scan), `data_dir` (marker and recovery),
+//! `migrate` (older formats), `durable_file` (files outside the engine),
+//! `backend` (what the committer needs of an engine), `committer` (group
+//! commit and failure), this module (ops, tickets, the handle).
 
+mod backend;
 mod commit_stats;
+mod committer;
+mod data_dir;
+pub mod durable_file;
 mod fjall_backend;
+mod keys;
+mod migrate;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +56,9 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use committer::{Command, Outcome};
+
+pub use backend::Backend;
 pub use commit_stats::{CommitStats, COMMIT_BUCKETS};
 pub use fjall_backend::{FjallBackend, Recovered};
 pub use records::{
@@ -46,6 +84,8 @@ pub enum FsyncPolicy {
 pub enum StoreError {
     #[error("storage engine: {0}")]
     Engine(String),
+    #[error("storage engine panicked: {0}")]
+    Panicked(String),
     #[error("damaged data: {0} could not be read")]
     Corrupt(&'static str),
     #[error("{path} is not a Sluice data directory (it has files but no Sluice format marker)")]
@@ -74,6 +114,11 @@ pub enum Op {
     /// Removes the session with its outbox and incoming QoS 2 ids.
     DeleteSession {
         client_id: ByteString,
+    },
+    /// Removes the outbox and incoming entries a session left behind when
+    /// only the digest of its id is known (see [`Recovered`]).
+    DeleteOrphaned {
+        session: keys::Digest,
     },
     PutMessage {
         id: u64,
@@ -112,20 +157,14 @@ pub enum Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Ticket(u64);
 
-enum Command {
-    Write(u64, Vec<Op>),
-    /// Persist everything and reply.
-    Flush(std::sync::mpsc::Sender<()>),
-}
-
 struct Inner {
     sender: Mutex<(u64, Option<std::sync::mpsc::Sender<Command>>)>,
-    durable: watch::Sender<u64>,
+    outcome: Arc<Outcome>,
     next_message_id: AtomicU64,
     /// Set at shutdown: deletes caused by tearing down memory are ignored.
     closing: AtomicBool,
     policy: FsyncPolicy,
-    backend: Option<Arc<FjallBackend>>,
+    backend: Option<Arc<dyn Backend>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     commit_stats: Arc<CommitStats>,
 }
@@ -155,11 +194,10 @@ pub fn now_ms() -> u64 {
 
 impl Store {
     pub fn disabled() -> Store {
-        let (durable, _) = watch::channel(0);
         Store {
             inner: Arc::new(Inner {
                 sender: Mutex::new((0, None)),
-                durable,
+                outcome: new_outcome(),
                 next_message_id: AtomicU64::new(1),
                 closing: AtomicBool::new(false),
                 policy: FsyncPolicy::Never,
@@ -174,32 +212,42 @@ impl Store {
     pub fn open(dir: &Path, policy: FsyncPolicy) -> Result<(Store, Recovered), StoreError> {
         let backend = Arc::new(FjallBackend::open(dir)?);
         let recovered = backend.load()?;
-        let (tx, rx) = std::sync::mpsc::channel::<Command>();
-        let (durable, _) = watch::channel(0);
         // Never reuse an id, even when the store was empty at start: bridges
         // hand message ids to consumers for de-duplication. Starting from
         // the clock (µs) stays ahead of earlier runs unless they sustained
         // more than a million messages a second.
         let next_id = (recovered.messages.keys().max().copied().unwrap_or(0) + 1)
             .max(now_ms().saturating_mul(1000));
+        let store = Store::start(backend, policy, next_id)?;
+        Ok((store, recovered))
+    }
+
+    /// Starts the committer over `backend` (already loaded); message ids
+    /// continue from `next_message_id`.
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        policy: FsyncPolicy,
+        next_message_id: u64,
+    ) -> Result<Store, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Command>();
         let inner = Arc::new(Inner {
             sender: Mutex::new((0, Some(tx))),
-            durable,
-            next_message_id: AtomicU64::new(next_id),
+            outcome: new_outcome(),
+            next_message_id: AtomicU64::new(next_message_id),
             closing: AtomicBool::new(false),
             policy,
             backend: Some(Arc::clone(&backend)),
             thread: Mutex::new(None),
             commit_stats: Arc::default(),
         });
-        let durable = inner.durable.clone();
+        let outcome = Arc::clone(&inner.outcome);
         let stats = Arc::clone(&inner.commit_stats);
         let handle = std::thread::Builder::new()
             .name("sluice-store".into())
-            .spawn(move || committer(backend, rx, durable, policy, stats))
+            .spawn(move || committer::run(backend, rx, outcome, policy, stats))
             .map_err(|e| StoreError::Engine(format!("cannot start the committer thread: {e}")))?;
         *inner.thread.lock() = Some(handle);
-        Ok((Store { inner }, recovered))
+        Ok(Store { inner })
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -228,7 +276,9 @@ impl Store {
         *counter += 1;
         let seq = *counter;
         if tx.send(Command::Write(seq, ops)).is_err() {
-            tracing::error!("store committer is gone; change not persisted");
+            self.inner.outcome.fail(&StoreError::Engine(
+                "the committer thread is gone".to_owned(),
+            ));
         }
         if self.inner.policy == FsyncPolicy::Never {
             return Ticket(0);
@@ -244,17 +294,34 @@ impl Store {
         }
     }
 
-    /// Waits until `ticket` is durable.
+    /// Waits until `ticket` is durable: after a storage failure, for ever
+    /// (the process exits; see `committer`).
     pub async fn wait(&self, ticket: Ticket) {
-        if ticket.0 == 0 || *self.inner.durable.borrow() >= ticket.0 {
+        if self.is_durable(ticket) {
             return;
         }
-        let mut rx = self.inner.durable.subscribe();
+        let mut rx = self.inner.outcome.durable.subscribe();
         let _ = rx.wait_for(|d| *d >= ticket.0).await;
     }
 
     pub fn is_durable(&self, ticket: Ticket) -> bool {
-        ticket.0 == 0 || *self.inner.durable.borrow() >= ticket.0
+        ticket.0 == 0 || *self.inner.outcome.durable.borrow() >= ticket.0
+    }
+
+    /// The cause of the storage failure, once there was one (sticky).
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.inner.outcome.failure.borrow().clone()
+    }
+
+    /// Resolves with the cause at the first storage failure.
+    pub async fn failed(&self) -> Arc<str> {
+        let mut rx = self.inner.outcome.failure.subscribe();
+        let cause = rx.wait_for(|f| f.is_some()).await.map(|f| f.clone());
+        match cause {
+            Ok(Some(cause)) => cause,
+            // The store is gone: nothing can fail any more.
+            _ => std::future::pending().await,
+        }
     }
 
     /// Bytes the data directory uses.
@@ -284,65 +351,9 @@ impl Store {
     }
 }
 
-fn committer(
-    backend: Arc<FjallBackend>,
-    rx: std::sync::mpsc::Receiver<Command>,
-    durable: watch::Sender<u64>,
-    policy: FsyncPolicy,
-    stats: Arc<CommitStats>,
-) {
-    let mut failed = false;
-    while let Ok(first) = rx.recv() {
-        let mut pending = vec![first];
-        if policy != FsyncPolicy::Always {
-            // Group commit: take everything that queued up meanwhile.
-            while let Ok(c) = rx.try_recv() {
-                pending.push(c);
-                if pending.len() >= 4096 {
-                    break;
-                }
-            }
-        }
-        let mut last = None;
-        let mut flushes = Vec::new();
-        let mut ops: Vec<Op> = Vec::new();
-        for c in pending {
-            match c {
-                Command::Write(seq, o) => {
-                    ops.extend(o);
-                    last = Some(seq);
-                }
-                Command::Flush(done) => flushes.push(done),
-            }
-        }
-        let started = std::time::Instant::now();
-        let n_ops = ops.len();
-        let result = backend.apply(ops).and_then(|()| match policy {
-            FsyncPolicy::Never => Ok(()),
-            _ => backend.sync(),
-        });
-        stats.observe(started.elapsed(), n_ops);
-        match result {
-            Ok(()) => {
-                if let Some(seq) = last {
-                    durable.send_replace(seq);
-                }
-            }
-            Err(e) => {
-                // Acknowledgements waiting for this batch are never sent:
-                // clients will retry, nothing acknowledged is lost.
-                if !failed {
-                    tracing::error!(error = %e, "store write failed; acknowledgements are withheld");
-                }
-                failed = true;
-            }
-        }
-        if !flushes.is_empty() {
-            let _ = backend.sync();
-            for f in flushes {
-                let _ = f.send(());
-            }
-            return;
-        }
-    }
+fn new_outcome() -> Arc<Outcome> {
+    Arc::new(Outcome {
+        durable: watch::channel(0).0,
+        failure: watch::channel(None).0,
+    })
 }

@@ -12,8 +12,13 @@ use crate::codec::{
 
 use super::StoreError;
 
-/// Bumped whenever a record layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever a record or key layout changes incompatibly; an older
+/// data directory is migrated at open (see `migrate`).
+///
+/// 1: keys embedded client ids and topics. 2: keys are digests (see
+/// `keys`), session values carry the client id and the identity, retained
+/// values carry the topic.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub struct Enc(pub Vec<u8>);
 
@@ -103,6 +108,10 @@ impl<'a> Dec<'a> {
     fn properties(&mut self, scope: PropertyScope) -> Result<Properties, StoreError> {
         let b = Bytes::copy_from_slice(self.bytes()?);
         Properties::decode(&mut Reader::new(b), scope).map_err(|_| StoreError::Corrupt(self.what))
+    }
+    /// What is left to read.
+    pub fn rest(self) -> &'a [u8] {
+        self.buf
     }
     pub fn finish(&self) -> Result<(), StoreError> {
         if self.buf.is_empty() {
@@ -260,6 +269,11 @@ pub struct SessionRecord {
     pub will: Option<Will>,
     pub will_delay: u32,
     pub subscriptions: Vec<SubscriptionRecord>,
+    /// Who owns the session: the authenticated identity of the last
+    /// connection (user name, or certificate identity where the listener
+    /// uses it as the user name), as `Control::username` holds it. Restored
+    /// so ACL checks on delivery see the same identity after a restart.
+    pub username: Option<ByteString>,
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
@@ -310,10 +324,20 @@ impl SessionRecord {
                 .u8(options_byte(&s.options))
                 .u32(s.identifier.unwrap_or(0));
         }
+        match &self.username {
+            Some(u) => e.u8(1).bytes(u.as_bytes()),
+            None => e.u8(0),
+        };
         e.0
     }
 
     pub fn decode(buf: &[u8]) -> Result<SessionRecord, StoreError> {
+        Self::decode_format(buf, FORMAT_VERSION)
+    }
+
+    /// Decodes a record as data format `format` wrote it (1 had no
+    /// identity); for the migration of older data directories.
+    pub fn decode_format(buf: &[u8], format: u32) -> Result<SessionRecord, StoreError> {
         let mut d = Dec::new(buf, "session record");
         let protocol = match d.u8()? {
             3 => ProtocolVersion::V31,
@@ -355,6 +379,11 @@ impl SessionRecord {
                 identifier: (id != 0).then_some(id),
             });
         }
+        let username = if format >= 2 && d.u8()? == 1 {
+            Some(d.string()?)
+        } else {
+            None
+        };
         d.finish()?;
         Ok(SessionRecord {
             protocol,
@@ -363,8 +392,40 @@ impl SessionRecord {
             will,
             will_delay,
             subscriptions,
+            username,
         })
     }
+}
+
+/// A session's value in format 2: its client id (the key is only a digest
+/// of it, see `keys`), then the record.
+pub fn encode_session_value(client_id: &str, record: &SessionRecord) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.bytes(client_id.as_bytes());
+    e.0.extend_from_slice(&record.encode());
+    e.0
+}
+
+pub fn decode_session_value(buf: &[u8]) -> Result<(ByteString, SessionRecord), StoreError> {
+    let mut d = Dec::new(buf, "session record");
+    let client_id = d.string()?;
+    Ok((client_id, SessionRecord::decode(d.rest())?))
+}
+
+/// A retained entry's value in format 2: the message id, then the topic
+/// (the key is only a digest of it).
+pub fn encode_retained_value(message_id: u64, topic: &str) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.u64(message_id).bytes(topic.as_bytes());
+    e.0
+}
+
+pub fn decode_retained_value(buf: &[u8]) -> Result<(u64, ByteString), StoreError> {
+    let mut d = Dec::new(buf, "retained value");
+    let id = d.u64()?;
+    let topic = d.string()?;
+    d.finish()?;
+    Ok((id, topic))
 }
 
 #[cfg(test)]
@@ -417,6 +478,7 @@ mod tests {
                 },
                 identifier: Some(7),
             }],
+            username: Some("meter-a".into()),
         };
         assert_eq!(SessionRecord::decode(&s.encode()).unwrap(), s);
     }

@@ -26,6 +26,9 @@ pub struct Sluice {
     env: Vec<(String, String)>,
     /// Kept so restarts find the same state; removed with the broker.
     pub data: std::sync::Arc<tempfile::TempDir>,
+    /// RLIMIT_FSIZE for the process (SIGXFSZ ignored, so a write past it
+    /// fails with EFBIG): a disk that refuses writes.
+    file_size_limit: Option<u64>,
 }
 
 impl Sluice {
@@ -49,7 +52,14 @@ impl Sluice {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Sluice::spawn(args, env, data, 0)
+        Sluice::spawn(args, env, data, 0, None)
+    }
+
+    /// Starts with writes to any file limited to `bytes` (see
+    /// `file_size_limit`).
+    pub fn start_with_file_size_limit(bytes: u64) -> Sluice {
+        let data = std::sync::Arc::new(tempfile::tempdir().expect("temp data dir"));
+        Sluice::spawn(Vec::new(), Vec::new(), data, 0, Some(bytes))
     }
 
     fn spawn(
@@ -57,8 +67,26 @@ impl Sluice {
         env: Vec<(String, String)>,
         data: std::sync::Arc<tempfile::TempDir>,
         port: u16,
+        file_size_limit: Option<u64>,
     ) -> Sluice {
         let mut cmd = Command::new(SLUICE);
+        if let Some(limit) = file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.args(&args);
         // A config file brings its own listeners.
         let uses_config = args.iter().any(|a| a == "--config");
@@ -95,6 +123,7 @@ impl Sluice {
             args,
             env,
             data,
+            file_size_limit,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -130,7 +159,7 @@ impl Sluice {
         let path = data.path().join("sluice.toml");
         std::fs::write(&path, toml).expect("write config");
         let args = vec!["--config".to_string(), path.to_string_lossy().into_owned()];
-        Sluice::spawn(args, Vec::new(), data, 0)
+        Sluice::spawn(args, Vec::new(), data, 0, None)
     }
 
     /// The port of the first listener of `protocol` ("tcp", "tls", "ws", "wss").
@@ -176,14 +205,22 @@ impl Sluice {
     }
 
     fn respawn(self) -> Sluice {
-        let (args, env, data, port) = (
+        let (args, env, data, port, limit) = (
             self.args.clone(),
             self.env.clone(),
             self.data.clone(),
             self.port,
+            self.file_size_limit,
         );
         drop(self);
-        Sluice::spawn(args, env, data, port)
+        Sluice::spawn(args, env, data, port, limit)
+    }
+
+    /// Starts again on the same port and data directory without the file
+    /// size limit, once the process has exited (or killing it).
+    pub fn respawn_without_limits(mut self) -> Sluice {
+        self.file_size_limit = None;
+        self.respawn()
     }
 
     /// The admin API's port.

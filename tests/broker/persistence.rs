@@ -377,3 +377,186 @@ fn a_publisher_is_read_while_its_acks_wait_for_the_disk() {
         "{per_commit:.1} messages per group commit"
     );
 }
+
+/// MQTT allows client ids of 65,535 bytes, the storage engine's key limit:
+/// a key built from one plus a suffix made the engine panic, and with it
+/// every later PUBACK and CONNACK, across restarts. Keys are digests now.
+#[test]
+fn a_client_id_of_the_protocol_limit_is_stored_and_restored() {
+    let long = "L".repeat(65_535);
+    let s = Sluice::start();
+    park_subscriber(s.port, V4, &long, "long/#", QoS::AtLeastOnce);
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    // `publish` fails without a PUBACK (bounded by the client's timeout).
+    p.publish(publish("long/1", b"for the long id", QoS::AtLeastOnce, 1));
+    // The store still works for everyone else.
+    park_subscriber(s.port, V5, "short", "short/#", QoS::AtLeastOnce);
+    p.publish(publish("short/1", b"x", QoS::AtLeastOnce, 2));
+    let s = s.restart();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, &long));
+    assert!(ack.session_present);
+    let m = sub.expect_publish();
+    assert_eq!(
+        (&*m.topic, &*m.payload),
+        ("long/1", &b"for the long id"[..])
+    );
+    let (_, ack) = Raw::connect_with(s.port, persistent(V5, "short"));
+    assert!(ack.session_present);
+}
+
+/// A disk that refuses writes (RLIMIT_FSIZE with SIGXFSZ ignored: EFBIG):
+/// from the first failed write on, nothing is acknowledged, readiness is
+/// false, the cause is logged, and the process exits with status 1 within
+/// a bounded time. Everything acknowledged before is there after a restart.
+/// The engine preallocates 64 MiB journals, so the limit is exactly that:
+/// the first journal write past the preallocation fails.
+#[test]
+fn a_failed_write_stops_acknowledgements_and_exits_for_the_supervisor() {
+    let mut s = Sluice::start_with_file_size_limit(64 << 20);
+    park_subscriber(s.port, V4, "keeper", "disk/#", QoS::AtLeastOnce);
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    // Incompressible, in case the journal compresses.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let payload: Vec<u8> = (0..60_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let store_failed = |s: &Sluice| {
+        let (status, body) = s.admin("GET", "/readyz", None, None);
+        let failed = body.contains(r#""store":"failed""#);
+        assert!(
+            !failed || status == 503,
+            "ready with a failed store: {body}"
+        );
+        failed
+    };
+    let mut acked = 0;
+    let mut refused = false;
+    'publishing: for id in 1..=2000u16 {
+        p.send(&Packet::Publish(publish(
+            "disk/t",
+            &payload,
+            QoS::AtLeastOnce,
+            id,
+        )));
+        // A slow disk only delays the PUBACK; a failed store never sends it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match p.recv_timeout(Duration::from_millis(200)) {
+                Some(Packet::PubAck(_)) => {
+                    acked += 1;
+                    break;
+                }
+                None if store_failed(&s) => {
+                    refused = true;
+                    break 'publishing;
+                }
+                None if Instant::now() < deadline => {}
+                other => panic!("expected PUBACK or a failed store, got {other:?}"),
+            }
+        }
+    }
+    assert!(refused, "the file size limit was never reached");
+    assert!(acked > 0, "the limit left no room to start");
+    assert!(
+        p.recv_timeout(Duration::from_millis(300)).is_none(),
+        "acknowledged after the failure"
+    );
+    let failed_at = Instant::now();
+    let exit = s
+        .wait_exit(Duration::from_secs(15))
+        .expect("the broker did not exit after a storage failure");
+    assert_eq!(exit.code(), Some(1));
+    assert!(failed_at.elapsed() < Duration::from_secs(12));
+    let log = s.log_lines().join("\n");
+    assert!(
+        log.contains("storage failure") && log.contains("too large"),
+        "the cause is logged: {log}"
+    );
+    let s = s.respawn_without_limits();
+    let (mut sub, ack) = Raw::connect_with(s.port, persistent(V4, "keeper"));
+    assert!(ack.session_present);
+    let got = sub.collect_publishes(Duration::from_millis(500));
+    assert!(
+        got.len() >= acked,
+        "{} of {acked} acknowledged arrived",
+        got.len()
+    );
+}
+
+/// What a power loss a few seconds after the first start left behind when
+/// the marker was written without fsync: the file exists, empty. The next
+/// start recovers it from the data instead of refusing the directory.
+#[test]
+fn an_empty_format_marker_is_recovered_not_refused() {
+    let s = Sluice::start();
+    let (mut p, _) = Raw::connect(s.port, V4, "pub", true);
+    let mut r = publish("state/door", b"open", QoS::AtLeastOnce, 1);
+    r.retain = true;
+    p.publish(r);
+    let marker = s.data.path().join("store").join("SLUICE_FORMAT");
+    std::fs::write(&marker, "").unwrap();
+    let s = s.restart();
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "sluice-data-format 2\n"
+    );
+    let (mut sub, _) = Raw::connect(s.port, V4, "late", true);
+    sub.subscribe(1, &[("state/+", sub_opts(QoS::AtLeastOnce))]);
+    assert_eq!(&*sub.expect_publish().payload, b"open");
+}
+
+/// A persistent session keeps its owner's identity across a restart: with
+/// an ACL, messages routed to it before it reconnects are checked against
+/// that user's rules, not an anonymous client's (which would drop them).
+#[test]
+fn a_restored_session_keeps_its_identity_under_an_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&passwd, "meter-a", b"pw-a").unwrap();
+    sluice::auth::upsert_password_file(&passwd, "hq", b"pw-hq").unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user meter-a\ntopic read meters/meter-a/#\n\nuser hq\ntopic write meters/#\n",
+    )
+    .unwrap();
+    let s = Sluice::start_config(&format!(
+        "allow_anonymous = false\npassword_file = \"{}\"\nacl_file = \"{}\"\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\n",
+        passwd.display(),
+        acl.display()
+    ));
+    let login = |port: u16, id: &str, user: &str, password: &str, clean: bool| {
+        let mut c = connect_packet(V4, id, clean);
+        c.username = Some(user.into());
+        c.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        Raw::connect_with(port, c)
+    };
+    let (mut sub, _) = login(s.port, "meter-a-dev", "meter-a", "pw-a", false);
+    let ack = sub.subscribe(1, &[("meters/meter-a/#", sub_opts(QoS::AtLeastOnce))]);
+    assert_eq!(ack.reasons, vec![1], "granted QoS 1");
+    sub.disconnect();
+    let (mut hq, _) = login(s.port, "hq-1", "hq", "pw-hq", true);
+    hq.publish(publish(
+        "meters/meter-a/cmd",
+        b"before",
+        QoS::AtLeastOnce,
+        1,
+    ));
+    let s = s.restart();
+    let (mut hq, _) = login(s.port, "hq-1", "hq", "pw-hq", true);
+    hq.publish(publish("meters/meter-a/cmd", b"after", QoS::AtLeastOnce, 2));
+    let (mut sub, ack) = login(s.port, "meter-a-dev", "meter-a", "pw-a", false);
+    assert!(ack.session_present);
+    let got: Vec<Vec<u8>> = sub
+        .collect_publishes(Duration::from_millis(500))
+        .iter()
+        .map(|p| p.payload.to_vec())
+        .collect();
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
+}
