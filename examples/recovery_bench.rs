@@ -79,6 +79,7 @@ fn main() -> anyhow::Result<()> {
                         identifier: None,
                     }],
                     username: None,
+                    owner_unknown: false,
                 }),
             });
             ops.push(Op::PutMessage {

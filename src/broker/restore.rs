@@ -139,6 +139,7 @@ impl Broker {
                 // Who owns the session: deliveries to it are checked
                 // against this identity's ACL before it reconnects.
                 c.username = rec.username.clone();
+                c.owner_unknown = rec.owner_unknown;
             }
             {
                 let mut tree = self.subscriptions.write();

@@ -41,6 +41,9 @@ pub struct Control {
     /// The authenticated user name of the current or last connection, for
     /// ACL checks on delivery.
     pub username: Option<ByteString>,
+    /// Restored from a record that kept no identity (data format 1): the
+    /// first identity to connect adopts the session.
+    pub owner_unknown: bool,
     /// Address of the current or last connection (admin API).
     pub peer: Option<std::net::SocketAddr>,
     /// When the current or last connection was accepted, ms since the epoch.
@@ -175,6 +178,7 @@ impl SessionSlot {
             will_delay: c.will_delay,
             subscriptions,
             username: c.username.clone(),
+            owner_unknown: c.owner_unknown,
         }
     }
 }

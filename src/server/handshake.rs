@@ -155,6 +155,7 @@ pub async fn attach(
         ctrl.session_expiry = session_expiry;
         ctrl.protocol = Some(connect.protocol);
         ctrl.username = username.clone();
+        ctrl.owner_unknown = false;
     }
     slot.set_online(true);
     let persistent = session_expiry != 0 && broker.store().is_enabled();
@@ -294,8 +295,11 @@ fn session_owner_check(
     let Some(existing) = broker.find_session(client_id) else {
         return OwnerCheck::Same;
     };
-    let owner = existing.control.lock().username.clone();
-    if owner.as_ref() == identity {
+    let (owner, unknown) = {
+        let c = existing.control.lock();
+        (c.username.clone(), c.owner_unknown)
+    };
+    if unknown || owner.as_ref() == identity {
         return OwnerCheck::Same;
     }
     match broker.config.session_takeover {

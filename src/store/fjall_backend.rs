@@ -327,6 +327,7 @@ mod tests {
             will_delay: 0,
             subscriptions: vec![],
             username: None,
+            owner_unknown: false,
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
             will_delay: 0,
             subscriptions: vec![],
             username: None,
+            owner_unknown: false,
         }
     }
 
@@ -220,7 +221,12 @@ mod tests {
     fn assert_migrated(dir: &Path) {
         let b = FjallBackend::open(dir).unwrap();
         let r = b.load().unwrap();
-        assert_eq!(r.sessions, vec![("dev-1".into(), session())]);
+        // Format 1 kept no identity: the first one to connect adopts it.
+        let adopted_later = SessionRecord {
+            owner_unknown: true,
+            ..session()
+        };
+        assert_eq!(r.sessions, vec![("dev-1".into(), adopted_later)]);
         let seqs: Vec<_> = r.outbox.iter().map(|o| (o.0.clone(), o.1)).collect();
         assert_eq!(seqs, vec![("dev-1".into(), 1), ("dev-1".into(), 2)]);
         assert_eq!(r.incoming, vec![("dev-1".into(), 9)]);

@@ -274,6 +274,10 @@ pub struct SessionRecord {
     /// uses it as the user name), as `Control::username` holds it. Restored
     /// so ACL checks on delivery see the same identity after a restart.
     pub username: Option<ByteString>,
+    /// Read from a format-1 record, which kept no identity: the first
+    /// identity to connect with this client id adopts the session (an
+    /// upgrade must not lock owners out of their sessions).
+    pub owner_unknown: bool,
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
@@ -324,9 +328,12 @@ impl SessionRecord {
                 .u8(options_byte(&s.options))
                 .u32(s.identifier.unwrap_or(0));
         }
-        match &self.username {
-            Some(u) => e.u8(1).bytes(u.as_bytes()),
-            None => e.u8(0),
+        // 0: anonymous, 1: this identity, 2: unknown (migrated from
+        // format 1, adopted by the first identity to connect).
+        match (&self.username, self.owner_unknown) {
+            (_, true) => e.u8(2),
+            (Some(u), false) => e.u8(1).bytes(u.as_bytes()),
+            (None, false) => e.u8(0),
         };
         e.0
     }
@@ -379,10 +386,15 @@ impl SessionRecord {
                 identifier: (id != 0).then_some(id),
             });
         }
-        let username = if format >= 2 && d.u8()? == 1 {
-            Some(d.string()?)
+        let (username, owner_unknown) = if format >= 2 {
+            match d.u8()? {
+                0 => (None, false),
+                1 => (Some(d.string()?), false),
+                2 => (None, true),
+                _ => return Err(StoreError::Corrupt("session record")),
+            }
         } else {
-            None
+            (None, true)
         };
         d.finish()?;
         Ok(SessionRecord {
@@ -393,6 +405,7 @@ impl SessionRecord {
             will_delay,
             subscriptions,
             username,
+            owner_unknown,
         })
     }
 }
@@ -479,8 +492,25 @@ mod tests {
                 identifier: Some(7),
             }],
             username: Some("meter-a".into()),
+            owner_unknown: false,
         };
         assert_eq!(SessionRecord::decode(&s.encode()).unwrap(), s);
+        // A session migrated from format 1 keeps "owner unknown" across
+        // rewrites until an identity adopts it.
+        let migrated = SessionRecord {
+            username: None,
+            owner_unknown: true,
+            ..s.clone()
+        };
+        assert_eq!(SessionRecord::decode(&migrated.encode()).unwrap(), migrated);
+        let anonymous = SessionRecord {
+            username: None,
+            ..s
+        };
+        assert_eq!(
+            SessionRecord::decode(&anonymous.encode()).unwrap(),
+            anonymous
+        );
     }
 
     #[test]
