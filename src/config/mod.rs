@@ -559,6 +559,24 @@ impl Config {
                 }
             }
         }
+        if a.request_timeout_secs == 0 {
+            return Err(invalid("admin.request_timeout_secs", "must be at least 1"));
+        }
+        if a.max_body_bytes < 1024 {
+            return Err(invalid("admin.max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(bad) = a.allowed_hosts.iter().find(|h| !is_host_pattern(h)) {
+            return Err(invalid(
+                "admin.allowed_hosts",
+                &format!("`{bad}` is not `*`, `name` or `name:port`"),
+            ));
+        }
+        if let Some(bad) = a.allowed_origins.iter().find(|o| !is_origin_pattern(o)) {
+            return Err(invalid(
+                "admin.allowed_origins",
+                &format!("`{bad}` is not `*` or `http(s)://host[:port]`"),
+            ));
+        }
         if let (None, Some(var)) = (&a.token_file, &a.token_env) {
             if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
                 return Err(invalid(
@@ -575,6 +593,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `*`, `name` or `name:port` (no scheme, no path).
+fn is_host_pattern(h: &str) -> bool {
+    h == "*" || (!h.is_empty() && !h.contains(['/', ' ', '*']))
+}
+
+/// `*` or `http(s)://host[:port]` (no path).
+pub(crate) fn is_origin_pattern(o: &str) -> bool {
+    let rest = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"));
+    o == "*" || rest.is_some_and(|r| is_host_pattern(r.trim_end_matches('/')) && r != "*")
 }
 
 /// Reads every `*.toml` in `dir` (in name order) as one bridge.
@@ -686,6 +717,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("c.toml") && err.contains("filterz"), "{err}");
+    }
+
+    #[test]
+    fn admin_hosts_and_origins_are_checked() {
+        let c = load_str("[admin]\nallowed_hosts = [\"broker.lan\", \"ops:9000\"]\nallowed_origins = [\"https://ops.example\", \"*\"]\n").unwrap();
+        assert_eq!(c.admin.request_timeout_secs, 10);
+        for (toml, key) in [
+            (
+                "allowed_hosts = [\"http://broker.lan\"]",
+                "admin.allowed_hosts",
+            ),
+            (
+                "allowed_origins = [\"ops.example\"]",
+                "admin.allowed_origins",
+            ),
+            (
+                "allowed_origins = [\"https://ops.example/path\"]",
+                "admin.allowed_origins",
+            ),
+            ("request_timeout_secs = 0", "admin.request_timeout_secs"),
+        ] {
+            let err = load_str(&format!("[admin]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

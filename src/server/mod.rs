@@ -5,6 +5,7 @@
 mod connection;
 mod handshake;
 mod listener;
+pub mod origin;
 mod outgoing;
 mod rate;
 mod read_chunk;
