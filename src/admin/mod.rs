@@ -298,6 +298,14 @@ pub async fn bind(config: &AdminConfig) -> Result<AdminListener, AdminError> {
 /// Serves the admin API until the process ends.
 pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
     let header_timeout = state.policy.request_timeout;
+    let scheme = if listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for l in state.broker.listeners().iter() {
+        l.ws_origins.set_dashboard(scheme, listener.addr.port());
+    }
     let app = router(state);
     loop {
         let (tcp, peer) = match listener.socket.accept().await {

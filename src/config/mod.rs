@@ -123,6 +123,12 @@ pub struct ListenerConfig {
     /// HTTP path of a `ws`/`wss` listener.
     #[serde(default = "default_ws_path")]
     pub ws_path: String,
+    /// Page origins (`https://app.example.com`) a browser may open a
+    /// `ws`/`wss` connection from, besides the listener's own host and
+    /// port and the admin dashboard's; `*` allows any. Upgrades without
+    /// `Origin` (devices, non-browser clients) are always accepted.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// Required for `tls` and `wss`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -137,6 +143,7 @@ impl ListenerConfig {
             allow_anonymous: None,
             max_connections: 0,
             ws_path: default_ws_path(),
+            allowed_origins: Vec::new(),
             tls: None,
         }
     }
@@ -429,6 +436,12 @@ impl Config {
             }
             if l.protocol.is_websocket() && !l.ws_path.starts_with('/') {
                 return Err(invalid(&key("ws_path"), "must start with '/'"));
+            }
+            if let Some(bad) = l.allowed_origins.iter().find(|o| !is_origin_pattern(o)) {
+                return Err(invalid(
+                    &key("allowed_origins"),
+                    &format!("`{bad}` is not `*` or `http(s)://host[:port]`"),
+                ));
             }
         }
         for (name, path) in [

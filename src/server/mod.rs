@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use listener::{bind_all, ListenError, Listener, ListenerCtx};
 pub use tls::{certificate_identity, server_config, TlsSetupError};
+pub use websocket::AllowedOrigins;
 
 use crate::broker::Broker;
 
