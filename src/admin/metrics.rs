@@ -38,6 +38,8 @@ struct Snapshot {
     listeners: Vec<ListenerSnapshot>,
     dropped: Vec<(&'static str, u64)>,
     auth_failures: u64,
+    /// CONNECTs refused by the login throttle, addresses refused now.
+    auth_throttled: (u64, u64),
     retained: u64,
     subscriptions: u64,
     sessions: SessionTotals,
@@ -88,6 +90,10 @@ impl Snapshot {
                 ),
             ],
             auth_failures: s.auth_failures.load(Ordering::Relaxed),
+            auth_throttled: (
+                broker.login_throttle.refused_total(),
+                broker.login_throttle.blocked_addresses() as u64,
+            ),
             retained: broker.retained_count() as u64,
             subscriptions: broker.subscription_count() as u64,
             sessions: broker.session_totals(),
@@ -275,6 +281,20 @@ impl Collector for Snapshot {
             "CONNECTs refused for bad credentials or not authorized.",
             Counter,
             &[(vec![], counter(self.auth_failures))],
+        )?;
+        family(
+            &mut e,
+            "sluice_auth_throttled",
+            "CONNECTs refused because their address had too many failed logins.",
+            Counter,
+            &[(vec![], counter(self.auth_throttled.0))],
+        )?;
+        family(
+            &mut e,
+            "sluice_auth_throttled_addresses",
+            "Addresses whose password logins are refused right now.",
+            Gauge,
+            &[(vec![], gauge(self.auth_throttled.1))],
         )?;
         family(
             &mut e,

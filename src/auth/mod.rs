@@ -10,12 +10,15 @@
 //!   the writer used by `sluice passwd`.
 //! - `acl`: `topic` / `user` / `pattern` rules and the publish, delivery and
 //!   subscribe checks.
+//! - `throttle`: failed logins per source address.
 
 pub mod acl;
 pub mod password;
+pub mod throttle;
 
 pub use acl::{Access, Acl};
 pub use password::{hash_password, upsert_password_file, PasswordFile};
+pub use throttle::LoginThrottle;
 
 use std::path::PathBuf;
 

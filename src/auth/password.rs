@@ -96,7 +96,36 @@ impl Hash {
         }
     }
 
+    /// What one verification costs: the kind and its iteration count.
+    /// Two hashes with the same work take the same time to check.
+    fn work(&self) -> (&'static str, u32) {
+        match self {
+            Hash::Sha512 { .. } => ("sha512", 1),
+            Hash::Pbkdf2Sha512 { iterations, .. } => ("pbkdf2-sha512", iterations.get()),
+        }
+    }
+
+    /// A hash of the same kind, salt length and cost that no password
+    /// matches (its stored value is zeros and its result is ignored).
+    fn decoy(&self) -> Hash {
+        match self {
+            Hash::Sha512 { salt, .. } => Hash::Sha512 {
+                salt: salt.clone(),
+                hash: [0; HASH_LEN],
+            },
+            Hash::Pbkdf2Sha512 {
+                iterations, salt, ..
+            } => Hash::Pbkdf2Sha512 {
+                iterations: *iterations,
+                salt: salt.clone(),
+                hash: [0; HASH_LEN],
+            },
+        }
+    }
+
     fn verify(&self, password: &[u8]) -> bool {
+        #[cfg(test)]
+        tests::VERIFIED.with(|v| v.borrow_mut().push(self.work()));
         match self {
             Hash::Sha512 { salt, hash } => {
                 let mut ctx = digest::Context::new(&digest::SHA512);
@@ -152,6 +181,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct PasswordFile {
     users: HashMap<String, Hash>,
+    /// What an unknown user name is checked against, so that it costs what
+    /// a known one does: the most common kind and iteration count of the
+    /// file (a file mixing kinds still tells the rarer kind's users apart;
+    /// `sluice passwd` re-hashes them as `$7$`).
+    decoy: Hash,
 }
 
 impl fmt::Debug for PasswordFile {
@@ -179,6 +213,8 @@ impl PasswordFile {
     pub fn parse(text: &str, source: &str) -> Result<PasswordFile, AuthError> {
         let mut users = HashMap::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
+        // Per kind and cost: how many users, and the first one's hash.
+        let mut kinds: HashMap<(&'static str, u32), (usize, usize, Hash)> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw.trim();
@@ -209,29 +245,36 @@ impl PasswordFile {
                 AuthError::syntax(source, line_no, format!("user `{user}`: {message}"))
             })?;
             first_line.insert(user.to_owned(), line_no);
+            kinds
+                .entry(hash.work())
+                .or_insert_with(|| (0, line_no, hash.decoy()))
+                .0 += 1;
             users.insert(user.to_owned(), hash);
         }
-        Ok(PasswordFile { users })
+        // Most users first, then the earliest line: the same file always
+        // gives the same decoy.
+        let decoy = kinds
+            .into_values()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, _, h)| h)
+            .unwrap_or(Hash::Pbkdf2Sha512 {
+                iterations: DEFAULT_ITERATIONS,
+                salt: vec![0; SALT_LEN],
+                hash: [0; HASH_LEN],
+            });
+        Ok(PasswordFile { users, decoy })
     }
 
     /// Constant-time comparison of the derived hash.
     ///
-    /// An unknown user costs about as much as a known one (a throwaway
-    /// derivation is run) so that response time does not reveal which
-    /// user names exist.
+    /// An unknown user is checked against the decoy, the same work as a
+    /// known user of the file's usual kind, so that response time does
+    /// not reveal which user names exist.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
         match self.users.get(username) {
             Some(hash) => hash.verify(password),
             None => {
-                let mut sink = [0u8; HASH_LEN];
-                pbkdf2::derive(
-                    pbkdf2::PBKDF2_HMAC_SHA512,
-                    DEFAULT_ITERATIONS,
-                    &[0u8; SALT_LEN],
-                    password,
-                    &mut sink,
-                );
-                std::hint::black_box(sink);
+                std::hint::black_box(self.decoy.verify(password));
                 false
             }
         }
@@ -422,7 +465,55 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    thread_local! {
+        /// The work of every `Hash::verify` on this thread.
+        pub(super) static VERIFIED: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The hashing work `f` did.
+    fn work_of(f: impl FnOnce()) -> Vec<(&'static str, u32)> {
+        VERIFIED.with(|v| v.borrow_mut().clear());
+        f();
+        VERIFIED.with(|v| v.take())
+    }
+
+    #[test]
+    fn unknown_users_cost_what_known_users_cost() {
+        let pbkdf2_1000 = format!(
+            "dave:{}",
+            MOSQUITTO_PBKDF2
+                .replacen("$101$", "$1000$", 1)
+                .split_once(':')
+                .unwrap()
+                .1
+        );
+        for (file, known, kind) in [
+            (MOSQUITTO_SHA512.to_string(), "alice", ("sha512", 1)),
+            (MOSQUITTO_PBKDF2.to_string(), "user", ("pbkdf2-sha512", 101)),
+            (pbkdf2_1000, "dave", ("pbkdf2-sha512", 1000)),
+            // The usual kind of a mixed file.
+            (
+                format!("{MOSQUITTO_SHA512}\n{PYTHON_SHA512}\n{MOSQUITTO_PBKDF2}"),
+                "alice",
+                ("sha512", 1),
+            ),
+        ] {
+            let f = parse(&file);
+            let known_work = work_of(|| assert!(!f.verify(known, b"guess")));
+            let unknown_work = work_of(|| assert!(!f.verify("nobody", b"guess")));
+            assert_eq!(known_work, [kind], "{file}");
+            assert_eq!(unknown_work, known_work, "{file}");
+        }
+        // A decoy matches nothing, not even a known user's password.
+        let f = parse(&format!(
+            "{MOSQUITTO_PBKDF2}\n{MOSQUITTO_PBKDF2_ODD_PASSWORD}"
+        ));
+        assert!(!f.verify("nobody", b"secret"));
+    }
 
     // Written by Debian's mosquitto_passwd 2.0.11:
     //   mosquitto_passwd -c -b /tmp/pw user secret

@@ -188,6 +188,11 @@ pub struct Limits {
     pub publish_rate_messages: u32,
     /// Payload bytes per second one client may publish; 0 = no limit.
     pub publish_rate_bytes: u64,
+    /// Bad passwords from one address (IPv6: one /64) within
+    /// `auth_failure_window_secs` before its password logins are refused
+    /// until the window ends (v5 0x9F, 3.1.1 rc 3). 0 = no throttle.
+    pub max_auth_failures: u32,
+    pub auth_failure_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -209,6 +214,8 @@ impl Default for Limits {
             max_subscriptions_per_client: 1000,
             publish_rate_messages: 0,
             publish_rate_bytes: 0,
+            max_auth_failures: 10,
+            auth_failure_window_secs: 60,
         }
     }
 }
@@ -384,6 +391,12 @@ impl Config {
             return Err(invalid(
                 "limits.max_topic_length",
                 "must be between 1 and 65535",
+            ));
+        }
+        if l.auth_failure_window_secs == 0 {
+            return Err(invalid(
+                "limits.auth_failure_window_secs",
+                "must be at least 1",
             ));
         }
         if l.connect_timeout_secs == 0 {

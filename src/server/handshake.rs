@@ -67,7 +67,7 @@ pub async fn attach(
         return Err(refuse(ReasonCode::BadAuthenticationMethod));
     }
     let access = broker.access();
-    let username = authenticate(connect, origin, &access).map_err(refuse)?;
+    let username = authenticate(broker, connect, origin, &access).map_err(refuse)?;
     let mut assigned = None;
     let client_id = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
@@ -188,8 +188,10 @@ pub async fn attach(
 /// Decides who the client is: the certificate identity where the listener
 /// says so, else a user name checked against the password file, else
 /// anonymous where the listener allows it. Mosquitto's CONNACK codes: bad
-/// credentials 4 / 0x86, not allowed 5 / 0x87.
+/// credentials 4 / 0x86, not allowed 5 / 0x87; an address over the
+/// failed-login limit gets 3 / 0x9F before any hashing.
 fn authenticate(
+    broker: &Broker,
     connect: &Connect,
     origin: &Origin,
     access: &AccessControl,
@@ -202,10 +204,16 @@ fn authenticate(
     }
     match (&connect.username, &access.passwords) {
         (Some(user), Some(passwords)) => {
+            let throttle = &broker.login_throttle;
+            if throttle.refuses(origin.peer.ip()) {
+                tracing::info!(username = %user, "too many failed logins from this address");
+                return Err(ReasonCode::ConnectionRateExceeded);
+            }
             let password = connect.password.as_deref().unwrap_or(&[]);
             if passwords.verify(user, password) {
                 Ok(Some(user.clone()))
             } else {
+                throttle.failed(origin.peer.ip());
                 tracing::info!(username = %user, "bad user name or password");
                 Err(ReasonCode::BadUserNameOrPassword)
             }

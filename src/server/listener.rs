@@ -170,6 +170,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     let max_frame = broker.config.limits.max_packet_size as usize + 16;
     let origin = |identity| Origin {
         listener: Arc::clone(&ctx),
+        peer,
         identity,
         over_limit,
     };

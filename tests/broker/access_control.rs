@@ -365,3 +365,56 @@ fn publish_rate_limit_paces_a_fast_client_without_dropping() {
         "nothing dropped, order kept"
     );
 }
+
+#[test]
+fn failed_logins_throttle_the_address_until_the_window_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&pw, "meter-7", b"right").unwrap();
+    let s = Sluice::start_config(&config(
+        dir.path(),
+        &format!(
+            "allow_anonymous = false\npassword_file = \"{}\"\n[limits]\nmax_auth_failures = 10\nauth_failure_window_secs = 2\n",
+            pw.display()
+        ),
+    ));
+    let attempt = |v: ProtocolVersion, password: &str| {
+        let mut c = connect_packet(v, "guesser", true);
+        login(&mut c, "meter-7", password);
+        connack(s.port, c).code
+    };
+    for i in 0..10 {
+        assert_eq!(
+            attempt(V5, &format!("guess-{i}")),
+            ReasonCode::BadUserNameOrPassword,
+            "attempt {i}"
+        );
+    }
+    // The 11th guess, and even the right password, are refused unhashed.
+    assert_eq!(attempt(V5, "guess-10"), ReasonCode::ConnectionRateExceeded);
+    assert_eq!(attempt(V5, "right"), ReasonCode::ConnectionRateExceeded);
+    assert_eq!(
+        attempt(V4, "right"),
+        ReasonCode::ServerUnavailable,
+        "3.1.1: rc 3"
+    );
+    let (_, text) = s.admin("GET", "/metrics", None, None);
+    assert_eq!(
+        metric(&text, "sluice_auth_throttled_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "sluice_auth_throttled_addresses"), Some(1.0));
+    assert_eq!(metric(&text, "sluice_auth_failures_total"), Some(10.0));
+    // Once the window has passed, the right password works again.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        match attempt(V5, "right") {
+            ReasonCode::Success => break,
+            ReasonCode::ConnectionRateExceeded if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
