@@ -22,6 +22,23 @@ pub use throttle::LoginThrottle;
 
 use std::path::PathBuf;
 
+/// Warns when a client can get a user's ACL rules by sending that user's
+/// name: with no password file, a name is taken as given where anonymous
+/// clients are allowed (as mosquitto does). Returns whether it warned.
+pub fn warn_if_names_are_unverified(
+    acl: Option<&Acl>,
+    password_file: bool,
+    anonymous_allowed: bool,
+) -> bool {
+    let open = acl.is_some_and(Acl::has_user_rules) && !password_file && anonymous_allowed;
+    if open {
+        tracing::warn!(
+            "the ACL has `user` sections or %u patterns but there is no password_file: any client may claim a user name and get that user's rules (set password_file, or allow_anonymous = false)"
+        );
+    }
+    open
+}
+
 /// Everything that can go wrong while loading or writing the auth files.
 ///
 /// Syntax errors carry the file and the 1-based line number because these

@@ -218,8 +218,10 @@ fn authenticate(
                 Err(ReasonCode::BadUserNameOrPassword)
             }
         }
-        // Without a password file a user name proves nothing: the client
-        // counts as anonymous, though its name still feeds the ACL's %u.
+        // Without a password file a user name proves nothing, yet where
+        // anonymous clients are allowed it is taken as given (as mosquitto
+        // does): it selects that user's ACL section and fills %u. The
+        // broker warns at start-up when the ACL has such rules.
         (Some(user), None) if listener.allow_anonymous => Ok(Some(user.clone())),
         (None, _) if listener.allow_anonymous => Ok(None),
         _ => Err(ReasonCode::NotAuthorized),

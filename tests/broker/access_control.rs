@@ -418,3 +418,53 @@ fn failed_logins_throttle_the_address_until_the_window_passes() {
         }
     }
 }
+
+#[test]
+fn user_sections_without_a_password_file_are_claimable_and_warned_about() {
+    let (s, _dir) = acl_broker();
+    assert!(
+        s.startup_log
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("no password_file")),
+        "no start-up warning in {:#?}",
+        s.startup_log
+    );
+    // As the warning says (and mosquitto does): the name alone selects
+    // alice's section.
+    let mut c = connect_packet(V5, "claims-alice", true);
+    c.username = Some("alice".into());
+    let (mut alice, ack) = Raw::connect_with(s.port, c);
+    assert_eq!(ack.code, ReasonCode::Success);
+    let ack = alice.subscribe(1, &[("alice/#", sub_opts(QoS::AtMostOnce))]);
+    assert_eq!(ack.reasons, [0]);
+
+    // With a password file, or no user rules, nothing to warn about.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&pw, "alice", b"pw").unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).unwrap();
+    let plain = dir.path().join("plain-acl");
+    std::fs::write(
+        &plain,
+        "topic read public/#\npattern readwrite clients/%c/#\n",
+    )
+    .unwrap();
+    for top in [
+        format!(
+            "acl_file = \"{}\"\npassword_file = \"{}\"\n",
+            acl.display(),
+            pw.display()
+        ),
+        format!("acl_file = \"{}\"\n", plain.display()),
+    ] {
+        let quiet = Sluice::start_config(&config(dir.path(), &top));
+        assert!(
+            !quiet
+                .startup_log
+                .iter()
+                .any(|l| l.contains("no password_file")),
+            "{top}"
+        );
+    }
+}
