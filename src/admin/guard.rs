@@ -3,10 +3,15 @@
 //! page, no tokenless API use from another machine, and requests that
 //! arrive within `request_timeout_secs` and `max_body_bytes`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -114,9 +119,46 @@ fn refuse(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// The checks of every request, then the handler under the request
-/// timeout (which covers reading the body: a body trickled a byte at a
-/// time ends with 408 and a closed connection).
+/// A request body that fails once its time is up. Only reading the body
+/// is bounded, not the handler's work: a reload or a durable publish is
+/// never cut off half-way.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new("request body timed out"))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The checks of every request, then the handler with the body under the
+/// request timeout: a body trickled a byte at a time ends with 408 and a
+/// closed connection.
 pub async fn check(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
     if let Some((status, message)) = state.policy.refusal(&req) {
         tracing::info!(
@@ -128,11 +170,20 @@ pub async fn check(State(state): State<Arc<AdminState>>, req: Request, next: Nex
         );
         return refuse(status, message);
     }
-    match tokio::time::timeout(state.policy.request_timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => refuse(
+    let expired = Arc::new(AtomicBool::new(false));
+    let (parts, body) = req.into_parts();
+    let body = Body::new(DeadlineBody {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep(state.policy.request_timeout)),
+        expired: Arc::clone(&expired),
+    });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if expired.load(Ordering::Relaxed) {
+        tracing::info!("admin request body not received in time");
+        return refuse(
             StatusCode::REQUEST_TIMEOUT,
-            "the request did not arrive within admin.request_timeout_secs".to_owned(),
-        ),
+            "the request body did not arrive within admin.request_timeout_secs".to_owned(),
+        );
     }
+    response
 }

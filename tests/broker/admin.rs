@@ -686,7 +686,14 @@ fn admin_request_trickled_a_byte_at_a_time_is_cut_off() {
     let head = format!(
         "POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     );
-    for (opening, trickle) in [(head.as_str(), "{"), ("GET /healthz HTTP/1.1\r\n", "X")] {
+    // A handler that does not read the body answers; the connection
+    // still closes rather than wait for the rest.
+    let reload = head.replace("/api/v1/publish", "/api/v1/reload");
+    for (opening, trickle) in [
+        (head.as_str(), "{"),
+        (reload.as_str(), "{"),
+        ("GET /healthz HTTP/1.1\r\n", "X"),
+    ] {
         let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -714,12 +721,14 @@ fn admin_request_trickled_a_byte_at_a_time_is_cut_off() {
                 Err(_) => break started.elapsed(),
             }
         };
-        assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
-        let answer = String::from_utf8_lossy(&answer);
         assert!(
-            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-            "{answer}"
+            closed_after < Duration::from_secs(4),
+            "{opening}: {closed_after:?}"
         );
+        let answer = String::from_utf8_lossy(&answer);
+        if opening == head {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
     }
     // A declared body over admin.max_body_bytes is refused at once.
     let (status, _) = raw_http(
