@@ -6,18 +6,20 @@
 //! rewriting rules, and can keep using `mosquitto_passwd` to manage users.
 //!
 //! Layout:
-//! - `password`: `username:$7$...` / `$6$...` lines, verification and
-//!   the writer used by `sluice passwd`.
+//! - `password`: `username:$7$...` / `$6$...` lines and verification;
+//!   `password_write`: new hashes and the writer used by `sluice passwd`.
 //! - `acl`: `topic` / `user` / `pattern` rules and the publish, delivery and
 //!   subscribe checks.
 //! - `throttle`: failed logins per source address.
 
 pub mod acl;
 pub mod password;
+pub mod password_write;
 pub mod throttle;
 
 pub use acl::{Access, Acl};
-pub use password::{hash_password, upsert_password_file, PasswordFile};
+pub use password::PasswordFile;
+pub use password_write::{hash_password, upsert_password_file};
 pub use throttle::LoginThrottle;
 
 use std::path::PathBuf;
