@@ -242,6 +242,15 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     };
     let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let anonymous = config
+        .listeners
+        .iter()
+        .any(|l| l.allow_anonymous.unwrap_or(config.allow_anonymous));
+    sluice::auth::warn_if_names_are_unverified(
+        access.acl.as_ref(),
+        access.passwords.is_some(),
+        anonymous,
+    );
     if let Some(limit) = sluice::ops::process::raise_fd_limit() {
         let wanted = config.limits.max_connections as u64 + 1024;
         if limit < wanted {

@@ -40,6 +40,8 @@ struct Snapshot {
     auth_failures: u64,
     takeover_refused: u64,
     slow_consumers_disconnected: u64,
+    /// CONNECTs refused by the login throttle, addresses refused now.
+    auth_throttled: (u64, u64),
     retained: u64,
     subscriptions: u64,
     sessions: SessionTotals,
@@ -92,6 +94,10 @@ impl Snapshot {
             auth_failures: s.auth_failures.load(Ordering::Relaxed),
             takeover_refused: s.takeover_refused.load(Ordering::Relaxed),
             slow_consumers_disconnected: s.slow_consumers_disconnected.load(Ordering::Relaxed),
+            auth_throttled: (
+                broker.login_throttle.refused_total(),
+                broker.login_throttle.blocked_addresses() as u64,
+            ),
             retained: broker.retained_count() as u64,
             subscriptions: broker.subscription_count() as u64,
             sessions: broker.session_totals(),
@@ -293,6 +299,17 @@ impl Collector for Snapshot {
             "Connections closed because the client stopped reading (limits.write_timeout_secs).",
             Counter,
             &[(vec![], counter(self.slow_consumers_disconnected))],
+            "sluice_auth_throttled",
+            "CONNECTs refused because their address had too many failed logins.",
+            Counter,
+            &[(vec![], counter(self.auth_throttled.0))],
+        )?;
+        family(
+            &mut e,
+            "sluice_auth_throttled_addresses",
+            "Addresses whose password logins are refused right now.",
+            Gauge,
+            &[(vec![], gauge(self.auth_throttled.1))],
         )?;
         family(
             &mut e,

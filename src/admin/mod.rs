@@ -3,15 +3,19 @@
 //!
 //! Served by axum's router over hyper, one task per connection (the TLS
 //! handshake runs in that task, never in the accept loop). The REST API
-//! needs `Authorization: Bearer TOKEN` when a token is configured; health
-//! endpoints never do, `/metrics` only with `protect_metrics`.
+//! needs `Authorization: Bearer TOKEN` when a token is configured, and is
+//! served to loopback clients only when none is; health endpoints never
+//! need it, `/metrics` only with `protect_metrics`. Every request first
+//! passes `guard` (Host, Origin, size and time bounds).
 //!
 //! Layout: `api` (REST handlers), `metrics` (the exposition, built at
 //! scrape time from the broker's counters), `dashboard` (the live page),
-//! this file (routing, auth, serving).
+//! `guard` (what a request must look like), this file (routing, auth,
+//! serving).
 
 mod api;
 mod dashboard;
+mod guard;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -46,6 +50,7 @@ pub struct AdminState {
     token: Option<String>,
     protect_metrics: bool,
     dashboard: bool,
+    policy: guard::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +95,12 @@ impl AdminState {
                 .filter(|t| !t.is_empty()),
             (None, None) => None,
         };
+        if token.is_none() && !config.bind.ip().to_canonical().is_loopback() {
+            tracing::warn!(
+                addr = %config.bind,
+                "the admin listener is not on loopback and has no token: the REST API answers loopback clients only (set admin.token_file or admin.token_env)"
+            );
+        }
         Ok(Arc::new(AdminState {
             broker,
             bridges,
@@ -98,6 +109,7 @@ impl AdminState {
             token,
             protect_metrics: config.protect_metrics,
             dashboard: config.dashboard,
+            policy: guard::Policy::new(config),
         }))
     }
 
@@ -124,8 +136,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Without a token anyone who reaches the socket could use the API, so
+/// tokenless mode is for clients on this machine only.
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    if state.authorized(&req) {
+    let local = req
+        .extensions()
+        .get::<guard::ConnInfo>()
+        .is_some_and(|c| c.peer_is_loopback());
+    if state.token.is_none() && !local {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": "the admin API has no token configured: only loopback clients may use it"})),
+        )
+            .into_response()
+    } else if state.authorized(&req) {
         next.run(req).await
     } else {
         (
@@ -231,7 +255,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
     if state.dashboard {
         app = app.merge(dashboard::routes());
     }
-    app.with_state(state)
+    app.layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state),
+        guard::check,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(
+        state.policy.max_body_bytes(),
+    ))
+    .with_state(state)
 }
 
 /// A bound admin listener.
@@ -274,9 +305,18 @@ pub async fn bind(config: &AdminConfig) -> Result<AdminListener, AdminError> {
 
 /// Serves the admin API until the process ends.
 pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
+    let header_timeout = state.policy.request_timeout;
+    let scheme = if listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for l in state.broker.listeners().iter() {
+        l.ws_origins.set_dashboard(scheme, listener.addr.port());
+    }
     let app = router(state);
     loop {
-        let (tcp, _peer) = match listener.socket.accept().await {
+        let (tcp, peer) = match listener.socket.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -285,19 +325,20 @@ pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service =
+            TowerToHyperService::new(app.clone().layer(axum::Extension(guard::ConnInfo { peer })));
         let tls = listener.tls.clone();
         tokio::spawn(async move {
             let http = {
                 let mut b = hyper::server::conn::http1::Builder::new();
                 b.timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10));
+                    .header_read_timeout(header_timeout);
                 b
             };
             match tls {
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                        tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
                     else {
                         return;
                     };

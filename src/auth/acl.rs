@@ -169,6 +169,12 @@ pub struct Acl {
 }
 
 impl Acl {
+    /// Whether some rules depend on the user name (`user` sections or
+    /// `%u` patterns), i.e. whether claiming a name can gain access.
+    pub fn has_user_rules(&self) -> bool {
+        !self.users.is_empty() || self.patterns.iter().any(|p| p.uses_username)
+    }
+
     /// Reads and parses `path`; messages name the path as given.
     pub fn load(path: &Path) -> Result<Acl, AuthError> {
         let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {

@@ -6,18 +6,40 @@
 //! rewriting rules, and can keep using `mosquitto_passwd` to manage users.
 //!
 //! Layout:
-//! - `password`: `username:$7$...` / `$6$...` lines, verification and
-//!   the writer used by `sluice passwd`.
+//! - `password`: `username:$7$...` / `$6$...` lines and verification;
+//!   `password_write`: new hashes and the writer used by `sluice passwd`.
 //! - `acl`: `topic` / `user` / `pattern` rules and the publish, delivery and
 //!   subscribe checks.
+//! - `throttle`: failed logins per source address.
 
 pub mod acl;
 pub mod password;
+pub mod password_write;
+pub mod throttle;
 
 pub use acl::{Access, Acl};
-pub use password::{hash_password, upsert_password_file, PasswordFile};
+pub use password::PasswordFile;
+pub use password_write::{hash_password, upsert_password_file};
+pub use throttle::LoginThrottle;
 
 use std::path::PathBuf;
+
+/// Warns when a client can get a user's ACL rules by sending that user's
+/// name: with no password file, a name is taken as given where anonymous
+/// clients are allowed (as mosquitto does). Returns whether it warned.
+pub fn warn_if_names_are_unverified(
+    acl: Option<&Acl>,
+    password_file: bool,
+    anonymous_allowed: bool,
+) -> bool {
+    let open = acl.is_some_and(Acl::has_user_rules) && !password_file && anonymous_allowed;
+    if open {
+        tracing::warn!(
+            "the ACL has `user` sections or %u patterns but there is no password_file: any client may claim a user name and get that user's rules (set password_file, or allow_anonymous = false)"
+        );
+    }
+    open
+}
 
 /// Everything that can go wrong while loading or writing the auth files.
 ///

@@ -15,13 +15,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ring::rand::SecureRandom;
 use ring::{digest, pbkdf2};
 
 use super::AuthError;
@@ -29,16 +27,16 @@ use super::AuthError;
 /// Iteration count for new hashes: mosquitto 2.0's default, so that files
 /// we write are indistinguishable from `mosquitto_passwd`'s and verify at
 /// the same cost on a busy broker.
-const DEFAULT_ITERATIONS: NonZeroU32 = match NonZeroU32::new(101) {
+pub(super) const DEFAULT_ITERATIONS: NonZeroU32 = match NonZeroU32::new(101) {
     Some(n) => n,
     None => panic!("101 is not zero"),
 };
 
 /// Salt length for new hashes; mosquitto 2.0 only accepts 12-byte salts.
-const SALT_LEN: usize = 12;
+pub(super) const SALT_LEN: usize = 12;
 
 /// SHA-512 output length, the only hash length either format produces.
-const HASH_LEN: usize = 64;
+pub(super) const HASH_LEN: usize = 64;
 
 /// The parsed hash of one user.
 #[derive(Clone)]
@@ -96,7 +94,36 @@ impl Hash {
         }
     }
 
+    /// What one verification costs: the kind and its iteration count.
+    /// Two hashes with the same work take the same time to check.
+    fn work(&self) -> (&'static str, u32) {
+        match self {
+            Hash::Sha512 { .. } => ("sha512", 1),
+            Hash::Pbkdf2Sha512 { iterations, .. } => ("pbkdf2-sha512", iterations.get()),
+        }
+    }
+
+    /// A hash of the same kind, salt length and cost that no password
+    /// matches (its stored value is zeros and its result is ignored).
+    fn decoy(&self) -> Hash {
+        match self {
+            Hash::Sha512 { salt, .. } => Hash::Sha512 {
+                salt: salt.clone(),
+                hash: [0; HASH_LEN],
+            },
+            Hash::Pbkdf2Sha512 {
+                iterations, salt, ..
+            } => Hash::Pbkdf2Sha512 {
+                iterations: *iterations,
+                salt: salt.clone(),
+                hash: [0; HASH_LEN],
+            },
+        }
+    }
+
     fn verify(&self, password: &[u8]) -> bool {
+        #[cfg(test)]
+        tests::VERIFIED.with(|v| v.borrow_mut().push(self.work()));
         match self {
             Hash::Sha512 { salt, hash } => {
                 let mut ctx = digest::Context::new(&digest::SHA512);
@@ -152,6 +179,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct PasswordFile {
     users: HashMap<String, Hash>,
+    /// What an unknown user name is checked against, so that it costs what
+    /// a known one does: the most common kind and iteration count of the
+    /// file (a file mixing kinds still tells the rarer kind's users apart;
+    /// `sluice passwd` re-hashes them as `$7$`).
+    decoy: Hash,
 }
 
 impl fmt::Debug for PasswordFile {
@@ -179,6 +211,8 @@ impl PasswordFile {
     pub fn parse(text: &str, source: &str) -> Result<PasswordFile, AuthError> {
         let mut users = HashMap::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
+        // Per kind and cost: how many users, and the first one's hash.
+        let mut kinds: HashMap<(&'static str, u32), (usize, usize, Hash)> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw.trim();
@@ -209,29 +243,36 @@ impl PasswordFile {
                 AuthError::syntax(source, line_no, format!("user `{user}`: {message}"))
             })?;
             first_line.insert(user.to_owned(), line_no);
+            kinds
+                .entry(hash.work())
+                .or_insert_with(|| (0, line_no, hash.decoy()))
+                .0 += 1;
             users.insert(user.to_owned(), hash);
         }
-        Ok(PasswordFile { users })
+        // Most users first, then the earliest line: the same file always
+        // gives the same decoy.
+        let decoy = kinds
+            .into_values()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, _, h)| h)
+            .unwrap_or(Hash::Pbkdf2Sha512 {
+                iterations: DEFAULT_ITERATIONS,
+                salt: vec![0; SALT_LEN],
+                hash: [0; HASH_LEN],
+            });
+        Ok(PasswordFile { users, decoy })
     }
 
     /// Constant-time comparison of the derived hash.
     ///
-    /// An unknown user costs about as much as a known one (a throwaway
-    /// derivation is run) so that response time does not reveal which
-    /// user names exist.
+    /// An unknown user is checked against the decoy, the same work as a
+    /// known user of the file's usual kind, so that response time does
+    /// not reveal which user names exist.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
         match self.users.get(username) {
             Some(hash) => hash.verify(password),
             None => {
-                let mut sink = [0u8; HASH_LEN];
-                pbkdf2::derive(
-                    pbkdf2::PBKDF2_HMAC_SHA512,
-                    DEFAULT_ITERATIONS,
-                    &[0u8; SALT_LEN],
-                    password,
-                    &mut sink,
-                );
-                std::hint::black_box(sink);
+                std::hint::black_box(self.decoy.verify(password));
                 false
             }
         }
@@ -253,193 +294,74 @@ impl PasswordFile {
     }
 }
 
-/// A `$7$` line value (PBKDF2-SHA512, 101 iterations like mosquitto 2.0
-/// default, 12-byte random salt from ring::rand::SystemRandom), returned as
-/// the text after `user:`.
-pub fn hash_password(password: &[u8]) -> Result<String, AuthError> {
-    let mut salt = [0u8; SALT_LEN];
-    ring::rand::SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| AuthError::Random)?;
-    let mut hash = [0u8; HASH_LEN];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA512,
-        DEFAULT_ITERATIONS,
-        &salt,
-        password,
-        &mut hash,
-    );
-    Ok(format!(
-        "$7${DEFAULT_ITERATIONS}${}${}",
-        BASE64.encode(salt),
-        BASE64.encode(hash)
-    ))
-}
-
-/// Refuses names that could not be read back as the same user: `:` ends
-/// the name, a leading `#` makes the line a comment, surrounding blanks are
-/// trimmed by the reader and control characters (newlines above all) would
-/// break the line structure.
-fn check_username(user: &str) -> Result<(), AuthError> {
-    let reason = if user.is_empty() {
-        Some("it is empty")
-    } else if user.contains(':') {
-        Some("it contains `:`")
-    } else if user.starts_with('#') {
-        Some("it starts with `#`, which would make the line a comment")
-    } else if user.trim() != user {
-        Some("it starts or ends with white space")
-    } else if user.chars().any(char::is_control) {
-        Some("it contains a control character")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(AuthError::InvalidUsername {
-            username: user.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Whether `line` is the password line of `user` (same reading as `parse`).
-fn is_line_of(line: &str, user: &str) -> bool {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return false;
-    }
-    line.split_once(':')
-        .is_some_and(|(name, _)| name.trim() == user)
-}
-
-/// Creates or updates USER's line in FILE (creating the file if missing,
-/// keeping other lines and their order), with file permissions 0600 on
-/// unix.
-///
-/// The new content is written to a sibling temporary file and renamed over
-/// the original, so a crash or a full disk never leaves a half-written
-/// password file that would lock every user out. If the file holds several
-/// lines for USER (which `PasswordFile::parse` rejects), the first is
-/// replaced and the others are dropped.
-pub fn upsert_password_file(path: &Path, user: &str, password: &[u8]) -> Result<(), AuthError> {
-    check_username(user)?;
-    let new_line = format!("{user}:{}", hash_password(password)?);
-
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(AuthError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-
-    let mut out = String::with_capacity(existing.len() + new_line.len() + 1);
-    let mut replaced = false;
-    for line in existing.lines() {
-        if is_line_of(line, user) {
-            if !replaced {
-                out.push_str(&new_line);
-                out.push('\n');
-                replaced = true;
-            }
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !replaced {
-        out.push_str(&new_line);
-        out.push('\n');
-    }
-
-    write_atomically(path, out.as_bytes())
-}
-
-/// Writes `contents` to a private temporary file next to `path`, syncs it
-/// and renames it over `path`.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
-    let io_err = |p: &Path| {
-        let p = p.to_owned();
-        move |source| AuthError::Io { path: p, source }
-    };
-    let Some(name) = path.file_name() else {
-        return Err(AuthError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        });
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".sluice-tmp");
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-        // The mode above only applies when the file is created; a stale
-        // temporary file from a crash keeps its old mode otherwise.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io_err(&tmp))?;
-        }
-        file.write_all(contents).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        // Best effort: the error that matters is the one returned.
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable; not all platforms can open a
-    // directory, so a failure here is not worth failing the update for.
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    thread_local! {
+        /// The work of every `Hash::verify` on this thread.
+        pub(super) static VERIFIED: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The hashing work `f` did.
+    fn work_of(f: impl FnOnce()) -> Vec<(&'static str, u32)> {
+        VERIFIED.with(|v| v.borrow_mut().clear());
+        f();
+        VERIFIED.with(|v| v.take())
+    }
+
+    #[test]
+    fn unknown_users_cost_what_known_users_cost() {
+        let pbkdf2_1000 = format!(
+            "dave:{}",
+            MOSQUITTO_PBKDF2
+                .replacen("$101$", "$1000$", 1)
+                .split_once(':')
+                .unwrap()
+                .1
+        );
+        for (file, known, kind) in [
+            (MOSQUITTO_SHA512.to_string(), "alice", ("sha512", 1)),
+            (MOSQUITTO_PBKDF2.to_string(), "user", ("pbkdf2-sha512", 101)),
+            (pbkdf2_1000, "dave", ("pbkdf2-sha512", 1000)),
+            // The usual kind of a mixed file.
+            (
+                format!("{MOSQUITTO_SHA512}\n{PYTHON_SHA512}\n{MOSQUITTO_PBKDF2}"),
+                "alice",
+                ("sha512", 1),
+            ),
+        ] {
+            let f = parse(&file);
+            let known_work = work_of(|| assert!(!f.verify(known, b"guess")));
+            let unknown_work = work_of(|| assert!(!f.verify("nobody", b"guess")));
+            assert_eq!(known_work, [kind], "{file}");
+            assert_eq!(unknown_work, known_work, "{file}");
+        }
+        // A decoy matches nothing, not even a known user's password.
+        let f = parse(&format!(
+            "{MOSQUITTO_PBKDF2}\n{MOSQUITTO_PBKDF2_ODD_PASSWORD}"
+        ));
+        assert!(!f.verify("nobody", b"secret"));
+    }
 
     // Written by Debian's mosquitto_passwd 2.0.11:
     //   mosquitto_passwd -c -b /tmp/pw user secret
-    const MOSQUITTO_PBKDF2: &str = "user:$7$101$hXlzogUBHvyS7C1o$SMKYbiuq0NvqYTV08yfxf/5qSJfF36P1y8rx9IH7KGONLGd1t/NhiKEU+IF7GbCkWA8/UOb+zuc/MRQ5sDyh+w==";
+    pub(crate) const MOSQUITTO_PBKDF2: &str = "user:$7$101$hXlzogUBHvyS7C1o$SMKYbiuq0NvqYTV08yfxf/5qSJfF36P1y8rx9IH7KGONLGd1t/NhiKEU+IF7GbCkWA8/UOb+zuc/MRQ5sDyh+w==";
 
     // mosquitto_passwd -c -b /tmp/pw bob 'p@ss:w0rd with spaces'
-    const MOSQUITTO_PBKDF2_ODD_PASSWORD: &str = "bob:$7$101$ZTaSAH0yNToOWfmg$hSWDYsmqulZORHqDkoCe4KjJUFF3mh2Qx5g5HdtZKsnzHFcaF2FTD28UlVcqG/d1/zKUbMS0hLAVa8XSrszxIg==";
+    pub(crate) const MOSQUITTO_PBKDF2_ODD_PASSWORD: &str = "bob:$7$101$ZTaSAH0yNToOWfmg$hSWDYsmqulZORHqDkoCe4KjJUFF3mh2Qx5g5HdtZKsnzHFcaF2FTD28UlVcqG/d1/zKUbMS0hLAVa8XSrszxIg==";
 
     // The 1.x format, written by the same mosquitto_passwd 2.0.11:
     //   mosquitto_passwd -H sha512 -c -b /tmp/pw alice 'correct horse'
-    const MOSQUITTO_SHA512: &str = "alice:$6$MSHEkABT4Wht+Gpg$DGtfDyfJOS7SQfmzU1DGoZV1aiYM5cT0DMlGFGrglaDBADWTADRB9loMsnrMgy65sRD6Hz2RAe/7Mluczk773w==";
+    pub(crate) const MOSQUITTO_SHA512: &str = "alice:$6$MSHEkABT4Wht+Gpg$DGtfDyfJOS7SQfmzU1DGoZV1aiYM5cT0DMlGFGrglaDBADWTADRB9loMsnrMgy65sRD6Hz2RAe/7Mluczk773w==";
 
     // An independent `$6$` vector, computed with Python's hashlib:
     //   salt = bytes(range(1, 13))
     //   h = hashlib.sha512(b"hunter2" + salt).digest()
     //   "carol:$6$" + b64encode(salt) + "$" + b64encode(h)
-    const PYTHON_SHA512: &str = "carol:$6$AQIDBAUGBwgJCgsM$BvAI+Qf6pQOLRl808d6QZTT3a6B0xO5zIcHD3JzY0IlwG27yGPwEz2wOVlVnzMCgfQVblzctfy3CVaRYU+etmQ==";
+    pub(crate) const PYTHON_SHA512: &str = "carol:$6$AQIDBAUGBwgJCgsM$BvAI+Qf6pQOLRl808d6QZTT3a6B0xO5zIcHD3JzY0IlwG27yGPwEz2wOVlVnzMCgfQVblzctfy3CVaRYU+etmQ==";
 
     fn parse(text: &str) -> PasswordFile {
         match PasswordFile::parse(text, "pw.txt") {
@@ -573,37 +495,6 @@ mod tests {
     }
 
     #[test]
-    fn hash_password_output_verifies() {
-        let value = match hash_password(b"s3cret\xff\x00binary") {
-            Ok(v) => v,
-            Err(e) => panic!("{e}"),
-        };
-        let fields: Vec<&str> = value.split('$').collect();
-        assert_eq!(fields[..3], ["", "7", "101"]);
-        assert_eq!(
-            BASE64.decode(fields[3]).map(|s| s.len()).ok(),
-            Some(SALT_LEN)
-        );
-        assert_eq!(
-            BASE64.decode(fields[4]).map(|h| h.len()).ok(),
-            Some(HASH_LEN)
-        );
-
-        let f = parse(&format!("dev-1:{value}\n"));
-        assert!(f.verify("dev-1", b"s3cret\xff\x00binary"));
-        assert!(!f.verify("dev-1", b"s3cret\xff\x00binar"));
-        assert!(!f.verify("dev-1", b"s3cret"));
-    }
-
-    #[test]
-    fn hash_password_salts_are_random() {
-        let a = hash_password(b"same").ok();
-        let b = hash_password(b"same").ok();
-        assert!(a.is_some());
-        assert_ne!(a, b);
-    }
-
-    #[test]
     fn load_missing_file_names_the_path() {
         let dir = tempfile::tempdir().ok();
         let Some(dir) = dir else { panic!("tempdir") };
@@ -634,137 +525,6 @@ mod tests {
         std::fs::write(&path, format!("{MOSQUITTO_SHA512}\n")).ok();
         let f = PasswordFile::load(&path).ok();
         assert!(f.is_some_and(|f| f.verify("alice", b"correct horse")));
-    }
-
-    fn upsert(path: &Path, user: &str, password: &[u8]) {
-        if let Err(e) = upsert_password_file(path, user, password) {
-            panic!("{e}");
-        }
-    }
-
-    fn read(path: &Path) -> String {
-        std::fs::read_to_string(path).unwrap_or_default()
-    }
-
-    #[test]
-    fn upsert_creates_the_file_private() {
-        let Ok(dir) = tempfile::tempdir() else {
-            panic!("tempdir")
-        };
-        let path = dir.path().join("new.passwd");
-        upsert(&path, "dev-1", b"pw1");
-        let f = PasswordFile::load(&path).ok();
-        assert!(f
-            .as_ref()
-            .is_some_and(|f| f.len() == 1 && f.verify("dev-1", b"pw1")));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .ok();
-            assert_eq!(mode, Some(0o600));
-        }
-        // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert_eq!(names, vec![std::ffi::OsString::from("new.passwd")]);
-    }
-
-    #[test]
-    fn upsert_keeps_other_users_and_order() {
-        let Ok(dir) = tempfile::tempdir() else {
-            panic!("tempdir")
-        };
-        let path = dir.path().join("users.passwd");
-        let original =
-            format!("# fleet\n{MOSQUITTO_PBKDF2}\n\n{MOSQUITTO_SHA512}\n{PYTHON_SHA512}\n");
-        std::fs::write(&path, &original).ok();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).ok();
-        }
-
-        // Update the middle user: everything else byte for byte unchanged.
-        upsert(&path, "alice", b"new password");
-        let text = read(&path);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5);
-        assert_eq!(lines[0], "# fleet");
-        assert_eq!(lines[1], MOSQUITTO_PBKDF2);
-        assert_eq!(lines[2], "");
-        assert!(lines[3].starts_with("alice:$7$101$"));
-        assert_eq!(lines[4], PYTHON_SHA512);
-
-        // Add a new user at the end.
-        upsert(&path, "dave", b"d");
-        let text = read(&path);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 6);
-        assert!(lines[5].starts_with("dave:$7$"));
-
-        let f = match PasswordFile::load(&path) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        assert_eq!(f.len(), 4);
-        assert!(f.verify("alice", b"new password"));
-        assert!(!f.verify("alice", b"correct horse"));
-        assert!(f.verify("user", b"secret"));
-        assert!(f.verify("carol", b"hunter2"));
-        assert!(f.verify("dave", b"d"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .ok();
-            assert_eq!(mode, Some(0o600));
-        }
-    }
-
-    #[test]
-    fn upsert_collapses_duplicate_lines() {
-        let Ok(dir) = tempfile::tempdir() else {
-            panic!("tempdir")
-        };
-        let path = dir.path().join("dup.passwd");
-        std::fs::write(
-            &path,
-            format!("{MOSQUITTO_PBKDF2}\n{MOSQUITTO_SHA512}\n {MOSQUITTO_PBKDF2}\n"),
-        )
-        .ok();
-        upsert(&path, "user", b"again");
-        let f = PasswordFile::load(&path).ok();
-        assert!(f
-            .as_ref()
-            .is_some_and(|f| f.len() == 2 && f.verify("user", b"again")));
-        assert!(read(&path).lines().nth(1) == Some(MOSQUITTO_SHA512));
-    }
-
-    #[test]
-    fn upsert_rejects_unstorable_user_names() {
-        let Ok(dir) = tempfile::tempdir() else {
-            panic!("tempdir")
-        };
-        let path = dir.path().join("x.passwd");
-        for bad in [
-            "",
-            "a:b",
-            "#admin",
-            " padded",
-            "padded ",
-            "line\nbreak",
-            "nul\0",
-        ] {
-            match upsert_password_file(&path, bad, b"pw") {
-                Err(AuthError::InvalidUsername { username, .. }) => assert_eq!(username, bad),
-                other => panic!("{bad:?}: {other:?}"),
-            }
-        }
-        assert!(!path.exists());
     }
 
     #[test]

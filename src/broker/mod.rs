@@ -161,11 +161,17 @@ pub struct Broker {
     access: ArcSwap<AccessControl>,
     /// The bound MQTT listeners (metrics, admin API).
     listeners: Mutex<Vec<Arc<crate::server::ListenerCtx>>>,
+    /// Failed logins per source address (kept across reloads).
+    pub login_throttle: crate::auth::LoginThrottle,
 }
 
 impl Broker {
     pub fn new(config: Config, store: Store) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(false);
+        let login_throttle = crate::auth::LoginThrottle::new(
+            config.limits.max_auth_failures,
+            Duration::from_secs(config.limits.auth_failure_window_secs),
+        );
         Arc::new(Broker {
             config,
             subscriptions: RwLock::new(SubscriptionTree::default()),
@@ -178,6 +184,7 @@ impl Broker {
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
             listeners: Mutex::new(Vec::new()),
+            login_throttle,
         })
     }
 

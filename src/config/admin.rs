@@ -29,6 +29,21 @@ pub struct AdminConfig {
     /// Serve HTTPS with this certificate chain and key (PEM).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Host header values accepted besides IP literals and `localhost`
+    /// (`name` for any port, `name:port` for one, `*` for any Host). A
+    /// browser reaching the listener through a name an attacker controls
+    /// (DNS rebinding) sends that name, so other names are refused.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://ops.example.com`) whose pages may send
+    /// state-changing requests (POST, PUT, DELETE, PATCH) besides the
+    /// listener's own origin; `*` allows any. Stops cross-site requests
+    /// from a page the operator happens to visit.
+    pub allowed_origins: Vec<String>,
+    /// Seconds a request may take to arrive: its headers, then its body
+    /// (a client trickling bytes holds a connection and a task otherwise).
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted (413 beyond it).
+    pub max_body_bytes: usize,
 }
 
 impl Default for AdminConfig {
@@ -42,6 +57,10 @@ impl Default for AdminConfig {
             dashboard: true,
             tls_cert: None,
             tls_key: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            request_timeout_secs: 10,
+            max_body_bytes: 2 << 20,
         }
     }
 }

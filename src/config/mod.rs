@@ -123,6 +123,12 @@ pub struct ListenerConfig {
     /// HTTP path of a `ws`/`wss` listener.
     #[serde(default = "default_ws_path")]
     pub ws_path: String,
+    /// Page origins (`https://app.example.com`) a browser may open a
+    /// `ws`/`wss` connection from, besides the listener's own host and
+    /// port and the admin dashboard's; `*` allows any. Upgrades without
+    /// `Origin` (devices, non-browser clients) are always accepted.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// Required for `tls` and `wss`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -137,6 +143,7 @@ impl ListenerConfig {
             allow_anonymous: None,
             max_connections: 0,
             ws_path: default_ws_path(),
+            allowed_origins: Vec::new(),
             tls: None,
         }
     }
@@ -184,6 +191,11 @@ pub struct Limits {
     pub publish_rate_messages: u32,
     /// Payload bytes per second one client may publish; 0 = no limit.
     pub publish_rate_bytes: u64,
+    /// Bad passwords from one address (IPv6: one /64) within
+    /// `auth_failure_window_secs` before its password logins are refused
+    /// until the window ends (v5 0x9F, 3.1.1 rc 3). 0 = no throttle.
+    pub max_auth_failures: u32,
+    pub auth_failure_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -206,6 +218,8 @@ impl Default for Limits {
             max_subscriptions_per_client: 1000,
             publish_rate_messages: 0,
             publish_rate_bytes: 0,
+            max_auth_failures: 10,
+            auth_failure_window_secs: 60,
         }
     }
 }
@@ -401,6 +415,12 @@ impl Config {
                 "must be between 1 and 65535",
             ));
         }
+        if l.auth_failure_window_secs == 0 {
+            return Err(invalid(
+                "limits.auth_failure_window_secs",
+                "must be at least 1",
+            ));
+        }
         if l.connect_timeout_secs == 0 {
             return Err(invalid("limits.connect_timeout_secs", "must be at least 1"));
         }
@@ -454,6 +474,12 @@ impl Config {
             }
             if l.protocol.is_websocket() && !l.ws_path.starts_with('/') {
                 return Err(invalid(&key("ws_path"), "must start with '/'"));
+            }
+            if let Some(bad) = l.allowed_origins.iter().find(|o| !is_origin_pattern(o)) {
+                return Err(invalid(
+                    &key("allowed_origins"),
+                    &format!("`{bad}` is not `*` or `http(s)://host[:port]`"),
+                ));
             }
         }
         for (name, path) in [
@@ -584,6 +610,24 @@ impl Config {
                 }
             }
         }
+        if a.request_timeout_secs == 0 {
+            return Err(invalid("admin.request_timeout_secs", "must be at least 1"));
+        }
+        if a.max_body_bytes < 1024 {
+            return Err(invalid("admin.max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(bad) = a.allowed_hosts.iter().find(|h| !is_host_pattern(h)) {
+            return Err(invalid(
+                "admin.allowed_hosts",
+                &format!("`{bad}` is not `*`, `name` or `name:port`"),
+            ));
+        }
+        if let Some(bad) = a.allowed_origins.iter().find(|o| !is_origin_pattern(o)) {
+            return Err(invalid(
+                "admin.allowed_origins",
+                &format!("`{bad}` is not `*` or `http(s)://host[:port]`"),
+            ));
+        }
         if let (None, Some(var)) = (&a.token_file, &a.token_env) {
             if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
                 return Err(invalid(
@@ -600,6 +644,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `*`, `name` or `name:port` (no scheme, no path).
+fn is_host_pattern(h: &str) -> bool {
+    h == "*" || (!h.is_empty() && !h.contains(['/', ' ', '*']))
+}
+
+/// `*` or `http(s)://host[:port]` (no path).
+pub(crate) fn is_origin_pattern(o: &str) -> bool {
+    let rest = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"));
+    o == "*" || rest.is_some_and(|r| is_host_pattern(r.trim_end_matches('/')) && r != "*")
 }
 
 /// Reads every `*.toml` in `dir` (in name order) as one bridge.
@@ -711,6 +768,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("c.toml") && err.contains("filterz"), "{err}");
+    }
+
+    #[test]
+    fn admin_hosts_and_origins_are_checked() {
+        let c = load_str("[admin]\nallowed_hosts = [\"broker.lan\", \"ops:9000\"]\nallowed_origins = [\"https://ops.example\", \"*\"]\n").unwrap();
+        assert_eq!(c.admin.request_timeout_secs, 10);
+        for (toml, key) in [
+            (
+                "allowed_hosts = [\"http://broker.lan\"]",
+                "admin.allowed_hosts",
+            ),
+            (
+                "allowed_origins = [\"ops.example\"]",
+                "admin.allowed_origins",
+            ),
+            (
+                "allowed_origins = [\"https://ops.example/path\"]",
+                "admin.allowed_origins",
+            ),
+            ("request_timeout_secs = 0", "admin.request_timeout_secs"),
+        ] {
+            let err = load_str(&format!("[admin]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -88,6 +88,8 @@ enum Exit {
 /// client certificates, the certificate identity.
 pub struct Origin {
     pub listener: Arc<ListenerCtx>,
+    /// The client's address (the login throttle counts per address).
+    pub peer: SocketAddr,
     pub identity: Option<String>,
     /// The global or listener connection limit was reached: answer CONNECT
     /// with "server busy" and close.

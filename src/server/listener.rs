@@ -26,6 +26,8 @@ pub struct ListenerCtx {
     /// Sockets accepted since start (metrics).
     pub accepted_total: std::sync::atomic::AtomicU64,
     pub ws_path: String,
+    /// Which browser pages may open a WebSocket here.
+    pub ws_origins: websocket::AllowedOrigins,
     pub tls: Option<Arc<TlsEndpoint>>,
 }
 
@@ -93,6 +95,7 @@ pub async fn bind_all(
                 connections: AtomicUsize::new(0),
                 accepted_total: Default::default(),
                 ws_path: c.ws_path.clone(),
+                ws_origins: websocket::AllowedOrigins::new(c),
                 tls,
             }),
         });
@@ -167,6 +170,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     let max_frame = broker.config.limits.max_packet_size as usize + 16;
     let origin = |identity| Origin {
         listener: Arc::clone(&ctx),
+        peer,
         identity,
         over_limit,
     };
@@ -253,7 +257,8 @@ async fn over_websocket<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    match tokio::time::timeout(timeout, websocket::accept(stream, path, max_frame)).await {
+    let origins = &origin.listener.ws_origins;
+    match tokio::time::timeout(timeout, websocket::accept(stream, path, max_frame, origins)).await {
         Ok(Ok(ws)) => connection::run(broker, ws, peer, origin).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
         Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),

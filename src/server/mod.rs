@@ -5,6 +5,7 @@
 mod connection;
 mod handshake;
 mod listener;
+pub mod origin;
 mod outgoing;
 mod rate;
 mod read_chunk;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use listener::{bind_all, ListenError, Listener, ListenerCtx};
 pub use tls::{certificate_identity, server_config, TlsSetupError};
+pub use websocket::AllowedOrigins;
 
 use crate::broker::Broker;
 

@@ -2,9 +2,11 @@
 //! on the configured path, and an adapter that turns binary frames into a
 //! byte stream for the same codec. MQTT packets may be split across frames
 //! and a frame may hold several packets; the codec never sees frames.
+//! Browsers' upgrades are checked against the listener's allowed origins.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -16,11 +18,67 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::origin::{origin_listed, Authority, WebOrigin};
+use crate::config::ListenerConfig;
+
+/// Which pages a browser may open this listener from. Without such a
+/// check any site the user visits can talk MQTT through the user's
+/// browser to a broker only the user's network reaches.
+#[derive(Debug)]
+pub struct AllowedOrigins {
+    /// `[[listeners]] allowed_origins` (`*` = any).
+    listed: Vec<String>,
+    /// Port a Host header without one means (80 for ws, 443 for wss).
+    default_port: u16,
+    /// The admin listener's scheme and port: the dashboard it serves
+    /// connects here from that origin (same host name, other port). Set
+    /// once the admin listener is bound.
+    dashboard: OnceLock<(&'static str, u16)>,
+}
+
+impl AllowedOrigins {
+    pub fn new(config: &ListenerConfig) -> AllowedOrigins {
+        AllowedOrigins {
+            listed: config.allowed_origins.clone(),
+            default_port: if config.protocol.uses_tls() { 443 } else { 80 },
+            dashboard: OnceLock::new(),
+        }
+    }
+
+    /// Admits pages of the admin dashboard served at `scheme://host:port`.
+    pub fn set_dashboard(&self, scheme: &'static str, port: u16) {
+        let _ = self.dashboard.set((scheme, port));
+    }
+
+    /// No Origin (not a browser), the listener's own host and port, the
+    /// dashboard's origin on the same host name, or a listed origin.
+    fn admits(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if origin_listed(origin, &self.listed) {
+            return true;
+        }
+        let (Some(o), Some(h)) = (WebOrigin::parse(origin), host.and_then(Authority::parse)) else {
+            return false;
+        };
+        o.same_as_host(&h, self.default_port)
+            || self.dashboard.get().is_some_and(|&(scheme, port)| {
+                o.scheme == scheme && o.authority.host == h.host && o.port() == Some(port)
+            })
+    }
+}
+
 /// Completes the WebSocket upgrade on `path`, negotiating subprotocol
 /// `mqtt` (or `mqttv3.1` for old clients).
 // The callback's error type is tungstenite's HTTP response, not ours.
 #[allow(clippy::result_large_err)]
-pub async fn accept<S>(stream: S, path: &str, max_frame: usize) -> io::Result<WsIo<S>>
+pub async fn accept<S>(
+    stream: S,
+    path: &str,
+    max_frame: usize,
+    origins: &AllowedOrigins,
+) -> io::Result<WsIo<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -29,6 +87,16 @@ where
         if req.uri().path() != path {
             let mut e = ErrorResponse::new(Some("no MQTT endpoint here".into()));
             *e.status_mut() = StatusCode::NOT_FOUND;
+            return Err(e);
+        }
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        if !origins.admits(header("origin"), header("host")) {
+            tracing::info!(
+                origin = header("origin").unwrap_or(""),
+                "WebSocket upgrade from a page of another origin refused"
+            );
+            let mut e = ErrorResponse::new(Some("origin not allowed".into()));
+            *e.status_mut() = StatusCode::FORBIDDEN;
             return Err(e);
         }
         let offered = req

@@ -365,3 +365,106 @@ fn publish_rate_limit_paces_a_fast_client_without_dropping() {
         "nothing dropped, order kept"
     );
 }
+
+#[test]
+fn failed_logins_throttle_the_address_until_the_window_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&pw, "meter-7", b"right").unwrap();
+    let s = Sluice::start_config(&config(
+        dir.path(),
+        &format!(
+            "allow_anonymous = false\npassword_file = \"{}\"\n[limits]\nmax_auth_failures = 10\nauth_failure_window_secs = 2\n",
+            pw.display()
+        ),
+    ));
+    let attempt = |v: ProtocolVersion, password: &str| {
+        let mut c = connect_packet(v, "guesser", true);
+        login(&mut c, "meter-7", password);
+        connack(s.port, c).code
+    };
+    for i in 0..10 {
+        assert_eq!(
+            attempt(V5, &format!("guess-{i}")),
+            ReasonCode::BadUserNameOrPassword,
+            "attempt {i}"
+        );
+    }
+    // The 11th guess, and even the right password, are refused unhashed.
+    assert_eq!(attempt(V5, "guess-10"), ReasonCode::ConnectionRateExceeded);
+    assert_eq!(attempt(V5, "right"), ReasonCode::ConnectionRateExceeded);
+    assert_eq!(
+        attempt(V4, "right"),
+        ReasonCode::ServerUnavailable,
+        "3.1.1: rc 3"
+    );
+    let (_, text) = s.admin("GET", "/metrics", None, None);
+    assert_eq!(
+        metric(&text, "sluice_auth_throttled_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "sluice_auth_throttled_addresses"), Some(1.0));
+    assert_eq!(metric(&text, "sluice_auth_failures_total"), Some(10.0));
+    // Once the window has passed, the right password works again.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        match attempt(V5, "right") {
+            ReasonCode::Success => break,
+            ReasonCode::ConnectionRateExceeded if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn user_sections_without_a_password_file_are_claimable_and_warned_about() {
+    let (s, _dir) = acl_broker();
+    assert!(
+        s.startup_log
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("no password_file")),
+        "no start-up warning in {:#?}",
+        s.startup_log
+    );
+    // As the warning says (and mosquitto does): the name alone selects
+    // alice's section.
+    let mut c = connect_packet(V5, "claims-alice", true);
+    c.username = Some("alice".into());
+    let (mut alice, ack) = Raw::connect_with(s.port, c);
+    assert_eq!(ack.code, ReasonCode::Success);
+    let ack = alice.subscribe(1, &[("alice/#", sub_opts(QoS::AtMostOnce))]);
+    assert_eq!(ack.reasons, [0]);
+
+    // With a password file, or no user rules, nothing to warn about.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    sluice::auth::upsert_password_file(&pw, "alice", b"pw").unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).unwrap();
+    let plain = dir.path().join("plain-acl");
+    std::fs::write(
+        &plain,
+        "topic read public/#\npattern readwrite clients/%c/#\n",
+    )
+    .unwrap();
+    for top in [
+        format!(
+            "acl_file = \"{}\"\npassword_file = \"{}\"\n",
+            acl.display(),
+            pw.display()
+        ),
+        format!("acl_file = \"{}\"\n", plain.display()),
+    ] {
+        let quiet = Sluice::start_config(&config(dir.path(), &top));
+        assert!(
+            !quiet
+                .startup_log
+                .iter()
+                .any(|l| l.contains("no password_file")),
+            "{top}"
+        );
+    }
+}

@@ -510,3 +510,233 @@ fn sighup_reloads_the_log_level_from_the_file() {
         .wait_exit(Duration::from_secs(15))
         .is_some_and(|st| st.success()));
 }
+
+/// Sends `request` exactly as written on a new connection; (status, whole
+/// response). For headers a browser sets (Host, Origin) that
+/// `http_request` does not.
+fn raw_http(addr: (&str, u16), request: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A request with a body (JSON) and extra header lines.
+fn request(method: &str, path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const PUBLISH: &str = r#"{"topic": "from/admin", "payload": "x"}"#;
+
+#[test]
+fn admin_refuses_rebound_hosts_and_cross_site_changes() {
+    let s = Sluice::start();
+    let port = s.admin_port();
+    let at = ("127.0.0.1", port);
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    // DNS rebinding: the page's name, now pointing at us, is the Host.
+    let rebound = format!("Host: rebind.attacker.example:{port}\r\n");
+    let (status, text) = raw_http(at, &request("GET", "/api/v1/broker", &rebound, ""));
+    assert_eq!(status, 421, "{text}");
+    let (status, text) = raw_http(at, &request("POST", "/api/v1/reload", &rebound, ""));
+    assert_eq!(status, 421, "{text}");
+    let (status, _) = raw_http(at, &request("GET", "/dashboard/", &rebound, ""));
+    assert_eq!(status, 421);
+
+    // A cross-site POST from a page the operator visits.
+    for origin in [
+        "http://attacker.example",
+        "null",
+        &format!("http://127.0.0.1:{}", port ^ 1),
+    ] {
+        let headers = format!("{host}Origin: {origin}\r\n");
+        let (status, text) = raw_http(at, &request("POST", "/api/v1/reload", &headers, ""));
+        assert_eq!(status, 403, "{origin}: {text}");
+        let (status, _) = raw_http(at, &request("POST", "/api/v1/publish", &headers, PUBLISH));
+        assert_eq!(status, 403, "{origin}");
+    }
+    let (status, _) = raw_http(
+        at,
+        &request(
+            "DELETE",
+            "/api/v1/retained?topic=a",
+            &format!("{host}Origin: http://evil\r\n"),
+            "",
+        ),
+    );
+    assert_eq!(status, 403);
+
+    // Same origin (the listener's own page), or no Origin (curl, scripts).
+    let same = format!("{host}Origin: http://127.0.0.1:{port}\r\n");
+    let (status, text) = raw_http(at, &request("POST", "/api/v1/publish", &same, PUBLISH));
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = raw_http(at, &request("POST", "/api/v1/publish", &host, PUBLISH));
+    assert_eq!(status, 200, "{text}");
+    let localhost = format!("Host: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n");
+    let (status, text) = raw_http(at, &request("POST", "/api/v1/publish", &localhost, PUBLISH));
+    assert_eq!(status, 200, "{text}");
+    // A GET may come from anywhere: the browser does not show a foreign
+    // page the answer.
+    let (status, text) = raw_http(
+        at,
+        &request(
+            "GET",
+            "/api/v1/broker",
+            &format!("{host}Origin: http://elsewhere\r\n"),
+            "",
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = raw_http(at, &request("GET", "/dashboard/config.json", &host, ""));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn admin_allowed_hosts_and_origins_extend_the_defaults() {
+    let s = Sluice::start_config(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[admin]\nallowed_hosts = [\"broker.lan\"]\nallowed_origins = [\"https://ops.example\"]\n",
+    );
+    let port = s.admin_port();
+    let at = ("127.0.0.1", port);
+    let lan = format!("Host: broker.lan:{port}\r\n");
+    let (status, text) = raw_http(at, &request("GET", "/api/v1/broker", &lan, ""));
+    assert_eq!(status, 200, "{text}");
+    let ops = format!("{lan}Origin: https://ops.example\r\n");
+    let (status, text) = raw_http(at, &request("POST", "/api/v1/publish", &ops, PUBLISH));
+    assert_eq!(status, 200, "{text}");
+    let other = format!("{lan}Origin: https://other.example\r\n");
+    let (status, _) = raw_http(at, &request("POST", "/api/v1/publish", &other, PUBLISH));
+    assert_eq!(status, 403);
+    let (status, _) = raw_http(
+        at,
+        &request("GET", "/api/v1/broker", "Host: broker.lan.evil\r\n", ""),
+    );
+    assert_eq!(status, 421);
+}
+
+/// An address of this machine other than loopback, if it has one.
+fn outward_ip() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn tokenless_admin_api_answers_loopback_clients_only() {
+    let Some(ip) = outward_ip() else {
+        eprintln!("skipped: this machine has no address besides loopback");
+        return;
+    };
+    let mut s = Sluice::start_args(&["--admin-bind", "0.0.0.0:0"], &[]);
+    assert!(
+        s.startup_log
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("not on loopback and has no token")),
+        "no start-up warning"
+    );
+    let port = s.admin_port();
+    let host = format!("Host: {ip}:{port}\r\n");
+    let (status, text) = raw_http(
+        (&ip.to_string(), port),
+        &request("GET", "/api/v1/broker", &host, ""),
+    );
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = raw_http(
+        (&ip.to_string(), port),
+        &request("POST", "/api/v1/reload", &host, ""),
+    );
+    assert_eq!(status, 401);
+    // Health and the dashboard stay reachable; loopback keeps the API.
+    let (status, _) = raw_http(
+        (&ip.to_string(), port),
+        &request("GET", "/healthz", &host, ""),
+    );
+    assert_eq!(status, 200);
+    let (status, text) = raw_http(
+        ("127.0.0.1", port),
+        &request(
+            "GET",
+            "/api/v1/broker",
+            &format!("Host: 127.0.0.1:{port}\r\n"),
+            "",
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    s.signal("TERM");
+    let _ = s.wait_exit(Duration::from_secs(15));
+}
+
+#[test]
+fn admin_request_trickled_a_byte_at_a_time_is_cut_off() {
+    let s = Sluice::start_config(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[admin]\nrequest_timeout_secs = 1\n",
+    );
+    let port = s.admin_port();
+    // A body promised at 1000 bytes, sent a byte every 200 ms; then the
+    // same for the headers.
+    let head = format!(
+        "POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    // A handler that does not read the body answers; the connection
+    // still closes rather than wait for the rest.
+    let reload = head.replace("/api/v1/publish", "/api/v1/reload");
+    for (opening, trickle) in [
+        (head.as_str(), "{"),
+        (reload.as_str(), "{"),
+        ("GET /healthz HTTP/1.1\r\n", "X"),
+    ] {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        std::io::Write::write_all(&mut c, opening.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let closed_after = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "still open after 8 s (answer so far: {:?})",
+                String::from_utf8_lossy(&answer)
+            );
+            if std::io::Write::write_all(&mut c, trickle.as_bytes()).is_err() {
+                break started.elapsed();
+            }
+            let mut buf = [0u8; 1024];
+            match std::io::Read::read(&mut c, &mut buf) {
+                Ok(0) => break started.elapsed(),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break started.elapsed(),
+            }
+        };
+        assert!(
+            closed_after < Duration::from_secs(4),
+            "{opening}: {closed_after:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        if opening == head {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
+    }
+    // A declared body over admin.max_body_bytes is refused at once.
+    let (status, _) = raw_http(
+        ("127.0.0.1", port),
+        "POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
+    );
+    assert_eq!(status, 413);
+}

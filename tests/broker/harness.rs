@@ -22,6 +22,8 @@ pub struct Sluice {
     /// (protocol, port) of every listener, in configuration order.
     pub listeners: Vec<(String, u16)>,
     log: mpsc::Receiver<String>,
+    /// The lines printed up to "sluice started" (start-up warnings).
+    pub startup_log: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// Kept so restarts find the same state; removed with the broker.
@@ -95,7 +97,9 @@ impl Sluice {
         }
         cmd.arg("--data-dir").arg(data.path().join("store"));
         // Tests run side by side: never the default admin port.
-        cmd.args(["--admin-bind", "127.0.0.1:0"]);
+        if !args.iter().any(|a| a == "--admin-bind") {
+            cmd.args(["--admin-bind", "127.0.0.1:0"]);
+        }
         cmd.env("RUST_LOG", "sluice=debug");
         for (k, v) in &env {
             cmd.env(k, v);
@@ -120,6 +124,7 @@ impl Sluice {
             port: 0,
             listeners: Vec::new(),
             log: rx,
+            startup_log: Vec::new(),
             args,
             env,
             data,
@@ -132,6 +137,7 @@ impl Sluice {
                 Ok(l) => l,
                 Err(_) => panic!("sluice did not start (no 'sluice started' line)"),
             };
+            sluice.startup_log.push(line.clone());
             if line.contains("listening") {
                 let field = |name: &str| {
                     line.split(&format!("{name}="))

@@ -308,10 +308,20 @@ fn sighup_reloads_tls_certificates() {
 /// A minimal WebSocket client: upgrade, then binary frames (masked, as
 /// clients must).
 fn ws_connect(port: u16, path: &str, protocol: &str) -> (std::net::TcpStream, String) {
+    ws_connect_with(port, path, protocol, "Host: localhost\r\n")
+}
+
+/// `ws_connect` with the Host (and e.g. Origin) header lines given.
+fn ws_connect_with(
+    port: u16,
+    path: &str,
+    protocol: &str,
+    headers: &str,
+) -> (std::net::TcpStream, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        "GET {path} HTTP/1.1\r\n{headers}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
     );
     s.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -413,6 +423,68 @@ fn websocket_wrong_path_is_refused() {
     );
     let (_ws, head) = ws_connect(s.port_of("ws"), "/other", "mqtt");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[test]
+fn websocket_upgrades_from_foreign_pages_are_refused() {
+    let s = Sluice::start_config(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\nallowed_origins = [\"https://app.example\"]\n",
+    );
+    let (port, listed, admin) = (s.listeners[0].1, s.listeners[1].1, s.admin_port());
+    let status = |port: u16, origin: Option<&str>| {
+        let mut headers = format!("Host: 127.0.0.1:{port}\r\n");
+        if let Some(o) = origin {
+            headers.push_str(&format!("Origin: {o}\r\n"));
+        }
+        let (_ws, head) = ws_connect_with(port, "/mqtt", "mqtt", &headers);
+        head.split_whitespace().nth(1).unwrap_or("").to_string()
+    };
+    // A page elsewhere (or a sandboxed one) may not use the visitor's
+    // browser to reach the broker.
+    for foreign in [
+        "http://attacker.example",
+        "null",
+        &format!("http://localhost:{port}"),
+        &format!("http://attacker.example:{admin}"),
+        "https://app.example",
+    ] {
+        assert_eq!(status(port, Some(foreign)), "403", "{foreign}");
+    }
+    // Devices send no Origin; the listener's own page and the admin
+    // dashboard (same host, the admin port) are admitted; so is a listed
+    // origin where it is listed.
+    assert_eq!(status(port, None), "101");
+    assert_eq!(
+        status(port, Some(&format!("http://127.0.0.1:{port}"))),
+        "101"
+    );
+    assert_eq!(
+        status(port, Some(&format!("https://127.0.0.1:{port}"))),
+        "101"
+    );
+    assert_eq!(
+        status(port, Some(&format!("http://127.0.0.1:{admin}"))),
+        "101"
+    );
+    assert_eq!(status(listed, Some("https://app.example")), "101");
+
+    // The dashboard's connection then speaks MQTT.
+    let (mut ws, head) = ws_connect_with(
+        port,
+        "/mqtt",
+        "mqtt",
+        &format!("Host: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{admin}\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    ws_send(
+        &mut ws,
+        &encode(
+            &Packet::Connect(Box::new(connect_packet(V4, "dash", true))),
+            V4,
+        ),
+    );
+    assert_eq!(ws_recv(&mut ws), [0x20, 2, 0, 0]);
 }
 
 #[test]
