@@ -299,6 +299,9 @@ impl Collector for Snapshot {
             "Connections closed because the client stopped reading (limits.write_timeout_secs).",
             Counter,
             &[(vec![], counter(self.slow_consumers_disconnected))],
+        )?;
+        family(
+            &mut e,
             "sluice_auth_throttled",
             "CONNECTs refused because their address had too many failed logins.",
             Counter,
