@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferError};
-use sluice_bridges::transform::Transform;
+use sluice_bridges::transform::runner::Runner;
 use sluice_bridges::{Input, Record};
 
 use super::running::Shared;
@@ -43,8 +43,10 @@ fn input_of(p: &Publish) -> Input {
     }
 }
 
-/// Runs until the bridge is stopped.
-pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
+/// Runs until the bridge is stopped. The transform runs on the runner's
+/// own thread under its budget, never on the runtime's workers, and the
+/// wait for it gives way to a stop.
+pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
     let slot = Arc::clone(&shared.slot);
     let mut stop = shared.stop.clone();
     // What a previous run (or the broker before a crash) took from the
@@ -91,12 +93,32 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
             continue;
         }
         BridgeStats::add(&shared.stats.received, batch.len() as u64);
+        let inputs = batch.iter().map(input_of).collect();
+        let outcomes = tokio::select! {
+            r = runner.apply_all(inputs) => r,
+            // The batch stays in flight in the session for the next run.
+            _ = stop.changed() => return,
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(bridge = %shared.name, error = %e, "bridge intake stopped: its messages wait in its session until it restarts");
+                *shared.failed.lock() = Some(e.to_string());
+                while !shared.stopping() {
+                    if stop.changed().await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+        };
         let mut next_id = shared.buffer.lock().next_id();
         let mut records: Vec<Record> = Vec::with_capacity(batch.len());
         let mut dropped = 0u64;
-        for (p, (signal, message_id)) in batch.iter().zip(extras) {
-            match transform.apply(&input_of(p), next_id) {
+        for ((p, (signal, message_id)), outcome) in batch.iter().zip(extras).zip(outcomes) {
+            match outcome {
                 Ok(Some(mut r)) => {
+                    r.id = next_id;
                     if let Some(m) = message_id {
                         // Stable across a crash that buffers the message
                         // again under a new record id.

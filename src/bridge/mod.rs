@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferConfig};
-use sluice_bridges::transform::{Escape, Transform, TransformConfig, TransformError};
+use sluice_bridges::transform::runner::Runner;
+use sluice_bridges::transform::{Budget, Escape, Transform, TransformConfig, TransformError};
 use tokio::sync::{watch, Notify};
 
 pub use running::{RunningBridge, Shared};
@@ -57,6 +58,11 @@ pub fn compile_transform(b: &BridgeConfig) -> Result<Transform, TransformError> 
         destination,
         destination_escape: escape,
         key,
+        budget: Budget {
+            max_steps: b.transform_max_steps,
+            timeout: Duration::from_millis(b.transform_timeout_ms),
+            max_output_bytes: b.transform_max_output_bytes,
+        },
     })
 }
 
@@ -293,12 +299,13 @@ fn start(
         wake: Notify::new(),
         sink_acks: Mutex::new(std::collections::VecDeque::new()),
         failing: Mutex::new(None),
+        failed: Mutex::new(None),
         stop: stop_rx,
     });
     let tasks = vec![
         tokio::spawn(intake::run(
             Arc::clone(&shared),
-            transform,
+            Runner::new(&cfg.name, transform),
             broker.store().clone(),
         )),
         tokio::spawn(delivery::run(sink, Arc::clone(&shared))),

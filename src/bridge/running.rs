@@ -33,6 +33,10 @@ pub struct Shared {
     pub sink_acks: Mutex<VecDeque<(u64, Arc<SinkAck>)>>,
     /// Since when (ms since the epoch) and why the sink has been failing.
     pub failing: Mutex<Option<(u64, String)>>,
+    /// Set when the intake gave up (its transform threads would not stop):
+    /// the bridge takes no more messages until it is restarted (reload or
+    /// broker restart); they wait in its session.
+    pub failed: Mutex<Option<String>>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -78,8 +82,14 @@ impl Shared {
             let b = self.buffer.lock();
             (b.len(), b.bytes(), b.oldest_timestamp_ms())
         };
-        let failing = self.failing.lock().clone();
-        let state = if self.paused.load(Ordering::Relaxed) {
+        let failed = self.failed.lock().clone();
+        let failing = match failed {
+            Some(why) => Some((0, why)),
+            None => self.failing.lock().clone(),
+        };
+        let state = if self.failed.lock().is_some() {
+            "failed"
+        } else if self.paused.load(Ordering::Relaxed) {
             "paused"
         } else if failing.is_some() {
             "failing"
@@ -92,7 +102,7 @@ impl Shared {
             sink: self.config.sink.kind(),
             filters: self.config.filters.clone(),
             state,
-            failing_since_ms: failing.as_ref().map(|(since, _)| *since),
+            failing_since_ms: failing.as_ref().map(|(since, _)| *since).filter(|s| *s > 0),
             last_error: failing.map(|(_, e)| e),
             received: load(&s.received),
             transformed: load(&s.transformed),

@@ -39,8 +39,9 @@ pub struct BridgeStatus {
     /// "kafka" or "http".
     pub sink: &'static str,
     pub filters: Vec<String>,
-    /// "running", "paused" or "failing" (the sink refuses or is
-    /// unreachable).
+    /// "running", "paused", "failing" (the sink refuses or is
+    /// unreachable) or "failed" (the transform's threads would not stop:
+    /// no more intake until the bridge restarts).
     pub state: &'static str,
     /// Since when the sink has been failing, in ms since the Unix epoch.
     pub failing_since_ms: Option<u64>,

@@ -14,6 +14,18 @@ fn default_bridge_max_bytes() -> u64 {
     1 << 30
 }
 
+fn default_transform_timeout_ms() -> u64 {
+    sluice_bridges::transform::budget::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+fn default_transform_max_steps() -> u64 {
+    sluice_bridges::transform::budget::DEFAULT_MAX_STEPS
+}
+
+fn default_transform_max_output_bytes() -> usize {
+    sluice_bridges::transform::budget::DEFAULT_MAX_OUTPUT_BYTES
+}
+
 fn default_http_timeout_secs() -> u64 {
     10
 }
@@ -151,6 +163,16 @@ pub struct BridgeConfig {
     /// payload, no output drops the message.
     #[serde(default)]
     pub transform: Option<String>,
+    /// Wall-clock budget of one run of the rule; past it the message is
+    /// dead-lettered.
+    #[serde(default = "default_transform_timeout_ms")]
+    pub transform_timeout_ms: u64,
+    /// Step budget of one run (jq function calls, generator outputs).
+    #[serde(default = "default_transform_max_steps")]
+    pub transform_max_steps: u64,
+    /// Largest transformed payload (compact JSON), in bytes.
+    #[serde(default = "default_transform_max_output_bytes")]
+    pub transform_max_output_bytes: usize,
     #[serde(default)]
     pub payload_format: sluice_bridges::transform::PayloadFormat,
     #[serde(default)]

@@ -489,6 +489,24 @@ impl Config {
                     ));
                 }
             }
+            if !(1..=60_000).contains(&b.transform_timeout_ms) {
+                return Err(invalid(
+                    &key("transform_timeout_ms"),
+                    &format!("{who}must be between 1 and 60000"),
+                ));
+            }
+            if b.transform_max_steps == 0 {
+                return Err(invalid(
+                    &key("transform_max_steps"),
+                    &format!("{who}must be at least 1"),
+                ));
+            }
+            if b.transform_max_output_bytes == 0 {
+                return Err(invalid(
+                    &key("transform_max_output_bytes"),
+                    &format!("{who}must be at least 1"),
+                ));
+            }
             if let Err(e) = crate::bridge::compile_transform(b) {
                 return Err(invalid(&key("transform"), &format!("{who}{e}")));
             }

@@ -6,6 +6,7 @@ mod access_control;
 mod admin;
 mod auth_files;
 mod bridges;
+mod bridges_budget;
 mod bridges_kafka;
 mod clients_mosquitto;
 mod clients_rumqttc;
