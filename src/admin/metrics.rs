@@ -403,7 +403,7 @@ impl Snapshot {
         }
         let label = |b: &BridgeStatus| vec![("bridge", b.name.clone())];
         type Pick = fn(&BridgeStatus) -> u64;
-        let counters: [(&str, &str, Pick); 7] = [
+        let counters: [(&str, &str, Pick); 8] = [
             (
                 "sluice_bridge_received",
                 "Messages taken in from the bridge's session.",
@@ -433,6 +433,11 @@ impl Snapshot {
                 "sluice_bridge_dead_lettered",
                 "Records written to the dead-letter file.",
                 |b| b.dead_lettered,
+            ),
+            (
+                "sluice_bridge_dead_letter_discarded",
+                "Dead-letter lines not kept: the dead-letter files' bound.",
+                |b| b.dead_letter_discarded,
             ),
             (
                 "sluice_bridge_dropped_oldest",

@@ -140,7 +140,6 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(bridge = %shared.name, topic = %p.topic, reason = %e, "message not bridged: transform failed");
                     // The input as it came, so it can be replayed by hand.
                     let raw = Record {
                         id: 0,
@@ -256,7 +255,7 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
 /// A record that never enters the log goes to the buffer's dead-letter
 /// file, in the buffer's own format.
 pub async fn dead_letter(shared: &Shared, record: Record, reason: String) {
-    tracing::warn!(bridge = %shared.name, %reason, "record dead-lettered");
+    shared.log_dead_letter(record.id, &reason);
     BridgeStats::add(&shared.stats.dead_lettered, 1);
     let b: Arc<Mutex<Buffer>> = Arc::clone(&shared.buffer);
     if let Ok(Err(e)) =

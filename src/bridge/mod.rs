@@ -283,6 +283,8 @@ fn start(
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);
     buffer_cfg.full_policy = cfg.full_policy;
+    buffer_cfg.dead_letter_max_bytes = cfg.dead_letter_max_bytes;
+    buffer_cfg.dead_letter_policy = cfg.dead_letter_full_policy;
     let buffer = Buffer::open(buffer_cfg).map_err(|e| err(e.to_string()))?;
     let recovered = buffer.len();
 
@@ -300,6 +302,7 @@ fn start(
         sink_acks: Mutex::new(std::collections::VecDeque::new()),
         failing: Mutex::new(None),
         failed: Mutex::new(None),
+        dead_letter_log: Mutex::new(running::LogBudget::default()),
         stop: stop_rx,
     });
     let tasks = vec![

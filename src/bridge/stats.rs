@@ -52,6 +52,10 @@ pub struct BridgeStatus {
     pub delivered: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Dead-letter lines not kept (the files' bound) since the start.
+    pub dead_letter_discarded: u64,
+    /// Size of the dead-letter files.
+    pub dead_letter_bytes: u64,
     pub dropped_oldest: u64,
     /// Records in the buffer not yet acknowledged by the sink.
     pub buffered_records: u64,

@@ -14,6 +14,10 @@ fn default_bridge_max_bytes() -> u64 {
     1 << 30
 }
 
+fn default_dead_letter_max_bytes() -> u64 {
+    sluice_bridges::buffer::DEFAULT_DEAD_LETTER_MAX_BYTES
+}
+
 fn default_transform_timeout_ms() -> u64 {
     sluice_bridges::transform::budget::DEFAULT_TIMEOUT.as_millis() as u64
 }
@@ -184,6 +188,13 @@ pub struct BridgeConfig {
     /// the bridge's session queue) or "drop_oldest".
     #[serde(default)]
     pub full_policy: sluice_bridges::buffer::FullPolicy,
+    /// Bound on the dead-letter files (current and rotated together).
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
+    /// When they are full: "rotate" (keep the newest lines) or
+    /// "discard_new"; lines not kept are counted.
+    #[serde(default)]
+    pub dead_letter_full_policy: sluice_bridges::buffer::DeadLetterPolicy,
     /// "buffer" (default) or "sink": see [`BridgeAck`].
     #[serde(default)]
     pub ack: BridgeAck,

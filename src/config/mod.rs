@@ -495,6 +495,12 @@ impl Config {
                     &format!("{who}must be between 1 and 60000"),
                 ));
             }
+            if b.dead_letter_max_bytes < 4096 {
+                return Err(invalid(
+                    &key("dead_letter_max_bytes"),
+                    &format!("{who}must be at least 4096"),
+                ));
+            }
             if b.transform_max_steps == 0 {
                 return Err(invalid(
                     &key("transform_max_steps"),

@@ -147,3 +147,71 @@ fn a_rule_that_never_ends_on_a_sample_is_refused_at_start() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("`loops`") && err.contains("sample"), "{err}");
 }
+
+/// 300 payloads that do not decode, to a bridge whose dead-letter files may
+/// hold 16 KiB: the files stay within it (keeping the newest), every line
+/// left out is counted, and the log says so in a few lines, not 300.
+#[test]
+fn dead_letter_files_and_their_log_lines_are_bounded() {
+    let ep = Endpoint::start("[]");
+    let toml = format!(
+        r#"
+[[listeners]]
+bind = "127.0.0.1:0"
+[[bridges]]
+name = "bad"
+filters = ["bad/#"]
+max_bytes = 65536
+dead_letter_max_bytes = 16384
+[bridges.sink]
+kind = "http"
+url = "http://127.0.0.1:{}/bad"
+"#,
+        ep.port
+    );
+    let s = Sluice::start_config(&toml);
+    let (mut p, _) = Raw::connect(s.port, V4, "dev", true);
+    let payload = vec![b'x'; 100];
+    let burst = (1..=300u16)
+        .map(|i| publish("bad/dev", &payload, QoS::AtLeastOnce, i))
+        .collect();
+    p.publish_burst_qos1(burst, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (_, body) = s.admin("GET", "/api/v1/bridges/bad", None, None);
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if st["dead_lettered"] == 300 || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["dead_lettered"], 300, "{status}");
+    let dir = s.data.path().join("store/bridges/bad");
+    let lines = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_default()
+            .lines()
+            .count() as u64
+    };
+    let size = |f: &str| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+    let total = size("dead-letter.jsonl") + size("dead-letter.1.jsonl");
+    assert!(total <= 16384, "{total} bytes of dead letters");
+    let kept = lines("dead-letter.jsonl") + lines("dead-letter.1.jsonl");
+    let discarded = status["dead_letter_discarded"].as_u64().unwrap();
+    assert!(discarded > 0, "{status}");
+    assert_eq!(kept + discarded, 300, "{status}");
+    let (_, metrics) = s.admin("GET", "/metrics", None, None);
+    assert_eq!(
+        metric(
+            &metrics,
+            "sluice_bridge_dead_letter_discarded_total{bridge=\"bad\"}"
+        ),
+        Some(discarded as f64)
+    );
+    let logged = s
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("dead-lettered"))
+        .count();
+    assert!(logged <= 10, "{logged} log lines about dead letters");
+}
