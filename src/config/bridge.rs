@@ -42,6 +42,10 @@ fn default_http_batch_max_bytes() -> usize {
     1 << 20
 }
 
+fn default_kafka_record_retries() -> u32 {
+    sluice_bridges::kafka::DEFAULT_RECORD_RETRIES
+}
+
 fn default_kafka_acks() -> String {
     "all".into()
 }
@@ -119,6 +123,11 @@ pub enum BridgeSinkConfig {
         /// off and resends from the first unacknowledged one.
         #[serde(default = "default_kafka_message_timeout_secs")]
         message_timeout_secs: u64,
+        /// Resends a record gets for errors of its own (unknown topic, or a
+        /// timeout while later records got through) before it is
+        /// dead-lettered; cluster-wide errors retry without limit.
+        #[serde(default = "default_kafka_record_retries")]
+        record_retries: u32,
         /// Any librdkafka producer option (`security.protocol`,
         /// `sasl.mechanism`, `linger.ms`, ...), applied last.
         #[serde(default)]

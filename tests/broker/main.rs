@@ -8,6 +8,7 @@ mod auth_files;
 mod bridges;
 mod bridges_budget;
 mod bridges_kafka;
+mod bridges_kafka_mock;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod connect;
