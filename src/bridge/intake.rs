@@ -14,7 +14,7 @@ use sluice_bridges::{Input, Record};
 use super::running::Shared;
 use super::stats::BridgeStats;
 use crate::codec::{Packet, Publish};
-use crate::session::SinkAck;
+use crate::session::{build_publish, Message, SinkAck};
 use crate::store::{now_ms, Store};
 
 /// Messages taken from the session per round.
@@ -25,15 +25,21 @@ const INTAKE_BATCH: usize = 2048;
 /// 20k records/s). A chunk over the quota is split into single records.
 const APPEND_CHUNK: usize = 1024;
 
-fn input_of(p: &Publish) -> Input {
+/// The transform's input; `origin` (the message as the broker accepted
+/// it) gives the publisher's identity and the acceptance time.
+fn input_of(p: &Publish, origin: Option<&Message>) -> Input {
+    let text = |s: &Option<bytestring::ByteString>| s.as_ref().map(|s| s.to_string());
     Input {
         topic: p.topic.to_string(),
         payload: p.payload.clone(),
         qos: p.qos.as_u8(),
         retain: p.retain,
-        client_id: None,
-        username: None,
-        timestamp_ms: now_ms(),
+        client_id: origin.and_then(|m| text(&m.publisher)),
+        username: origin.and_then(|m| text(&m.username)),
+        timestamp_ms: origin
+            .map(|m| m.accepted_ms)
+            .filter(|t| *t > 0)
+            .unwrap_or_else(now_ms),
         user_properties: p
             .properties
             .user_properties
@@ -66,13 +72,23 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             return;
         }
         type Extras = (Option<Arc<SinkAck>>, Option<u64>);
-        let (batch, extras): (Vec<Publish>, Vec<Extras>) = {
+        let (batch, extras, origins): (Vec<Publish>, Vec<Extras>, Vec<Option<Arc<Message>>>) = {
             let mut state = slot.state.lock();
             let now = Instant::now();
             let mut batch = std::mem::take(&mut carried);
+            let mut origins: Vec<Option<Arc<Message>>> = batch
+                .iter()
+                .map(|p| p.packet_id.and_then(|id| state.message_of(id)))
+                .collect();
             while batch.len() < INTAKE_BATCH {
-                match state.next_publish(now, 4096) {
-                    Some(p) => batch.push(p),
+                let next = state.next_delivery(now, 4096, |d, id| {
+                    (build_publish(d, id, false, now), Arc::clone(&d.message))
+                });
+                match next {
+                    Some((p, m)) => {
+                        batch.push(p);
+                        origins.push(Some(m));
+                    }
                     None => break,
                 }
             }
@@ -83,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
                     None => (None, None),
                 })
                 .collect();
-            (batch, extras)
+            (batch, extras, origins)
         };
         if batch.is_empty() {
             tokio::select! {
@@ -93,7 +109,12 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             continue;
         }
         BridgeStats::add(&shared.stats.received, batch.len() as u64);
-        let inputs = batch.iter().map(input_of).collect();
+        let inputs = batch
+            .iter()
+            .zip(&origins)
+            .map(|(p, m)| input_of(p, m.as_deref()))
+            .collect();
+        drop(origins);
         let outcomes = tokio::select! {
             r = runner.apply_all(inputs) => r,
             // The batch stays in flight in the session for the next run.

@@ -67,6 +67,8 @@ pub fn message_record(m: &Message) -> MessageRecord {
             .map(|t| (now_ms() + t.saturating_duration_since(now).as_millis() as u64).max(1))
             .unwrap_or(0),
         publisher: m.publisher.clone(),
+        username: m.username.clone(),
+        accepted_ms: m.accepted_ms,
     }
 }
 
@@ -758,6 +760,8 @@ pub fn will_message(w: &Will, client_id: &ByteString) -> Message {
             .message_expiry_interval
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
         publisher: Some(client_id.clone()),
+        username: None,
+        accepted_ms: now_ms(),
         stored: None,
     }
 }
@@ -775,6 +779,8 @@ mod tests {
             properties: None,
             expires_at: expires_in.map(|d| Instant::now() + d),
             publisher: None,
+            username: None,
+            accepted_ms: 0,
             stored: None,
         }
     }

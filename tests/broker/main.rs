@@ -7,6 +7,7 @@ mod admin;
 mod auth_files;
 mod bridges;
 mod bridges_budget;
+mod bridges_identity;
 mod bridges_kafka;
 mod bridges_kafka_mock;
 mod clients_mosquitto;
