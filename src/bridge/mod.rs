@@ -329,7 +329,9 @@ fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<Sessio
         c.protocol = Some(ProtocolVersion::V5);
         c.session_expiry = NEVER;
         c.generation += 1;
+        c.username = cfg.username.as_deref().map(ByteString::from);
     }
+    slot.set_acl_exempt(cfg.username.is_none());
     slot.set_persistent(broker.store().is_enabled());
     slot.set_ack_on_sink(cfg.ack == BridgeAck::Sink);
     slot.set_online(true);

@@ -23,7 +23,6 @@ pub use access::AccessControl;
 pub use retained::RetainedStore;
 pub use slot::{Control, SessionSlot, Subscription};
 
-use crate::auth::Access;
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
 use crate::session::{
@@ -482,10 +481,7 @@ impl Broker {
         if send_retained {
             let mut messages = self.retained.read().matching(&sub.filter.filter, now);
             if let Some(acl) = &self.access().acl {
-                let user = slot.control.lock().username.clone();
-                messages.retain(|m| {
-                    acl.check_topic(&slot.client_id, user.as_deref(), &m.topic, Access::Read)
-                });
+                messages.retain(|m| slot.may_read(acl, &m.topic));
             }
             for message in messages {
                 let qos = message.qos.min(sub.options.qos);
@@ -586,15 +582,7 @@ impl Broker {
 
         let access = self.access();
         if let Some(acl) = &access.acl {
-            targets.retain(|t| {
-                let user = t.slot.control.lock().username.clone();
-                acl.check_topic(
-                    &t.slot.client_id,
-                    user.as_deref(),
-                    &message.topic,
-                    Access::Read,
-                )
-            });
+            targets.retain(|t| t.slot.may_read(acl, &message.topic));
         }
         let saturated = targets.iter().any(|t| t.slot.is_saturated());
         if saturated && refuse_if_saturated {

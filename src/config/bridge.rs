@@ -167,6 +167,12 @@ pub struct BridgeConfig {
     pub name: String,
     /// MQTT topic filters; messages matching any of them are bridged.
     pub filters: Vec<String>,
+    /// The identity the bridge reads under. Unset (the default): trusted,
+    /// the bridge receives everything its filters match whatever the ACL
+    /// says (the operator chose the filters). Set: the ACL applies to the
+    /// bridge as to a client logged in with this user name.
+    #[serde(default)]
+    pub username: Option<String>,
     /// Subscription QoS: 0 or 1 (1: nothing acknowledged to the publisher
     /// is lost on the way).
     #[serde(default = "default_bridge_qos")]

@@ -472,6 +472,12 @@ impl Config {
                     return Err(invalid(&key("filters"), &format!("{who}`{f}`: {e}")));
                 }
             }
+            if b.username.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                return Err(invalid(
+                    &key("username"),
+                    &format!("{who}must not be empty (leave it out for a trusted bridge)"),
+                ));
+            }
             if b.qos > 1 {
                 return Err(invalid(&key("qos"), &format!("{who}must be 0 or 1")));
             }

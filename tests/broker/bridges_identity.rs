@@ -77,3 +77,44 @@ fn the_publishers_identity_and_acceptance_time_reach_templates_and_the_rule() {
     let at = body["at"].as_u64().unwrap();
     assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
 }
+
+/// The ACL gives anonymous clients nothing and `meter-7` its own tree. A
+/// bridge without a user name is trusted (it gets what its filters name);
+/// one with `username` is held to that user's rules.
+#[test]
+fn bridges_read_under_an_acl_as_trusted_or_as_their_configured_user() {
+    let ep = Endpoint::start("[]");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path());
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user meter-7\ntopic readwrite meters/#\n").unwrap();
+    let bridge = |name: &str, user: &str| {
+        format!(
+            "[[bridges]]\nname = \"{name}\"\nfilters = [\"meters/#\"]\n{user}\n\
+             [bridges.sink]\nkind = \"http\"\nurl = \"http://127.0.0.1:{}/{name}\"\n",
+            ep.port
+        )
+    };
+    let s = Sluice::start_config(&format!(
+        "password_file = \"{}\"\nacl_file = \"{}\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\n{}{}{}",
+        pw.display(),
+        acl.display(),
+        bridge("trusted", ""),
+        bridge("as-meter", "username = \"meter-7\""),
+        bridge("as-nobody", "username = \"nobody\""),
+    ));
+    let (mut p, _) = Raw::connect_with(s.port, login("meter-7-dev"));
+    p.publish(publish("meters/7", br#"{"v":1}"#, QoS::AtLeastOnce, 1));
+    // Both bodies are the same: wait for two requests, not two bodies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ep.delivered().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = ep.delivered();
+    let mut paths: Vec<&str> = got.iter().filter_map(|r| r["path"].as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/as-meter", "/trusted"], "{got:?}");
+    let (_, body) = s.admin("GET", "/api/v1/bridges/as-nobody", None, None);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["received"], 0, "{st}");
+}
