@@ -17,6 +17,13 @@
 //! at-least-once: the cursor is persisted after the sink confirmed, so a
 //! crash in between resends records, which consumers drop by their id.
 //!
+//! Crash consistency (with `fsync`): segments and the dead-letter file
+//! are only appended to (each append fsynced, the directory fsynced when
+//! a file is created or renamed); the cursor is the one file rewritten,
+//! always through `cursor.json.tmp`, fsync, rename and a directory fsync.
+//! What `open` repairs in place is idempotent: a torn tail is cut off, the
+//! torn header of a last segment that holds no record is written again.
+//!
 //! The API is synchronous (std::fs): the bridge runs it on its own thread or
 //! through `spawn_blocking`. One `Buffer` per directory; nothing stops two
 //! processes from opening the same directory, so the caller must not.
