@@ -38,8 +38,9 @@ pub const MAX_STACK_BYTES: usize = 32 << 20;
 /// pages a run touches are ever committed).
 pub const RULE_THREAD_STACK: usize = 256 << 20;
 
-/// Steps between two readings of the clock.
-const CLOCK_EVERY: u64 = 256;
+/// Steps between two readings of the clock (a reading costs about as much
+/// as a few steps; natives between steps can be slow, so not many more).
+const CLOCK_EVERY: u64 = 16;
 
 /// Limits for one run of a rule on one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

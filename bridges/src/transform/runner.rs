@@ -44,10 +44,14 @@ struct Worker {
     busy_since_ms: Arc<AtomicU64>,
 }
 
+type ApplyFn = dyn Fn(&Input) -> Outcome + Send + Sync;
+
 /// A transform and the thread that runs it.
 pub struct Runner {
     name: String,
-    transform: Arc<Transform>,
+    apply: Arc<ApplyFn>,
+    /// How long one record may run before it is abandoned.
+    limit: Duration,
     worker: Mutex<Option<Worker>>,
     abandoned: AtomicU32,
 }
@@ -61,9 +65,20 @@ fn now_ms() -> u64 {
 impl Runner {
     /// `name` names the thread (`jq-NAME`).
     pub fn new(name: &str, transform: Transform) -> Runner {
+        let limit = transform.budget.timeout + ABANDON_GRACE;
+        Runner::from_fn(name, limit, move |input| transform.apply(input, 0))
+    }
+
+    /// A runner of any function (tests make one that hangs).
+    pub(crate) fn from_fn(
+        name: &str,
+        limit: Duration,
+        apply: impl Fn(&Input) -> Outcome + Send + Sync + 'static,
+    ) -> Runner {
         Runner {
             name: name.to_owned(),
-            transform: Arc::new(transform),
+            apply: Arc::new(apply),
+            limit,
             worker: Mutex::new(None),
             abandoned: AtomicU32::new(0),
         }
@@ -83,7 +98,7 @@ impl Runner {
     fn spawn(&self) -> Result<Worker, RunnerFailed> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let busy = Arc::new(AtomicU64::new(0));
-        let (transform, busy_since_ms) = (Arc::clone(&self.transform), Arc::clone(&busy));
+        let (apply, busy_since_ms) = (Arc::clone(&self.apply), Arc::clone(&busy));
         budget::spawn_rule_thread(format!("jq-{}", self.name), move || {
             while let Ok(job) = rx.recv() {
                 for input in &job.inputs[job.start..] {
@@ -91,7 +106,7 @@ impl Runner {
                         break;
                     }
                     busy_since_ms.store(now_ms().max(1), Ordering::Relaxed);
-                    let outcome = transform.apply(input, 0);
+                    let outcome = apply(input);
                     busy_since_ms.store(0, Ordering::Relaxed);
                     if job.results.send(outcome).is_err() {
                         break;
@@ -133,7 +148,7 @@ impl Runner {
 
     /// Transforms `inputs` in order, one outcome per input.
     pub async fn apply_all(&self, inputs: Vec<Input>) -> Result<Vec<Outcome>, RunnerFailed> {
-        let limit = self.transform.budget.timeout + ABANDON_GRACE;
+        let limit = self.limit;
         let inputs = Arc::new(inputs);
         let mut out: Vec<Outcome> = Vec::with_capacity(inputs.len());
         let mut sub = self.submit(&inputs, 0)?;
@@ -154,8 +169,8 @@ impl Runner {
                     tracing::error!(bridge = %self.name, abandoned = n, "jq rule did not stop within its budget: its thread is abandoned");
                     *self.worker() = None;
                     out.push(Err(TransformError::Budget(format!(
-                        "the rule did not stop {} ms after its time budget; its thread was abandoned",
-                        ABANDON_GRACE.as_millis()
+                        "the rule did not stop within {} ms; its thread was abandoned",
+                        limit.as_millis()
                     ))));
                     if n >= MAX_ABANDONED {
                         return Err(RunnerFailed(format!(

@@ -620,3 +620,33 @@ fn deep_values_built_by_a_rule_do_not_overflow_when_dropped_or_walked() {
     let r = t.apply(&input(&br#"{"deep":true}"#[..]), 1);
     assert!(r.is_err(), "{r:?}");
 }
+
+#[test]
+fn the_runner_abandons_a_run_that_never_returns_and_gives_up_after_a_few() {
+    use super::runner::{Runner, MAX_ABANDONED};
+    let runner = Runner::from_fn("hang", std::time::Duration::from_millis(200), |i| {
+        if i.payload.as_ref() == b"hang" {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
+        Ok(None)
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = rt
+        .block_on(runner.apply_all(vec![input("a"), input("hang"), input("b")]))
+        .unwrap();
+    assert!(
+        matches!(out[0], Ok(None)) && matches!(out[2], Ok(None)),
+        "{out:?}"
+    );
+    assert!(matches!(&out[1], Err(TransformError::Budget(why)) if why.contains("abandoned")));
+    assert_eq!(runner.abandoned(), 1);
+    for _ in 1..MAX_ABANDONED - 1 {
+        rt.block_on(runner.apply_all(vec![input("hang")])).unwrap();
+    }
+    assert!(rt.block_on(runner.apply_all(vec![input("hang")])).is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
