@@ -503,7 +503,7 @@ impl Snapshot {
         family(
             e,
             "sluice_bridge_state",
-            "1 for the bridge's current state (running, paused, failing).",
+            "1 for the bridge's current state (running, paused, failing, failed).",
             MetricType::Gauge,
             &up,
         )?;
