@@ -28,6 +28,8 @@ fn message(topic: String, payload: &'static [u8]) -> Arc<Message> {
         properties: None,
         expires_at: None,
         publisher: None,
+        username: None,
+        accepted_ms: 0,
         stored: None,
     })
 }

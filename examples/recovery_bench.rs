@@ -49,6 +49,8 @@ fn main() -> anyhow::Result<()> {
                     properties: None,
                     expires_at_ms: 0,
                     publisher: None,
+                    username: None,
+                    accepted_ms: 0,
                 },
             });
             ops.push(Op::PutRetained {
@@ -92,6 +94,8 @@ fn main() -> anyhow::Result<()> {
                     properties: None,
                     expires_at_ms: 0,
                     publisher: None,
+                    username: None,
+                    accepted_ms: 0,
                 },
             });
             ops.push(Op::PutOutbox {

@@ -19,7 +19,13 @@
 //! [`SinkError::Permanent`]; anything else (no delivery within
 //! `message_timeout`, a broken connection, an unknown topic or partition,
 //! authentication or authorisation, an unreachable cluster) is
-//! [`SinkError::Retryable`]. A topic name Kafka would refuse is caught before
+//! [`SinkError::Retryable`]. Retryable errors of one record (its topic
+//! unknown or not authorised, or a timeout while later records of the batch
+//! got through: the cluster is up) count against
+//! [`KafkaSinkConfig::record_retries`]; past it the record is permanent, so
+//! the bridge dead-letters it and the records behind it flow again. Errors
+//! of the whole cluster never do: an outage must not empty the buffer into
+//! the dead letter. A topic name Kafka would refuse is caught before
 //! anything of the batch is sent. Messages name the record id and the topic.
 //!
 //! Layout: `config` (settings, validation, librdkafka options) and `tests`
@@ -30,6 +36,7 @@ mod config;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -41,7 +48,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
-pub use config::{client_config, Compression, KafkaSinkConfig, KafkaSinkSetupError};
+pub use config::{
+    client_config, Compression, KafkaSinkConfig, KafkaSinkSetupError, DEFAULT_RECORD_RETRIES,
+};
 
 use crate::record::Record;
 use crate::sink::{Sink, SinkError};
@@ -71,6 +80,9 @@ pub struct KafkaSink {
     fenced: bool,
     max_in_flight: usize,
     message_timeout: Duration,
+    record_retries: u32,
+    /// Record id -> failures of its own so far (see the module docs).
+    failures: HashMap<u64, u32>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -98,12 +110,14 @@ impl KafkaSink {
             fenced: false,
             max_in_flight: config.max_in_flight,
             message_timeout: config.message_timeout,
+            record_retries: config.record_retries,
+            failures: HashMap::new(),
         })
     }
 
     /// Hands one record to librdkafka, waiting while its queue is full (for
     /// at most `message_timeout`, by when queued records have expired).
-    async fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
+    async fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, KafkaError> {
         let id = record.dedup_id();
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
         for (name, value) in &record.headers {
@@ -138,9 +152,35 @@ impl KafkaSink {
                     message = back;
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
-                Err((error, _)) => return Err(verdict(record, &error)),
+                Err((error, _)) => return Err(error),
             }
         }
+    }
+
+    /// The verdict on `record`'s failure, counting it against the record's
+    /// retries when it is the record's own (see the module docs).
+    fn judge(&mut self, record: &Record, error: &KafkaError, later_ok: bool) -> SinkError {
+        let verdict = verdict(record, error);
+        let SinkError::Retryable(reason) = verdict else {
+            return verdict;
+        };
+        let own = later_ok || error.rdkafka_error_code().is_some_and(is_record_specific);
+        if !own {
+            return SinkError::Retryable(reason);
+        }
+        // Entries of records already settled are of no more use.
+        self.failures.retain(|id, _| *id >= record.id);
+        let failures = self.failures.entry(record.id).or_insert(0);
+        *failures += 1;
+        // The count stays past the limit, so the record-by-record resend
+        // that finds the refused record is told at once.
+        if *failures > self.record_retries {
+            return SinkError::Permanent(format!(
+                "{reason} (gave up after {} attempts)",
+                self.record_retries + 1
+            ));
+        }
+        SinkError::Retryable(reason)
     }
 
     /// After a fatal error (possible with the idempotent producer) librdkafka
@@ -176,33 +216,48 @@ impl Sink for KafkaSink {
         for chunk in batch.chunks(self.max_in_flight) {
             let mut deliveries = Vec::with_capacity(chunk.len());
             for record in chunk {
-                deliveries.push(self.enqueue(record).await?);
+                match self.enqueue(record).await {
+                    Ok(delivery) => deliveries.push(delivery),
+                    // Refused before it was sent (its topic is known to be
+                    // unknown, say): nothing after it went out.
+                    Err(error) => return Err(self.judge(record, &error, false)),
+                }
             }
-            // In order, so an error names the first record that failed; the
-            // ones after it may still arrive, and be duplicated by a resend.
+            // Every report is awaited: whether records after a failed one got
+            // through tells a record's own trouble from the cluster's.
+            let mut first_failure: Option<(&Record, KafkaError)> = None;
+            let mut later_ok = false;
             for (record, delivery) in chunk.iter().zip(deliveries) {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => {
-                        if matches!(
-                            error.rdkafka_error_code(),
-                            Some(
-                                RDKafkaErrorCode::ProducerFenced
-                                    | RDKafkaErrorCode::InvalidProducerEpoch
-                            )
-                        ) {
-                            self.fenced = true;
-                        }
-                        return Err(verdict(record, &error));
+                let error = match delivery.await {
+                    Ok(Ok(_)) => {
+                        later_ok |= first_failure.is_some();
+                        continue;
                     }
+                    Ok(Err((error, _))) => error,
                     Err(_canceled) => {
                         return Err(SinkError::Retryable(format!(
                         "record {} to topic {:?}: the producer went away before reporting delivery",
                         record.id, record.destination
                     )))
                     }
+                };
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+                ) {
+                    self.fenced = true;
+                }
+                if first_failure.is_none() {
+                    first_failure = Some((record, error));
                 }
             }
+            if let Some((record, error)) = first_failure {
+                return Err(self.judge(record, &error, later_ok));
+            }
+        }
+        // Records up to the batch's last are through: their counts go.
+        if let Some(last) = batch.last() {
+            self.failures.retain(|id, _| *id > last.id);
         }
         Ok(())
     }
@@ -246,6 +301,16 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
             // Outside the broker's `message.timestamp.*.max.ms` window: old
             // records replayed after a long outage stay outside it.
             | RDKafkaErrorCode::InvalidTimestamp
+    )
+}
+
+/// Retryable errors about the record's topic or partition, not the cluster.
+fn is_record_specific(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
     )
 }
 

@@ -441,7 +441,7 @@ impl Snapshot {
         }
         let label = |b: &BridgeStatus| vec![("bridge", b.name.clone())];
         type Pick = fn(&BridgeStatus) -> u64;
-        let counters: [(&str, &str, Pick); 7] = [
+        let counters: [(&str, &str, Pick); 8] = [
             (
                 "sluice_bridge_received",
                 "Messages taken in from the bridge's session.",
@@ -471,6 +471,11 @@ impl Snapshot {
                 "sluice_bridge_dead_lettered",
                 "Records written to the dead-letter file.",
                 |b| b.dead_lettered,
+            ),
+            (
+                "sluice_bridge_dead_letter_discarded",
+                "Dead-letter lines not kept: the dead-letter files' bound.",
+                |b| b.dead_letter_discarded,
             ),
             (
                 "sluice_bridge_dropped_oldest",
@@ -536,7 +541,7 @@ impl Snapshot {
         family(
             e,
             "sluice_bridge_state",
-            "1 for the bridge's current state (running, paused, failing).",
+            "1 for the bridge's current state (running, paused, failing, failed).",
             MetricType::Gauge,
             &up,
         )?;

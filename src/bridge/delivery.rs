@@ -108,7 +108,10 @@ pub async fn run(mut sink: AnySink, shared: Arc<Shared>) {
                             BridgeStats::add(&shared.stats.delivered, 1);
                         }
                         Err(SinkError::Permanent(reason)) => {
-                            tracing::warn!(bridge = %name, record = one[0].id, %reason, "record refused by the sink: dead-lettered");
+                            shared.log_dead_letter(
+                                one[0].id,
+                                &format!("refused by the sink: {reason}"),
+                            );
                             BridgeStats::add(&shared.stats.dead_lettered, 1);
                             let b = Arc::clone(&shared.buffer);
                             let _ =

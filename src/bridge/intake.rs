@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferError};
-use sluice_bridges::transform::Transform;
+use sluice_bridges::transform::runner::Runner;
 use sluice_bridges::{Input, Record};
 
 use super::running::Shared;
 use super::stats::BridgeStats;
 use crate::codec::{Packet, Publish};
-use crate::session::SinkAck;
+use crate::session::{build_publish, Message, SinkAck};
 use crate::store::{now_ms, Store};
 
 /// Messages taken from the session per round.
@@ -25,15 +25,21 @@ const INTAKE_BATCH: usize = 2048;
 /// 20k records/s). A chunk over the quota is split into single records.
 const APPEND_CHUNK: usize = 1024;
 
-fn input_of(p: &Publish) -> Input {
+/// The transform's input; `origin` (the message as the broker accepted
+/// it) gives the publisher's identity and the acceptance time.
+fn input_of(p: &Publish, origin: Option<&Message>) -> Input {
+    let text = |s: &Option<bytestring::ByteString>| s.as_ref().map(|s| s.to_string());
     Input {
         topic: p.topic.to_string(),
         payload: p.payload.clone(),
         qos: p.qos.as_u8(),
         retain: p.retain,
-        client_id: None,
-        username: None,
-        timestamp_ms: now_ms(),
+        client_id: origin.and_then(|m| text(&m.publisher)),
+        username: origin.and_then(|m| text(&m.username)),
+        timestamp_ms: origin
+            .map(|m| m.accepted_ms)
+            .filter(|t| *t > 0)
+            .unwrap_or_else(now_ms),
         user_properties: p
             .properties
             .user_properties
@@ -43,8 +49,10 @@ fn input_of(p: &Publish) -> Input {
     }
 }
 
-/// Runs until the bridge is stopped.
-pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
+/// Runs until the bridge is stopped. The transform runs on the runner's
+/// own thread under its budget, never on the runtime's workers, and the
+/// wait for it gives way to a stop.
+pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
     let slot = Arc::clone(&shared.slot);
     let mut stop = shared.stop.clone();
     // What a previous run (or the broker before a crash) took from the
@@ -64,13 +72,23 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
             return;
         }
         type Extras = (Option<Arc<SinkAck>>, Option<u64>);
-        let (batch, extras): (Vec<Publish>, Vec<Extras>) = {
+        let (batch, extras, origins): (Vec<Publish>, Vec<Extras>, Vec<Option<Arc<Message>>>) = {
             let mut state = slot.state.lock();
             let now = Instant::now();
             let mut batch = std::mem::take(&mut carried);
+            let mut origins: Vec<Option<Arc<Message>>> = batch
+                .iter()
+                .map(|p| p.packet_id.and_then(|id| state.message_of(id)))
+                .collect();
             while batch.len() < INTAKE_BATCH {
-                match state.next_publish(now, 4096) {
-                    Some(p) => batch.push(p),
+                let next = state.next_delivery(now, 4096, |d, id| {
+                    (build_publish(d, id, false, now), Arc::clone(&d.message))
+                });
+                match next {
+                    Some((p, m)) => {
+                        batch.push(p);
+                        origins.push(Some(m));
+                    }
                     None => break,
                 }
             }
@@ -81,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
                     None => (None, None),
                 })
                 .collect();
-            (batch, extras)
+            (batch, extras, origins)
         };
         if batch.is_empty() {
             tokio::select! {
@@ -91,12 +109,37 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
             continue;
         }
         BridgeStats::add(&shared.stats.received, batch.len() as u64);
+        let inputs = batch
+            .iter()
+            .zip(&origins)
+            .map(|(p, m)| input_of(p, m.as_deref()))
+            .collect();
+        drop(origins);
+        let outcomes = tokio::select! {
+            r = runner.apply_all(inputs) => r,
+            // The batch stays in flight in the session for the next run.
+            _ = stop.changed() => return,
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(bridge = %shared.name, error = %e, "bridge intake stopped: its messages wait in its session until it restarts");
+                *shared.failed.lock() = Some(e.to_string());
+                while !shared.stopping() {
+                    if stop.changed().await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+        };
         let mut next_id = shared.buffer.lock().next_id();
         let mut records: Vec<Record> = Vec::with_capacity(batch.len());
         let mut dropped = 0u64;
-        for (p, (signal, message_id)) in batch.iter().zip(extras) {
-            match transform.apply(&input_of(p), next_id) {
+        for ((p, (signal, message_id)), outcome) in batch.iter().zip(extras).zip(outcomes) {
+            match outcome {
                 Ok(Some(mut r)) => {
+                    r.id = next_id;
                     if let Some(m) = message_id {
                         // Stable across a crash that buffers the message
                         // again under a new record id.
@@ -118,7 +161,6 @@ pub async fn run(shared: Arc<Shared>, transform: Transform, store: Store) {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(bridge = %shared.name, topic = %p.topic, reason = %e, "message not bridged: transform failed");
                     // The input as it came, so it can be replayed by hand.
                     let raw = Record {
                         id: 0,
@@ -234,7 +276,7 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
 /// A record that never enters the log goes to the buffer's dead-letter
 /// file, in the buffer's own format.
 pub async fn dead_letter(shared: &Shared, record: Record, reason: String) {
-    tracing::warn!(bridge = %shared.name, %reason, "record dead-lettered");
+    shared.log_dead_letter(record.id, &reason);
     BridgeStats::add(&shared.stats.dead_lettered, 1);
     let b: Arc<Mutex<Buffer>> = Arc::clone(&shared.buffer);
     if let Ok(Err(e)) =

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferConfig};
-use sluice_bridges::transform::{Escape, Transform, TransformConfig, TransformError};
+use sluice_bridges::transform::runner::Runner;
+use sluice_bridges::transform::{Budget, Escape, Transform, TransformConfig, TransformError};
 use tokio::sync::{watch, Notify};
 
 pub use running::{RunningBridge, Shared};
@@ -57,6 +58,11 @@ pub fn compile_transform(b: &BridgeConfig) -> Result<Transform, TransformError> 
         destination,
         destination_escape: escape,
         key,
+        budget: Budget {
+            max_steps: b.transform_max_steps,
+            timeout: Duration::from_millis(b.transform_timeout_ms),
+            max_output_bytes: b.transform_max_output_bytes,
+        },
     })
 }
 
@@ -277,6 +283,8 @@ fn start(
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);
     buffer_cfg.full_policy = cfg.full_policy;
+    buffer_cfg.dead_letter_max_bytes = cfg.dead_letter_max_bytes;
+    buffer_cfg.dead_letter_policy = cfg.dead_letter_full_policy;
     let buffer = Buffer::open(buffer_cfg).map_err(|e| err(e.to_string()))?;
     let recovered = buffer.len();
 
@@ -293,12 +301,14 @@ fn start(
         wake: Notify::new(),
         sink_acks: Mutex::new(std::collections::VecDeque::new()),
         failing: Mutex::new(None),
+        failed: Mutex::new(None),
+        dead_letter_log: Mutex::new(running::LogBudget::default()),
         stop: stop_rx,
     });
     let tasks = vec![
         tokio::spawn(intake::run(
             Arc::clone(&shared),
-            transform,
+            Runner::new(&cfg.name, transform),
             broker.store().clone(),
         )),
         tokio::spawn(delivery::run(sink, Arc::clone(&shared))),
@@ -319,7 +329,9 @@ fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<Sessio
         c.protocol = Some(ProtocolVersion::V5);
         c.session_expiry = NEVER;
         c.generation += 1;
+        c.username = cfg.username.as_deref().map(ByteString::from);
     }
+    slot.set_acl_exempt(cfg.username.is_none());
     slot.set_persistent(broker.store().is_enabled());
     slot.set_ack_on_sink(cfg.ack == BridgeAck::Sink);
     slot.set_online(true);

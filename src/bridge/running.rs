@@ -33,10 +33,65 @@ pub struct Shared {
     pub sink_acks: Mutex<VecDeque<(u64, Arc<SinkAck>)>>,
     /// Since when (ms since the epoch) and why the sink has been failing.
     pub failing: Mutex<Option<(u64, String)>>,
+    /// Set when the intake gave up (its transform threads would not stop):
+    /// the bridge takes no more messages until it is restarted (reload or
+    /// broker restart); they wait in its session.
+    pub failed: Mutex<Option<String>>,
+    /// Dead-letter log lines: a stream of bad messages is summed up, not
+    /// logged line by line.
+    pub dead_letter_log: Mutex<LogBudget>,
     pub stop: watch::Receiver<bool>,
 }
 
+/// Lines allowed per [`LogBudget::WINDOW`].
+const LOG_LINES_PER_WINDOW: u32 = 5;
+
+/// A rate limit for one kind of log line: a few per window, then one line
+/// saying how many were left out.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    window_start: Option<std::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether to log this occurrence; the second value is how many were
+    /// suppressed in the window that just ended (to report once).
+    pub fn allow(&mut self, now: std::time::Instant) -> (bool, u64) {
+        let mut ended = 0;
+        if self
+            .window_start
+            .is_none_or(|s| now.duration_since(s) >= Self::WINDOW)
+        {
+            ended = std::mem::take(&mut self.suppressed);
+            self.window_start = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < LOG_LINES_PER_WINDOW {
+            self.logged += 1;
+            (true, ended)
+        } else {
+            self.suppressed += 1;
+            (false, ended)
+        }
+    }
+}
+
 impl Shared {
+    /// Logs a dead-lettered record within the log budget.
+    pub fn log_dead_letter(&self, record: u64, reason: &str) {
+        let (log, suppressed) = self.dead_letter_log.lock().allow(std::time::Instant::now());
+        if suppressed > 0 {
+            tracing::warn!(bridge = %self.name, suppressed, "more records dead-lettered (log lines left out; see the counters)");
+        }
+        if log {
+            tracing::warn!(bridge = %self.name, record, %reason, "record dead-lettered");
+        }
+    }
+
     /// Tells publishers whose records up to `last_id` are settled (delivered
     /// or dead-lettered) that they may have their acknowledgement.
     pub fn settle_through(&self, last_id: u64) {
@@ -74,12 +129,24 @@ impl Shared {
 
     pub fn status(&self) -> BridgeStatus {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let (records, bytes, oldest) = {
+        let (records, bytes, oldest, dead_letter_discarded, dead_letter_bytes) = {
             let b = self.buffer.lock();
-            (b.len(), b.bytes(), b.oldest_timestamp_ms())
+            (
+                b.len(),
+                b.bytes(),
+                b.oldest_timestamp_ms(),
+                b.dead_letter_discarded(),
+                b.dead_letter_bytes(),
+            )
         };
-        let failing = self.failing.lock().clone();
-        let state = if self.paused.load(Ordering::Relaxed) {
+        let failed = self.failed.lock().clone();
+        let failing = match failed {
+            Some(why) => Some((0, why)),
+            None => self.failing.lock().clone(),
+        };
+        let state = if self.failed.lock().is_some() {
+            "failed"
+        } else if self.paused.load(Ordering::Relaxed) {
             "paused"
         } else if failing.is_some() {
             "failing"
@@ -92,7 +159,7 @@ impl Shared {
             sink: self.config.sink.kind(),
             filters: self.config.filters.clone(),
             state,
-            failing_since_ms: failing.as_ref().map(|(since, _)| *since),
+            failing_since_ms: failing.as_ref().map(|(since, _)| *since).filter(|s| *s > 0),
             last_error: failing.map(|(_, e)| e),
             received: load(&s.received),
             transformed: load(&s.transformed),
@@ -100,6 +167,8 @@ impl Shared {
             delivered: load(&s.delivered),
             retried: load(&s.retried),
             dead_lettered: load(&s.dead_lettered),
+            dead_letter_discarded,
+            dead_letter_bytes,
             dropped_oldest: load(&s.dropped_oldest),
             buffered_records: records,
             buffered_bytes: bytes,

@@ -63,6 +63,7 @@ impl AnySink {
                 compression,
                 max_in_flight,
                 message_timeout_secs,
+                record_retries,
                 options,
                 ..
             } => KafkaSink::new(KafkaSinkConfig {
@@ -71,6 +72,7 @@ impl AnySink {
                 compression: *compression,
                 max_in_flight: *max_in_flight,
                 message_timeout: Duration::from_secs((*message_timeout_secs).max(1)),
+                record_retries: *record_retries,
                 options: options
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))

@@ -39,8 +39,9 @@ pub struct BridgeStatus {
     /// "kafka" or "http".
     pub sink: &'static str,
     pub filters: Vec<String>,
-    /// "running", "paused" or "failing" (the sink refuses or is
-    /// unreachable).
+    /// "running", "paused", "failing" (the sink refuses or is
+    /// unreachable) or "failed" (the transform's threads would not stop:
+    /// no more intake until the bridge restarts).
     pub state: &'static str,
     /// Since when the sink has been failing, in ms since the Unix epoch.
     pub failing_since_ms: Option<u64>,
@@ -51,6 +52,10 @@ pub struct BridgeStatus {
     pub delivered: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Dead-letter lines not kept (the files' bound) since the start.
+    pub dead_letter_discarded: u64,
+    /// Size of the dead-letter files.
+    pub dead_letter_bytes: u64,
     pub dropped_oldest: u64,
     /// Records in the buffer not yet acknowledged by the sink.
     pub buffered_records: u64,

@@ -23,7 +23,6 @@ pub use access::AccessControl;
 pub use retained::RetainedStore;
 pub use slot::{Control, SessionSlot, Subscription};
 
-use crate::auth::Access;
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
 use crate::session::{
@@ -67,6 +66,8 @@ pub fn message_record(m: &Message) -> MessageRecord {
             .map(|t| (now_ms() + t.saturating_duration_since(now).as_millis() as u64).max(1))
             .unwrap_or(0),
         publisher: m.publisher.clone(),
+        username: m.username.clone(),
+        accepted_ms: m.accepted_ms,
     }
 }
 
@@ -562,10 +563,7 @@ impl Broker {
         if send_retained {
             let mut messages = self.retained.read().matching(&sub.filter.filter, now);
             if let Some(acl) = &self.access().acl {
-                let user = slot.control.lock().username.clone();
-                messages.retain(|m| {
-                    acl.check_topic(&slot.client_id, user.as_deref(), &m.topic, Access::Read)
-                });
+                messages.retain(|m| slot.may_read(acl, &m.topic));
             }
             for message in messages {
                 let qos = message.qos.min(sub.options.qos);
@@ -667,18 +665,7 @@ impl Broker {
 
         if let Some(acl) = acl {
             // Shared picks were checked when they were chosen.
-            targets.retain(|t| {
-                if t.shared {
-                    return true;
-                }
-                let user = t.slot.control.lock().username.clone();
-                acl.check_topic(
-                    &t.slot.client_id,
-                    user.as_deref(),
-                    &message.topic,
-                    Access::Read,
-                )
-            });
+            targets.retain(|t| t.shared || t.slot.may_read(acl, &message.topic));
         }
         let saturated = targets.iter().any(|t| t.slot.is_saturated());
         if saturated && refuse_if_saturated {
@@ -796,7 +783,12 @@ impl Broker {
     pub fn publish_will(&self, will: &Will, slot: &SessionSlot) {
         if let Some(acl) = &self.access().acl {
             let user = slot.control.lock().username.clone();
-            if !acl.check_topic(&slot.client_id, user.as_deref(), &will.topic, Access::Write) {
+            if !acl.check_topic(
+                &slot.client_id,
+                user.as_deref(),
+                &will.topic,
+                crate::auth::Access::Write,
+            ) {
                 tracing::info!(client_id = %slot.client_id, topic = %will.topic, "will not published: the ACL no longer allows it");
                 return;
             }
@@ -848,10 +840,7 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
 /// that may not read it is never picked (picking first and checking after
 /// would lose the message), an online one is preferred.
 fn shared_rank(acl: Option<&crate::auth::Acl>, e: &RouteEntry, topic: &str) -> Pick {
-    let allowed = acl.is_none_or(|acl| {
-        let user = e.slot.control.lock().username.clone();
-        acl.check_topic(&e.slot.client_id, user.as_deref(), topic, Access::Read)
-    });
+    let allowed = acl.is_none_or(|acl| e.slot.may_read(acl, topic));
     match (allowed, e.slot.is_online()) {
         (false, _) => Pick::Never,
         (true, true) => Pick::Preferred,
@@ -876,6 +865,8 @@ pub fn will_message(w: &Will, client_id: &ByteString) -> Message {
             .message_expiry_interval
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
         publisher: Some(client_id.clone()),
+        username: None,
+        accepted_ms: now_ms(),
         stored: None,
     }
 }
@@ -893,6 +884,8 @@ mod tests {
             properties: None,
             expires_at: expires_in.map(|d| Instant::now() + d),
             publisher: None,
+            username: None,
+            accepted_ms: 0,
             stored: None,
         }
     }

@@ -41,6 +41,8 @@ fn to_message(id: u64, r: MessageRecord, broker: &Broker, now: Instant, now_wall
         properties: r.properties,
         expires_at,
         publisher: r.publisher,
+        username: r.username,
+        accepted_ms: r.accepted_ms,
         stored: Some(Arc::new(StoredMessage::new(id, broker.store.clone()))),
     }
 }

@@ -65,6 +65,9 @@ pub struct SessionSlot {
     persistent: AtomicBool,
     /// Set by a bridge whose buffer is full under the `block` policy.
     saturated: AtomicBool,
+    /// A bridge without a configured user name: trusted to read whatever
+    /// its own filters name, so the ACL is not applied to it.
+    acl_exempt: AtomicBool,
     /// A bridge with `ack = "sink"`: publishers' acknowledgements wait for
     /// its sink.
     ack_on_sink: AtomicBool,
@@ -86,6 +89,7 @@ impl SessionSlot {
             online: AtomicBool::new(false),
             persistent: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
+            acl_exempt: AtomicBool::new(false),
             ack_on_sink: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -115,6 +119,25 @@ impl SessionSlot {
 
     pub fn set_saturated(&self, saturated: bool) {
         self.saturated.store(saturated, Ordering::Relaxed);
+    }
+
+    pub fn set_acl_exempt(&self, exempt: bool) {
+        self.acl_exempt.store(exempt, Ordering::Relaxed);
+    }
+
+    /// Whether this session may receive a message on `topic` under `acl`:
+    /// as its user (or anonymous), unless it is exempt (a trusted bridge).
+    pub fn may_read(&self, acl: &crate::auth::Acl, topic: &str) -> bool {
+        if self.acl_exempt.load(Ordering::Relaxed) {
+            return true;
+        }
+        let user = self.control.lock().username.clone();
+        acl.check_topic(
+            &self.client_id,
+            user.as_deref(),
+            topic,
+            crate::auth::Access::Read,
+        )
     }
 
     pub fn acks_on_sink(&self) -> bool {

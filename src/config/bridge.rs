@@ -14,6 +14,22 @@ fn default_bridge_max_bytes() -> u64 {
     1 << 30
 }
 
+fn default_dead_letter_max_bytes() -> u64 {
+    sluice_bridges::buffer::DEFAULT_DEAD_LETTER_MAX_BYTES
+}
+
+fn default_transform_timeout_ms() -> u64 {
+    sluice_bridges::transform::budget::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+fn default_transform_max_steps() -> u64 {
+    sluice_bridges::transform::budget::DEFAULT_MAX_STEPS
+}
+
+fn default_transform_max_output_bytes() -> usize {
+    sluice_bridges::transform::budget::DEFAULT_MAX_OUTPUT_BYTES
+}
+
 fn default_http_timeout_secs() -> u64 {
     10
 }
@@ -24,6 +40,10 @@ fn default_http_batch_max_records() -> usize {
 
 fn default_http_batch_max_bytes() -> usize {
     1 << 20
+}
+
+fn default_kafka_record_retries() -> u32 {
+    sluice_bridges::kafka::DEFAULT_RECORD_RETRIES
 }
 
 fn default_kafka_acks() -> String {
@@ -103,6 +123,11 @@ pub enum BridgeSinkConfig {
         /// off and resends from the first unacknowledged one.
         #[serde(default = "default_kafka_message_timeout_secs")]
         message_timeout_secs: u64,
+        /// Resends a record gets for errors of its own (unknown topic, or a
+        /// timeout while later records got through) before it is
+        /// dead-lettered; cluster-wide errors retry without limit.
+        #[serde(default = "default_kafka_record_retries")]
+        record_retries: u32,
         /// Any librdkafka producer option (`security.protocol`,
         /// `sasl.mechanism`, `linger.ms`, ...), applied last.
         #[serde(default)]
@@ -142,6 +167,12 @@ pub struct BridgeConfig {
     pub name: String,
     /// MQTT topic filters; messages matching any of them are bridged.
     pub filters: Vec<String>,
+    /// The identity the bridge reads under. Unset (the default): trusted,
+    /// the bridge receives everything its filters match whatever the ACL
+    /// says (the operator chose the filters). Set: the ACL applies to the
+    /// bridge as to a client logged in with this user name.
+    #[serde(default)]
+    pub username: Option<String>,
     /// Subscription QoS: 0 or 1 (1: nothing acknowledged to the publisher
     /// is lost on the way).
     #[serde(default = "default_bridge_qos")]
@@ -151,6 +182,16 @@ pub struct BridgeConfig {
     /// payload, no output drops the message.
     #[serde(default)]
     pub transform: Option<String>,
+    /// Wall-clock budget of one run of the rule; past it the message is
+    /// dead-lettered.
+    #[serde(default = "default_transform_timeout_ms")]
+    pub transform_timeout_ms: u64,
+    /// Step budget of one run (jq function calls, generator outputs).
+    #[serde(default = "default_transform_max_steps")]
+    pub transform_max_steps: u64,
+    /// Largest transformed payload (compact JSON), in bytes.
+    #[serde(default = "default_transform_max_output_bytes")]
+    pub transform_max_output_bytes: usize,
     #[serde(default)]
     pub payload_format: sluice_bridges::transform::PayloadFormat,
     #[serde(default)]
@@ -162,6 +203,13 @@ pub struct BridgeConfig {
     /// the bridge's session queue) or "drop_oldest".
     #[serde(default)]
     pub full_policy: sluice_bridges::buffer::FullPolicy,
+    /// Bound on the dead-letter files (current and rotated together).
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
+    /// When they are full: "rotate" (keep the newest lines) or
+    /// "discard_new"; lines not kept are counted.
+    #[serde(default)]
+    pub dead_letter_full_policy: sluice_bridges::buffer::DeadLetterPolicy,
     /// "buffer" (default) or "sink": see [`BridgeAck`].
     #[serde(default)]
     pub ack: BridgeAck,

@@ -523,6 +523,12 @@ impl Config {
                     return Err(invalid(&key("filters"), &format!("{who}`{f}`: {e}")));
                 }
             }
+            if b.username.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                return Err(invalid(
+                    &key("username"),
+                    &format!("{who}must not be empty (leave it out for a trusted bridge)"),
+                ));
+            }
             if b.qos > 1 {
                 return Err(invalid(&key("qos"), &format!("{who}must be 0 or 1")));
             }
@@ -539,6 +545,30 @@ impl Config {
                         &format!("{who}ack = \"sink\" needs full_policy = \"block\" (a dropped record cannot be acknowledged)"),
                     ));
                 }
+            }
+            if !(1..=60_000).contains(&b.transform_timeout_ms) {
+                return Err(invalid(
+                    &key("transform_timeout_ms"),
+                    &format!("{who}must be between 1 and 60000"),
+                ));
+            }
+            if b.dead_letter_max_bytes < 4096 {
+                return Err(invalid(
+                    &key("dead_letter_max_bytes"),
+                    &format!("{who}must be at least 4096"),
+                ));
+            }
+            if b.transform_max_steps == 0 {
+                return Err(invalid(
+                    &key("transform_max_steps"),
+                    &format!("{who}must be at least 1"),
+                ));
+            }
+            if b.transform_max_output_bytes == 0 {
+                return Err(invalid(
+                    &key("transform_max_output_bytes"),
+                    &format!("{who}must be at least 1"),
+                ));
             }
             if let Err(e) = crate::bridge::compile_transform(b) {
                 return Err(invalid(&key("transform"), &format!("{who}{e}")));

@@ -808,6 +808,8 @@ impl Connection {
                 .map(|s| now + Duration::from_secs(u64::from(s))),
             properties: Message::forwardable_properties(&p.properties),
             publisher: Some(self.client_id.clone()),
+            username: self.username.clone(),
+            accepted_ms: crate::store::now_ms(),
             stored: None,
         };
         match (qos, packet_id) {

@@ -54,6 +54,13 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for no-local. `None` for broker messages.
     pub publisher: Option<ByteString>,
+    /// The publisher's authenticated user name (or certificate identity),
+    /// for bridges (`{username}`, `.username`). `None` for anonymous
+    /// publishers, wills and broker messages.
+    pub username: Option<ByteString>,
+    /// When the broker accepted the message, ms since the Unix epoch
+    /// (bridges' `timestamp`); kept across restarts.
+    pub accepted_ms: u64,
     /// Set when the message is on disk.
     pub stored: Option<Arc<StoredMessage>>,
 }
@@ -70,6 +77,8 @@ impl Message {
             properties: None,
             expires_at: None,
             publisher: None,
+            username: None,
+            accepted_ms: crate::store::now_ms(),
             stored: None,
         }
     }

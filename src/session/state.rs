@@ -431,6 +431,13 @@ impl SessionState {
             .and_then(|f| f.delivery.message.stored_id())
     }
 
+    /// The message in flight under `id`.
+    pub fn message_of(&self, id: PacketId) -> Option<Arc<super::message::Message>> {
+        self.inflight
+            .get(&id.get())
+            .map(|f| Arc::clone(&f.delivery.message))
+    }
+
     /// PUBACK from the client. False if the id was not awaiting one.
     pub fn on_puback(&mut self, id: PacketId) -> bool {
         match self.inflight.get(&id.get()) {
@@ -589,6 +596,8 @@ mod tests {
                 properties: None,
                 expires_at,
                 publisher: None,
+                username: None,
+                accepted_ms: 0,
                 stored: None,
             }),
             qos,

@@ -304,6 +304,8 @@ mod tests {
             properties: None,
             expires_at_ms: 0,
             publisher: None,
+            username: None,
+            accepted_ms: 0,
         }
     }
 

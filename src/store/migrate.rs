@@ -194,6 +194,8 @@ mod tests {
             properties: None,
             expires_at_ms: 0,
             publisher: None,
+            username: None,
+            accepted_ms: 0,
         };
         messages
             .insert(7u64.to_be_bytes(), message.encode())

@@ -135,6 +135,11 @@ pub struct MessageRecord {
     /// 0 = never expires.
     pub expires_at_ms: u64,
     pub publisher: Option<ByteString>,
+    /// The publisher's user name and when the broker accepted the message
+    /// (ms since the epoch), for bridges. Encoded last; a record written
+    /// before they existed decodes with `None` and 0.
+    pub username: Option<ByteString>,
+    pub accepted_ms: u64,
 }
 
 impl MessageRecord {
@@ -150,6 +155,11 @@ impl MessageRecord {
             Some(p) => e.u8(1).bytes(p.as_bytes()),
             None => e.u8(0),
         };
+        match &self.username {
+            Some(u) => e.u8(1).bytes(u.as_bytes()),
+            None => e.u8(0),
+        };
+        e.u64(self.accepted_ms);
         e.0
     }
 
@@ -167,6 +177,13 @@ impl MessageRecord {
         } else {
             None
         };
+        let (mut username, mut accepted_ms) = (None, 0);
+        if !d.buf.is_empty() {
+            if d.u8()? == 1 {
+                username = Some(d.string()?);
+            }
+            accepted_ms = d.u64()?;
+        }
         d.finish()?;
         Ok(MessageRecord {
             topic,
@@ -176,6 +193,8 @@ impl MessageRecord {
             properties,
             expires_at_ms,
             publisher,
+            username,
+            accepted_ms,
         })
     }
 }
@@ -460,6 +479,8 @@ mod tests {
             })),
             expires_at_ms: 1_700_000_000_000,
             publisher: Some("dev-1".into()),
+            username: Some("alice".into()),
+            accepted_ms: 1_700_000_000_123,
         };
         assert_eq!(MessageRecord::decode(&m.encode()).unwrap(), m);
     }

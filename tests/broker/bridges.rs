@@ -12,15 +12,15 @@ use sluice::codec::*;
 use crate::harness::*;
 
 /// The HTTP endpoint: answers `script` statuses in order, then 200.
-struct Endpoint {
+pub(crate) struct Endpoint {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Endpoint {
-    fn start(script: &str) -> Endpoint {
+    pub(crate) fn start(script: &str) -> Endpoint {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.json");
         let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("bridges/src/http/test_server.py");
@@ -46,7 +46,7 @@ impl Endpoint {
     }
 
     /// Requests answered 200, in arrival order.
-    fn delivered(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn delivered(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_else(|_| "[]".into());
         let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
         all.into_iter().filter(|r| r["answer"] == 200).collect()
@@ -54,7 +54,7 @@ impl Endpoint {
 
     /// Waits until `n` distinct bodies were delivered (resends after a crash
     /// are duplicates and do not count).
-    fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+    pub(crate) fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             let got = self.delivered();

@@ -10,13 +10,167 @@
 //! Byte fields are `{"utf8": …}` when they are valid UTF-8 (readable for
 //! operators) and `{"base64": …}` otherwise, so a tool can replay them
 //! exactly.
+//!
+//! The file is bounded ([`DeadLetterFile`]): a stream of bad messages must
+//! not fill the disk. With [`DeadLetterPolicy::Rotate`] the file is renamed
+//! to `dead-letter.1.jsonl` (replacing the previous one) once it reaches
+//! half the limit, so the two hold the newest lines; with
+//! [`DeadLetterPolicy::DiscardNew`] lines past the limit are not written.
+//! Either way the lines lost are counted.
 
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
+
+/// Default for [`super::BufferConfig::dead_letter_max_bytes`].
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 64 << 20;
+
+/// The file older lines rotate to.
+const ROTATED_FILE: &str = "dead-letter.1.jsonl";
+
+/// What happens to a dead-letter line that would take the files past their
+/// limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPolicy {
+    /// Keep the newest lines: the oldest half is discarded.
+    #[default]
+    Rotate,
+    /// Keep the oldest lines: new ones are discarded.
+    DiscardNew,
+}
+
+/// The dead-letter file of one buffer and its bound.
+#[derive(Debug)]
+pub(crate) struct DeadLetterFile {
+    path: PathBuf,
+    rotated: PathBuf,
+    max_bytes: u64,
+    policy: DeadLetterPolicy,
+    /// Size and lines of the current file, and lines of the rotated one.
+    bytes: u64,
+    lines: u64,
+    rotated_bytes: u64,
+    rotated_lines: u64,
+    /// Lines not kept since opening (discarded or rotated away).
+    discarded: u64,
+}
+
+fn size_and_lines(path: &Path) -> io::Result<(u64, u64)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((bytes, lines));
+        }
+        let n = buf.len();
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += n as u64;
+        reader.consume(n);
+    }
+}
+
+impl DeadLetterFile {
+    pub(crate) fn open(
+        path: PathBuf,
+        max_bytes: u64,
+        policy: DeadLetterPolicy,
+    ) -> io::Result<DeadLetterFile> {
+        let rotated = path.with_file_name(ROTATED_FILE);
+        let (bytes, lines) = size_and_lines(&path)?;
+        let (rotated_bytes, rotated_lines) = size_and_lines(&rotated)?;
+        Ok(DeadLetterFile {
+            path,
+            rotated,
+            max_bytes,
+            policy,
+            bytes,
+            lines,
+            rotated_bytes,
+            rotated_lines,
+            discarded: 0,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lines not kept since opening.
+    pub(crate) fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Bytes of the current and the rotated file.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes + self.rotated_bytes
+    }
+
+    /// Appends `line`, or counts it as discarded; false if it was not
+    /// written. `sync_dir` is called after a file is created or renamed
+    /// (when `fsync`).
+    pub(crate) fn write(
+        &mut self,
+        line: &[u8],
+        fsync: bool,
+        sync_dir: impl Fn() -> io::Result<()>,
+    ) -> io::Result<bool> {
+        let len = line.len() as u64;
+        match self.policy {
+            DeadLetterPolicy::DiscardNew => {
+                if self.bytes() + len > self.max_bytes {
+                    self.discarded += 1;
+                    return Ok(false);
+                }
+            }
+            DeadLetterPolicy::Rotate => {
+                let half = self.max_bytes / 2;
+                if len > half {
+                    self.discarded += 1;
+                    return Ok(false);
+                }
+                if self.bytes + len > half {
+                    fs::rename(&self.path, &self.rotated)?;
+                    self.discarded += self.rotated_lines;
+                    self.rotated_bytes = self.bytes;
+                    self.rotated_lines = self.lines;
+                    self.bytes = 0;
+                    self.lines = 0;
+                    if fsync {
+                        sync_dir()?;
+                    }
+                }
+            }
+        }
+        let created = self.bytes == 0 && !self.path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(line)?;
+        self.bytes += len;
+        self.lines += 1;
+        if fsync {
+            file.sync_data()?;
+            if created {
+                sync_dir()?;
+            }
+        }
+        Ok(true)
+    }
+}
 
 #[derive(Serialize)]
 struct Line<'a> {

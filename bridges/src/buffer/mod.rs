@@ -7,7 +7,8 @@
 //! dir/00000000000000000000.seg   records 0.. (named by the first record id)
 //! dir/00000000000000001734.seg   records 1734.. (the active segment)
 //! dir/cursor.json                {"version":1,"acked_below":1790,"next_id":1812}
-//! dir/dead-letter.jsonl          records a sink refused for good
+//! dir/dead-letter.jsonl          records a sink refused for good (bounded,
+//! dir/dead-letter.1.jsonl        rotated; see `dead_letter`)
 //! ```
 //!
 //! Why this shape: appends are sequential writes, acknowledging is one
@@ -15,6 +16,13 @@
 //! (as Vector's disk buffer does) instead of by compaction. Delivery is
 //! at-least-once: the cursor is persisted after the sink confirmed, so a
 //! crash in between resends records, which consumers drop by their id.
+//!
+//! Crash consistency (with `fsync`): segments and the dead-letter file
+//! are only appended to (each append fsynced, the directory fsynced when
+//! a file is created or renamed); the cursor is the one file rewritten,
+//! always through `cursor.json.tmp`, fsync, rename and a directory fsync.
+//! What `open` repairs in place is idempotent: a torn tail is cut off, the
+//! torn header of a last segment that holds no record is written again.
 //!
 //! The API is synchronous (std::fs): the bridge runs it on its own thread or
 //! through `spawn_blocking`. One `Buffer` per directory; nothing stops two
@@ -40,6 +48,8 @@ use crate::record::Record;
 use format::HEADER_LEN;
 use reader::{approx_size, Reader};
 use recovery::{list_segments, read_cursor, scan_segment};
+
+pub use dead_letter::{DeadLetterPolicy, DEFAULT_DEAD_LETTER_MAX_BYTES};
 
 /// Default size at which the active segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
@@ -76,6 +86,9 @@ pub struct BufferConfig {
     /// before returning. Without it a process crash (kill -9) still loses
     /// nothing, since the page cache survives it; a power loss may.
     pub fsync: bool,
+    /// Bound on the dead-letter files together (current and rotated).
+    pub dead_letter_max_bytes: u64,
+    pub dead_letter_policy: DeadLetterPolicy,
 }
 
 impl BufferConfig {
@@ -87,6 +100,8 @@ impl BufferConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             full_policy: FullPolicy::Block,
             fsync: true,
+            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+            dead_letter_policy: DeadLetterPolicy::Rotate,
         }
     }
 }
@@ -226,6 +241,7 @@ pub struct Buffer {
     dropped_total: u64,
     corrupt_total: u64,
     recovery: Recovery,
+    dead: dead_letter::DeadLetterFile,
     poisoned: bool,
     /// Segments sealed since the last `sync` without having been fsynced
     /// (`fsync: false`), by first id, so `sync` covers them too.
@@ -319,6 +335,13 @@ impl Buffer {
             );
         }
 
+        let dead_path = config.dir.join(DEAD_LETTER_FILE);
+        let dead = dead_letter::DeadLetterFile::open(
+            dead_path.clone(),
+            config.dead_letter_max_bytes,
+            config.dead_letter_policy,
+        )
+        .map_err(io_err("read", &dead_path))?;
         let front = segments.front().map_or(0, |s| s.first_id);
         let mut buffer = Buffer {
             config,
@@ -340,6 +363,7 @@ impl Buffer {
             dropped_total: 0,
             corrupt_total: recovery.corrupt_records,
             recovery,
+            dead,
             poisoned: false,
             unsynced: Vec::new(),
         };
@@ -454,22 +478,25 @@ impl Buffer {
         self.write_dead_letter(&dead_letter::line(record, reason))
     }
 
+    /// Writes a dead-letter line within the files' bound; a line the
+    /// bound leaves out is counted ([`Buffer::dead_letter_discarded`]).
     fn write_dead_letter(&mut self, line: &[u8]) -> Result<(), BufferError> {
-        let path = self.dead_letter_path();
-        let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        file.write_all(line).map_err(io_err("write", &path))?;
-        if self.config.fsync {
-            file.sync_data().map_err(io_err("fsync", &path))?;
-            if created {
-                self.sync_dir()?;
-            }
-        }
+        let dir = &self.dir;
+        self.dead
+            .write(line, self.config.fsync, || dir.sync_all())
+            .map_err(io_err("write", self.dead.path()))?;
         Ok(())
+    }
+
+    /// Dead-letter lines not kept since opening (discarded, or rotated
+    /// away), under the dead-letter bound.
+    pub fn dead_letter_discarded(&self) -> u64 {
+        self.dead.discarded()
+    }
+
+    /// Bytes of the dead-letter files.
+    pub fn dead_letter_bytes(&self) -> u64 {
+        self.dead.bytes()
     }
 
     pub fn dead_letter(&mut self, reason: &str) -> Result<(), BufferError> {
@@ -487,12 +514,9 @@ impl Buffer {
         self.write_dead_letter(&line)?;
         self.ack_front(1)?;
         self.peeked = self.peeked.saturating_sub(1);
-        tracing::warn!(
-            dir = %self.config.dir.display(),
-            id,
-            reason,
-            "bridge record moved to the dead-letter file"
-        );
+        // The caller logs (rate-limited): one line per bad record would
+        // flood the log as surely as the file.
+        tracing::debug!(dir = %self.config.dir.display(), id, reason, "bridge record moved to the dead-letter file");
         Ok(())
     }
 

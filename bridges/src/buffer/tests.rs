@@ -35,6 +35,8 @@ fn config(dir: &Path) -> BufferConfig {
         max_bytes: 1 << 20,
         full_policy: FullPolicy::Block,
         fsync: false,
+        dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+        dead_letter_policy: DeadLetterPolicy::Rotate,
     }
 }
 
@@ -747,4 +749,56 @@ fn a_buffer_can_move_to_its_own_thread() {
     let mut buffer = handle.join().unwrap();
     assert_eq!(all_ids(&mut buffer), vec![1, 2]);
     assert!(format!("{buffer:?}").contains("len: 2"));
+}
+
+fn dead_letter_lines(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn dead_letter_files_stay_within_their_bound_keeping_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.dead_letter_max_bytes = 4096;
+    let mut buffer = Buffer::open(c.clone()).unwrap();
+    for i in 0..300 {
+        buffer.dead_letter_record(&record(i), "bad").unwrap();
+    }
+    let current = buffer.dead_letter_path();
+    let rotated = dir.path().join("dead-letter.1.jsonl");
+    let total = fs::metadata(&current).unwrap().len() + fs::metadata(&rotated).unwrap().len();
+    assert!(total <= 4096, "{total} bytes");
+    assert_eq!(buffer.dead_letter_bytes(), total);
+    let kept = dead_letter_lines(&rotated).len() + dead_letter_lines(&current).len();
+    assert_eq!(buffer.dead_letter_discarded() + kept as u64, 300);
+    let last = dead_letter_lines(&current).pop().unwrap();
+    assert_eq!(last["record"]["id"], 299, "the newest line is kept");
+    // Reopening knows the sizes: still bounded.
+    drop(buffer);
+    let mut buffer = Buffer::open(c).unwrap();
+    for i in 300..400 {
+        buffer.dead_letter_record(&record(i), "bad").unwrap();
+    }
+    let total = fs::metadata(&current).unwrap().len() + fs::metadata(&rotated).unwrap().len();
+    assert!(total <= 4096, "{total} bytes after reopening");
+}
+
+#[test]
+fn discard_new_keeps_the_first_dead_letters_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.dead_letter_max_bytes = 4096;
+    c.dead_letter_policy = DeadLetterPolicy::DiscardNew;
+    let mut buffer = Buffer::open(c).unwrap();
+    for i in 0..300 {
+        buffer.dead_letter_record(&record(i), "bad").unwrap();
+    }
+    let lines = dead_letter_lines(&buffer.dead_letter_path());
+    assert!(fs::metadata(buffer.dead_letter_path()).unwrap().len() <= 4096);
+    assert_eq!(lines[0]["record"]["id"], 0);
+    assert_eq!(buffer.dead_letter_discarded() + lines.len() as u64, 300);
 }

@@ -58,6 +58,12 @@ pub struct KafkaSinkConfig {
     /// waiting for an unreachable broker) before it reports the record as
     /// failed, which the sink reports as retryable. 30 s by default.
     pub message_timeout: Duration,
+    /// Resends a record gets after errors of its own (its topic unknown, or
+    /// it timed out while later records of the batch got
+    /// through) before it is dead-lettered, so one bad topic cannot hold
+    /// back the rest for long. Errors of the whole cluster are retried
+    /// without limit. 5 by default.
+    pub record_retries: u32,
     /// Any librdkafka producer option (TLS, SASL, `batch.size`, ...), applied
     /// after the settings above, so these have the last word.
     pub options: Vec<(String, String)>,
@@ -71,6 +77,7 @@ impl Default for KafkaSinkConfig {
             compression: Compression::None,
             max_in_flight: 5000,
             message_timeout: Duration::from_secs(30),
+            record_retries: DEFAULT_RECORD_RETRIES,
             options: Vec::new(),
         }
     }
@@ -159,6 +166,15 @@ pub(crate) fn validate(config: &KafkaSinkConfig) -> Result<(), KafkaSinkSetupErr
     Ok(())
 }
 
+/// Default for [`KafkaSinkConfig::record_retries`].
+pub const DEFAULT_RECORD_RETRIES: u32 = 5;
+
+/// How long librdkafka waits for a topic the cluster says does not exist
+/// before it fails the topic's records (its default, 30 s, would hold the
+/// whole bridge that long per attempt). Creation still has the retries'
+/// backoff to propagate.
+const TOPIC_PROPAGATION_MS: &str = "1000";
+
 /// The librdkafka settings of a sink: ours, then `options` over them.
 ///
 /// The idempotent producer is on when `acks` is `all`, so that librdkafka's
@@ -179,7 +195,8 @@ pub fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
             "message.timeout.ms",
             config.message_timeout.as_millis().to_string(),
         )
-        .set("queue.buffering.max.ms", LINGER_MS);
+        .set("queue.buffering.max.ms", LINGER_MS)
+        .set("topic.metadata.propagation.max.ms", TOPIC_PROPAGATION_MS);
     if !idempotent {
         // Without idempotence a retried request may overtake the next one.
         client.set("max.in.flight.requests.per.connection", "1");

@@ -333,3 +333,83 @@ fn kafka_new_checks_acks_and_conflicting_options() {
         "{error:?}"
     );
 }
+
+/// The way the delivery loop drives a sink: resend from the first record
+/// not acknowledged after a retryable error; after a permanent one, record
+/// by record, dead-lettering the refused one. Returns the dead-lettered ids
+/// and the number of sends.
+async fn deliver(sink: &mut KafkaSink, mut pending: Vec<Record>) -> (Vec<u64>, usize) {
+    let (mut dead, mut sends) = (Vec::new(), 0);
+    while !pending.is_empty() {
+        sends += 1;
+        assert!(sends < 50, "never settled");
+        match sink.send(&pending).await {
+            Ok(()) => pending.clear(),
+            Err(SinkError::Retryable(_)) => {}
+            Err(SinkError::Permanent(_)) => {
+                let mut rest = Vec::new();
+                for one in std::mem::take(&mut pending) {
+                    if !rest.is_empty() {
+                        rest.push(one);
+                        continue;
+                    }
+                    match sink.send(std::slice::from_ref(&one)).await {
+                        Ok(()) => {}
+                        Err(SinkError::Permanent(_)) => dead.push(one.id),
+                        Err(SinkError::Retryable(_)) => rest.push(one),
+                    }
+                }
+                pending = rest;
+            }
+        }
+    }
+    (dead, sends)
+}
+
+#[tokio::test]
+async fn kafka_an_unknown_topic_is_dead_lettered_after_its_retries_and_the_rest_flows() {
+    let cluster = cluster_with("good");
+    let unknown = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    cluster.topic_error("missing", unknown).unwrap();
+    let mut sink = sink_for(&cluster, |c| {
+        c.message_timeout = Duration::from_secs(20);
+        c.record_retries = 2;
+    });
+    let batch = vec![
+        record(1, "good", "a"),
+        record(2, "missing", "lost"),
+        record(3, "good", "b"),
+    ];
+    let started = Instant::now();
+    let (dead, sends) = tokio::time::timeout(Duration::from_secs(30), deliver(&mut sink, batch))
+        .await
+        .expect("the unknown topic held the sink");
+    assert_eq!(dead, [2]);
+    assert!(sends >= 3, "{sends} sends: two retries first");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let payloads: std::collections::HashSet<Vec<u8>> = read(&cluster, "good", 2)
+        .iter()
+        .map(|m| m.payload().unwrap().to_vec())
+        .collect();
+    assert!(payloads.contains(&b"a"[..]) && payloads.contains(&b"b"[..]));
+}
+
+#[tokio::test]
+async fn kafka_a_cluster_outage_never_uses_up_record_retries() {
+    let cluster = cluster_with("outage2");
+    let mut sink = sink_for(&cluster, |c| {
+        c.message_timeout = Duration::from_millis(300);
+        c.record_retries = 1;
+    });
+    cluster.broker_down(1).unwrap();
+    for _ in 0..4 {
+        let r = sink
+            .send(&[record(1, "outage2", "x"), record(2, "outage2", "y")])
+            .await;
+        assert!(matches!(r, Err(SinkError::Retryable(_))), "{r:?}");
+    }
+}

@@ -8,23 +8,84 @@
 //! - `input` / `inputs` are absent (there is one input per run);
 //! - `halt` / `halt_error` would exit the process through jaq's usual
 //!   runner; we never call that runner and turn a halt into a runtime error.
+//!
+//! Every run is metered (see [`super::budget`]): the context jaq clones on
+//! each function call counts a step, and `range` counts one per item.
 
 use jaq_core::compile::Undefined;
-use jaq_core::data::JustLut;
+use jaq_core::data::{DataT, HasLut};
 use jaq_core::load::{self, Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Vars};
+use jaq_core::native::{v, Fun};
+use jaq_core::{Compiler, Ctx, Exn, Lut, Native, ValX, Vars};
 use jaq_json::Val;
 
-type Data = JustLut<Val>;
+use super::budget;
+
+/// jaq's data kind for rules: JSON values, and a context that meters.
+pub(crate) struct Metered;
+
+impl DataT for Metered {
+    type V<'a> = Val;
+    type Data<'a> = MeteredLut<'a>;
+}
+
+/// The compiled rule's lookup table; cloning it (jaq does on every call of
+/// a function, and per output of a generator feeding one) is a step.
+pub(crate) struct MeteredLut<'a>(&'a Lut<Metered>);
+
+impl Clone for MeteredLut<'_> {
+    fn clone(&self) -> Self {
+        budget::tick();
+        MeteredLut(self.0)
+    }
+}
+
+impl<'a> HasLut<'a, Metered> for MeteredLut<'a> {
+    fn lut(&self) -> &'a Lut<Metered> {
+        self.0
+    }
+}
 
 /// Native filters left out of the library, by name.
 const DENIED: &[&str] = &["env"];
+
+/// `range/3` as jaq-core has it, plus a step per item: its loop clones no
+/// context, so `[range(1e12)]` would otherwise run unmetered.
+fn metered_range() -> Fun<Metered> {
+    (
+        "range",
+        v(3),
+        Native::new(|mut cv| {
+            use std::cmp::Ordering::{Equal, Greater, Less};
+            let by = cv.0.pop_var();
+            let to = cv.0.pop_var();
+            let mut from: ValX<Val> = Ok(cv.0.pop_var());
+            let zero: Val = 0isize.into();
+            let cmp = by.partial_cmp(&zero).unwrap_or(Equal);
+            Box::new(std::iter::from_fn(move || {
+                budget::tick();
+                match from.clone() {
+                    Ok(x) => match cmp {
+                        Greater => x < to,
+                        Less => x > to,
+                        Equal => x != to,
+                    }
+                    .then(|| std::mem::replace(&mut from, (x + by.clone()).map_err(Exn::from))),
+                    e @ Err(_) => {
+                        from = Ok(to.clone());
+                        Some(e)
+                    }
+                }
+            }))
+        }),
+    )
+}
 
 /// Longest runtime error message kept: jq errors can quote whole values.
 const MAX_ERROR_LEN: usize = 512;
 
 /// A compiled rule. Holds no jq values, so it is `Send + Sync`.
-pub(crate) struct Jq(jaq_core::Filter<Data>);
+pub(crate) struct Jq(jaq_core::Filter<Metered>);
 
 impl Jq {
     /// Compiles `code`; the error names each problem with its line and
@@ -33,9 +94,11 @@ impl Jq {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
-        let funs = jaq_core::funs::<Data>()
-            .chain(jaq_std::funs::<Data>())
-            .chain(jaq_json::funs::<Data>())
+        let funs = jaq_core::funs::<Metered>()
+            .filter(|(name, args, _)| !(*name == "range" && args.len() == 3))
+            .chain([metered_range()])
+            .chain(jaq_std::funs::<Metered>())
+            .chain(jaq_json::funs::<Metered>())
             .filter(|(name, _, _)| !DENIED.contains(name));
         let arena = Arena::default();
         let modules = Loader::new(defs)
@@ -56,9 +119,9 @@ impl Jq {
     }
 
     /// Runs the rule on `input` and returns its first output, if any.
-    /// Later outputs are never computed.
+    /// Later outputs are never computed. Call it under [`budget::run`].
     pub(crate) fn first(&self, input: Val) -> Result<Option<Val>, String> {
-        let ctx = Ctx::<Data>::new(&self.0.lut, Vars::new([]));
+        let ctx = Ctx::<Metered>::new(MeteredLut(&self.0.lut), Vars::new([]));
         match self.0.id.run((ctx, input)).next() {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),

@@ -26,15 +26,20 @@
 //! The rule's first output is the new payload, sent as compact JSON; the
 //! rest are never computed. No output drops the message (`select(...)` is a
 //! filter). A runtime error is [`TransformError::Runtime`], which the caller
-//! dead-letters. Without a rule (`expression: None`) the payload goes out
+//! dead-letters; so is a run past its [`Budget`] ([`TransformError::Budget`]:
+//! steps, time, recursion depth, output size). A rule that exceeds its
+//! budget on a sample message (an empty object payload) is refused when it
+//! is compiled. Without a rule (`expression: None`) the payload goes out
 //! unchanged: JSON and raw payloads byte for byte (JSON still has to decode,
 //! within the nesting limit), CBOR and MessagePack converted to JSON.
 //!
 //! Templates see the payload after the rule (see [`template`]).
 
+pub mod budget;
 mod decode;
 mod encode;
 mod jq;
+pub mod runner;
 mod template;
 
 use std::fmt;
@@ -45,6 +50,7 @@ use serde::Deserialize;
 
 use crate::record::{Input, Record};
 
+pub use budget::Budget;
 pub use template::{Escape, Template, TemplateError};
 
 /// Default for [`TransformConfig::max_depth`].
@@ -97,6 +103,8 @@ pub struct TransformConfig {
     pub destination_escape: Escape,
     /// Template for the Kafka key (never escaped).
     pub key: Option<String>,
+    /// What one run of the rule may spend.
+    pub budget: Budget,
 }
 
 impl Default for TransformConfig {
@@ -109,6 +117,7 @@ impl Default for TransformConfig {
             destination: String::new(),
             destination_escape: Escape::None,
             key: None,
+            budget: Budget::default(),
         }
     }
 }
@@ -133,6 +142,10 @@ pub enum TransformError {
     /// The rule failed on this message, or its output is not JSON.
     #[error("jq rule failed: {0}")]
     Runtime(String),
+    /// The rule went past its budget on this message (or, at compile
+    /// time, on the sample message).
+    #[error("jq rule stopped: {0}")]
+    Budget(String),
     /// A template could not be rendered for this message.
     #[error("cannot render {field}: {reason}")]
     Render { field: &'static str, reason: String },
@@ -148,6 +161,7 @@ pub struct Transform {
     max_depth: usize,
     destination: Template,
     key: Option<Template>,
+    budget: Budget,
 }
 
 impl fmt::Debug for Transform {
@@ -159,6 +173,7 @@ impl fmt::Debug for Transform {
             .field("max_depth", &self.max_depth)
             .field("destination", &self.destination)
             .field("key", &self.key)
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -193,7 +208,12 @@ impl Transform {
             })?),
             None => None,
         };
-        Ok(Transform {
+        if config.budget.max_steps == 0 || config.budget.timeout.is_zero() {
+            return Err(TransformError::Config(
+                "the rule's step and time budgets must be above zero".into(),
+            ));
+        }
+        let t = Transform {
             expression: config.expression.clone(),
             jq,
             format: config.payload_format,
@@ -201,13 +221,87 @@ impl Transform {
             max_depth: config.max_depth,
             destination,
             key,
+            budget: config.budget,
+        };
+        t.check_on_sample()?;
+        Ok(t)
+    }
+
+    /// Runs the rule once on a sample message (empty object payload) so a
+    /// rule that never ends, or recurses without bound, is refused at load
+    /// rather than met on the first message.
+    fn check_on_sample(&self) -> Result<(), TransformError> {
+        if self.jq.is_none() {
+            return Ok(());
+        }
+        let sample = Input {
+            topic: "sample/topic".into(),
+            payload: Bytes::from_static(b"{}"),
+            qos: 1,
+            retain: false,
+            client_id: Some("sample-client".into()),
+            username: Some("sample-user".into()),
+            timestamp_ms: 0,
+            user_properties: Vec::new(),
+        };
+        let outcome = budget::on_rule_thread(|| {
+            self.run_rule(&sample, Val::obj(Map::default()))
+                .map(|out| out.map(|(payload, _)| payload))
         })
+        .map_err(|e| TransformError::Config(format!("cannot start a thread for the rule: {e}")))?;
+        match outcome {
+            Err(TransformError::Budget(why)) => Err(TransformError::Budget(format!(
+                "{why} on a sample message (payload {{}}); the rule must finish within its budget"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs the rule on `decoded` under the budget; `Some` is the output
+    /// as JSON with the value templates see.
+    fn run_rule(
+        &self,
+        input: &Input,
+        decoded: Val,
+    ) -> Result<Option<(Bytes, Val)>, TransformError> {
+        let Some(jq) = &self.jq else {
+            return Ok(None);
+        };
+        let run = budget::run(&self.budget, || -> Result<_, TransformError> {
+            match jq
+                .first(envelope(input, decoded))
+                .map_err(TransformError::Runtime)?
+            {
+                None => Ok(None),
+                Some(out) => {
+                    let payload = to_json(&out)?;
+                    if payload.len() > self.budget.max_output_bytes {
+                        return Err(TransformError::Budget(format!(
+                            "the rule's output of {} bytes exceeds {} bytes",
+                            payload.len(),
+                            self.budget.max_output_bytes
+                        )));
+                    }
+                    Ok(Some((payload, out)))
+                }
+            }
+        });
+        run.map_err(TransformError::Budget)?
     }
 
     /// Transforms one message into record `id`. `Ok(None)` means the
     /// message is dropped (the rule produced nothing, or it did not decode
     /// and the bridge drops such payloads).
+    ///
+    /// The rule runs on a thread with a large stack: this one if it was
+    /// started with [`budget::spawn_rule_thread`], else a new one per call.
     pub fn apply(&self, input: &Input, id: u64) -> Result<Option<Record>, TransformError> {
+        budget::on_rule_thread(|| self.apply_here(input, id)).map_err(|e| {
+            TransformError::Runtime(format!("cannot start a thread for the rule: {e}"))
+        })?
+    }
+
+    fn apply_here(&self, input: &Input, id: u64) -> Result<Option<Record>, TransformError> {
         let decoded = match decode::decode(&input.payload, self.format, self.max_depth) {
             Ok(v) => v,
             Err(reason) => {
@@ -220,22 +314,16 @@ impl Transform {
                 }
             }
         };
-        let Some(jq) = &self.jq else {
+        if self.jq.is_none() {
             let payload = match self.format {
                 PayloadFormat::Json | PayloadFormat::Raw => input.payload.clone(),
                 PayloadFormat::Cbor | PayloadFormat::Msgpack => to_json(&decoded)?,
             };
             return self.record(input, id, payload, Some(&decoded)).map(Some);
-        };
-        match jq
-            .first(envelope(input, decoded))
-            .map_err(TransformError::Runtime)?
-        {
+        }
+        match self.run_rule(input, decoded)? {
             None => Ok(None),
-            Some(out) => {
-                let payload = to_json(&out)?;
-                self.record(input, id, payload, Some(&out)).map(Some)
-            }
+            Some((payload, out)) => self.record(input, id, payload, Some(&out)).map(Some),
         }
     }
 

@@ -500,3 +500,153 @@ fn formats_and_policies_deserialize_from_config_names() {
     assert_eq!(c.f, [Json, Cbor, Msgpack, Raw]);
     assert_eq!(c.p, [DeadLetter, Pass, Drop]);
 }
+
+fn budget_err(t: &Transform, payload: &[u8]) -> String {
+    match t.apply(&input(payload.to_vec()), 7) {
+        Err(TransformError::Budget(why)) => why,
+        other => panic!("expected a budget error, got {other:?}"),
+    }
+}
+
+/// Rules that pass the sample at load but loop or recurse on a payload.
+const LOOP_ON_FLAG: &str = "if .payload.loop then until(false; .) else .payload end";
+const RECURSE_ON_FLAG: &str = "def f: 1 + f; if .payload.deep then f else .payload end";
+
+#[test]
+fn an_endless_loop_stops_at_the_step_budget() {
+    let t = compile(LOOP_ON_FLAG);
+    assert_eq!(run(&t, br#"{"a":1}"#), Some(json!({"a":1})));
+    let why = budget_err(&t, br#"{"loop":true}"#);
+    assert!(why.contains("steps"), "{why}");
+    // The transform is still usable afterwards.
+    assert_eq!(run(&t, br#"{"b":2}"#), Some(json!({"b":2})));
+}
+
+#[test]
+fn an_endless_loop_stops_at_the_time_budget() {
+    let mut c = config(Some(LOOP_ON_FLAG));
+    c.budget.max_steps = u64::MAX;
+    c.budget.timeout = std::time::Duration::from_millis(100);
+    let t = Transform::compile(&c).unwrap();
+    let started = std::time::Instant::now();
+    let why = budget_err(&t, br#"{"loop":true}"#);
+    assert!(why.contains("longer than 100 ms"), "{why}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn unbounded_recursion_is_an_error_not_a_stack_overflow() {
+    let mut c = config(Some(RECURSE_ON_FLAG));
+    c.budget.max_steps = u64::MAX;
+    c.budget.timeout = std::time::Duration::from_secs(60);
+    let t = Transform::compile(&c).unwrap();
+    let why = budget_err(&t, br#"{"deep":true}"#);
+    assert!(why.contains("recursed too deeply"), "{why}");
+    assert_eq!(run(&t, br#"{"c":3}"#), Some(json!({"c":3})));
+}
+
+#[test]
+fn a_range_without_function_calls_is_metered() {
+    let mut c = config(Some(
+        r#"if .payload.big then [range(1e12)] | length else 0 end"#,
+    ));
+    c.budget.max_steps = 10_000;
+    c.budget.timeout = std::time::Duration::from_secs(60);
+    let t = Transform::compile(&c).unwrap();
+    let why = budget_err(&t, br#"{"big":true}"#);
+    assert!(why.contains("steps"), "{why}");
+}
+
+#[test]
+fn output_past_its_limit_is_a_budget_error() {
+    let mut c = config(Some(r#".payload.s * 100"#));
+    c.budget.max_output_bytes = 1000;
+    let t = Transform::compile(&c).unwrap();
+    assert!(run(&t, br#"{"s":"ab"}"#).is_some());
+    let why = budget_err(&t, br#"{"s":"abcdefghijkl"}"#);
+    assert!(why.contains("exceeds 1000 bytes"), "{why}");
+}
+
+#[test]
+fn rules_that_exceed_the_budget_on_a_sample_are_refused_at_load() {
+    for rule in [
+        "until(false; .)",
+        "def f: 1 + f; f",
+        "def f: f; f",
+        "[repeat(1)]",
+    ] {
+        match Transform::compile(&config(Some(rule))) {
+            Err(TransformError::Budget(why)) => assert!(why.contains("sample"), "{rule}: {why}"),
+            other => panic!("{rule}: expected a budget error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_runner_keeps_order_and_reports_each_message() {
+    let t = compile(LOOP_ON_FLAG);
+    let runner = super::runner::Runner::new("t", t);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let inputs = vec![
+        input(&br#"{"n":1}"#[..]),
+        input(&br#"{"loop":true}"#[..]),
+        input(&br#"{"n":3}"#[..]),
+    ];
+    let out = rt.block_on(runner.apply_all(inputs)).unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(matches!(out[0], Ok(Some(_))));
+    assert!(matches!(out[1], Err(TransformError::Budget(_))));
+    let third = out[2].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(&third.payload[..], br#"{"n":3}"#);
+}
+
+#[test]
+fn deep_values_built_by_a_rule_do_not_overflow_when_dropped_or_walked() {
+    let mut c = config(Some(
+        r#"if .payload.deep then reduce range(1e9) as $i (null; [.]) | [..] | length else . end"#,
+    ));
+    c.budget.timeout = std::time::Duration::from_secs(60);
+    let t = Transform::compile(&c).unwrap();
+    let why = budget_err(&t, br#"{"deep":true}"#);
+    assert!(why.contains("steps") || why.contains("deeply"), "{why}");
+    let mut c = config(Some(
+        r#"if .payload.deep then [limit(300000; repeat(1))] | reduce .[] as $i (null; [.]) | tojson | length else . end"#,
+    ));
+    c.budget.timeout = std::time::Duration::from_secs(60);
+    let t = Transform::compile(&c).unwrap();
+    let r = t.apply(&input(&br#"{"deep":true}"#[..]), 1);
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[test]
+fn the_runner_abandons_a_run_that_never_returns_and_gives_up_after_a_few() {
+    use super::runner::{Runner, MAX_ABANDONED};
+    let runner = Runner::from_fn("hang", std::time::Duration::from_millis(200), |i| {
+        if i.payload.as_ref() == b"hang" {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
+        Ok(None)
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = rt
+        .block_on(runner.apply_all(vec![input("a"), input("hang"), input("b")]))
+        .unwrap();
+    assert!(
+        matches!(out[0], Ok(None)) && matches!(out[2], Ok(None)),
+        "{out:?}"
+    );
+    assert!(matches!(&out[1], Err(TransformError::Budget(why)) if why.contains("abandoned")));
+    assert_eq!(runner.abandoned(), 1);
+    for _ in 1..MAX_ABANDONED - 1 {
+        rt.block_on(runner.apply_all(vec![input("hang")])).unwrap();
+    }
+    assert!(rt.block_on(runner.apply_all(vec![input("hang")])).is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

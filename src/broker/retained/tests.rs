@@ -18,6 +18,8 @@ fn msg(topic: &str, payload: &'static [u8], expires_at: Option<Instant>) -> Arc<
         properties: None,
         expires_at,
         publisher: None,
+        username: None,
+        accepted_ms: 0,
         stored: None,
     })
 }
