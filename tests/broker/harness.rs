@@ -452,6 +452,24 @@ impl Raw {
         }
     }
 
+    /// As [`Raw::connect_with`], but `None` instead of a panic when the
+    /// broker is not there (restarting) or does not accept: for clients
+    /// that reconnect through crashes.
+    pub fn try_connect_with(port: u16, c: Connect) -> Option<Raw> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        let mut raw = Raw {
+            stream,
+            buf: BytesMut::new(),
+            version: c.protocol,
+        };
+        raw.send(&Packet::Connect(Box::new(c)));
+        match raw.recv() {
+            Some(Packet::ConnAck(ack)) if ack.code == ReasonCode::Success => Some(raw),
+            _ => None,
+        }
+    }
+
     pub fn send(&mut self, p: &Packet) {
         let mut buf = BytesMut::new();
         encode_packet(p, self.version, &mut buf).unwrap();

@@ -23,6 +23,7 @@ mod publish_qos;
 mod retain;
 mod showcase;
 mod slow_peers;
+mod soak;
 mod subscribe;
 mod transports;
 mod v5_features;
