@@ -3,7 +3,8 @@
 //! Decoding is strict: every failure is a [`DecodeError`] that carries the
 //! reason code to send. The frame reader checks the packet size from the
 //! fixed header before it buffers the body, so an oversized packet costs no
-//! memory. Topics and payloads are slices of the received frame.
+//! memory. Topics and payloads are slices of the received frame; what is
+//! kept beyond the packet is copied out of it (`owned`).
 //!
 //! Layout: `wire` (primitives), `properties`, one file per packet family,
 //! and this module (the [`Packet`] enum, framing and dispatch).
@@ -12,6 +13,7 @@ mod ack;
 mod connect;
 mod disconnect;
 mod error;
+mod owned;
 mod plain_publish;
 mod properties;
 mod publish;
@@ -28,6 +30,7 @@ pub use ack::{Ack, AckKind};
 pub use connect::{check_topic_name, ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
+pub use owned::{owned_bytes, owned_string};
 pub use plain_publish::PlainPublish;
 pub use properties::{Properties, PropertyScope};
 pub use publish::Publish;

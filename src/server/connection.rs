@@ -595,7 +595,9 @@ impl Connection {
                         None => return Err(self.violation(ReasonCode::ProtocolError)),
                     }
                 } else {
-                    self.incoming_aliases.insert(alias, p.topic.clone());
+                    // Owned: the alias outlives this (maybe 1 MB) PUBLISH.
+                    self.incoming_aliases
+                        .insert(alias, crate::codec::owned_string(&p.topic));
                 }
             }
         }
