@@ -16,8 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
-use super::handshake::{attach, peek_connect_version, Attached, Refused};
+use super::handshake::{attach, Attached, Refused};
 use super::listener::ListenerCtx;
+use super::opening::{read_connect, ConnectFailure};
 use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
 use super::read_chunk::read_chunk;
@@ -101,41 +102,41 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_limit = origin.over_limit;
-    let max_packet = broker.config.limits.max_packet_size as usize;
+    let max_connect = broker.config.limits.connect_packet_limit();
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let mut rbuf = BytesMut::new();
-
-    let connect =
-        match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, max_packet)).await
-        {
-            Err(_) => {
-                tracing::debug!(%peer, "no CONNECT within the connect timeout");
-                return None;
-            }
-            Ok(Err(ConnectFailure::Io)) => return None,
-            Ok(Err(ConnectFailure::Decode(e, version))) => {
-                tracing::debug!(%peer, error = %e, "bad CONNECT");
-                let code = match e {
-                    DecodeError::UnsupportedProtocolVersion(_) => {
-                        Some(ReasonCode::UnsupportedProtocolVersion)
-                    }
-                    // 3.1.1 has no CONNACK code for a malformed CONNECT: just close.
-                    _ if version == Some(ProtocolVersion::V5) => Some(e.reason_code()),
-                    _ => None,
-                };
-                if let Some(code) = code {
-                    let v = version.unwrap_or(ProtocolVersion::V311);
-                    let ack = ConnAck {
-                        session_present: false,
-                        code,
-                        properties: Properties::default(),
-                    };
-                    let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+    // Held until this function returns: CONNACK sent, or the connection gone.
+    let mut charge = broker.budget.opening_charge();
+    let reading = read_connect(&mut stream, &mut rbuf, max_connect, &mut charge);
+    let connect = match tokio::time::timeout(timeout, reading).await {
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within the connect timeout");
+            return None;
+        }
+        Ok(Err(ConnectFailure::Io)) => return None,
+        Ok(Err(ConnectFailure::Decode(e, version))) => {
+            tracing::debug!(%peer, error = %e, "bad CONNECT");
+            let code = match e {
+                DecodeError::UnsupportedProtocolVersion(_) => {
+                    Some(ReasonCode::UnsupportedProtocolVersion)
                 }
-                return None;
+                // 3.1.1 has no CONNACK code for a malformed CONNECT: just close.
+                _ if version == Some(ProtocolVersion::V5) => Some(e.reason_code()),
+                _ => None,
+            };
+            if let Some(code) = code {
+                let v = version.unwrap_or(ProtocolVersion::V311);
+                let ack = ConnAck {
+                    session_present: false,
+                    code,
+                    properties: Properties::default(),
+                };
+                let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
             }
-            Ok(Ok(c)) => c,
-        };
+            return None;
+        }
+        Ok(Ok(c)) => c,
+    };
     let version = connect.protocol;
     if over_limit {
         let code = if version.is_v5() {
@@ -185,35 +186,6 @@ where
     }
     let conn = Connection::new(broker, &connect, attached, rbuf);
     Some((conn, stream, span))
-}
-
-enum ConnectFailure {
-    Io,
-    Decode(DecodeError, Option<ProtocolVersion>),
-}
-
-async fn read_connect<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    rbuf: &mut BytesMut,
-    max_packet: usize,
-) -> Result<Box<Connect>, ConnectFailure> {
-    loop {
-        match decode_packet(rbuf, None, max_packet) {
-            Ok(Some(Packet::Connect(c))) => return Ok(c),
-            Ok(Some(_)) => {
-                return Err(ConnectFailure::Decode(
-                    DecodeError::Protocol("first packet is not CONNECT"),
-                    None,
-                ))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(ConnectFailure::Decode(e, peek_connect_version(rbuf))),
-        }
-        match read_chunk(stream, rbuf).await {
-            Ok(0) | Err(_) => return Err(ConnectFailure::Io),
-            Ok(_) => {}
-        }
-    }
 }
 
 async fn write_packets<S: AsyncWrite + Unpin>(

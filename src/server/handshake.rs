@@ -109,6 +109,14 @@ pub async fn attach(
         }
     }
 
+    if !broker.admits_session(&client_id) {
+        tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");
+        return Err(refuse(if v5 {
+            ReasonCode::QuotaExceeded
+        } else {
+            ReasonCode::ServerUnavailable
+        }));
+    }
     let takeover_guard = take_over(broker, &client_id).await;
     let (slot, session_present) = broker.open_session(&client_id, connect.clean_start);
     let guard = match takeover_guard {

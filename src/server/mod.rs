@@ -5,6 +5,7 @@
 mod connection;
 mod handshake;
 mod listener;
+mod opening;
 mod outgoing;
 mod rate;
 mod read_chunk;
