@@ -9,7 +9,9 @@
 //! place that stores a decoded value past its packet's life (subscriptions,
 //! client ids, user names, topic aliases, wills, retained messages) takes a
 //! copy from here. The publish path itself copies nothing: a message's
-//! payload may go on sharing its own packet's buffer while it is delivered.
+//! payload may go on sharing its own packet's buffer while it is delivered
+//! or queued; `decode_packet` makes sure that buffer holds no large packet
+//! besides it.
 
 use bytes::Bytes;
 use bytestring::ByteString;

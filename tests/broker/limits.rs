@@ -56,12 +56,7 @@ fn stored_subscriptions_do_not_pin_their_subscribe_packets() {
     let before = sluice.rss_bytes();
     subscribe_padded(&mut c, true);
     c.disconnect();
-    let rss = sluice.rss_settles_below(before + 20 * MIB, Duration::from_secs(5));
-    assert!(
-        rss <= before + 20 * MIB,
-        "RSS grew by {} MiB for 40 short subscriptions",
-        (rss.saturating_sub(before)) / MIB
-    );
+    assert_rss_growth_below(&sluice, before, 20, "40 short subscriptions");
     // The subscriptions are there and work.
     let (mut p, _) = Raw::connect(sluice.port, V5, "pub", true);
     let (mut back, ack) = Raw::connect_with(sluice.port, connect_v5("pinner", false, 3600));
@@ -84,24 +79,46 @@ fn topic_aliases_do_not_pin_their_publish_packets() {
             p.properties.topic_alias = aliased.then_some(alias);
             c.send(&Packet::Publish(p));
         }
-        c.send(&Packet::PingReq);
-        assert_eq!(
-            c.recv_timeout(Duration::from_secs(20)),
-            Some(Packet::PingResp)
-        );
+        ping(&mut c);
     };
     // The same traffic without aliases first: the allocator's cache is
     // in the baseline.
     send_60(false);
     let before = sluice.rss_bytes();
     send_60(true);
-    let rss = sluice.rss_settles_below(before + 20 * MIB, Duration::from_secs(5));
-    assert!(
-        rss <= before + 20 * MIB,
-        "RSS grew by {} MiB for 60 topic aliases",
-        (rss.saturating_sub(before)) / MIB
-    );
+    assert_rss_growth_below(&sluice, before, 20, "60 topic aliases");
     c.disconnect();
+}
+
+/// Waits until the broker has handled everything sent before.
+fn ping(c: &mut Raw) {
+    c.send(&Packet::PingReq);
+    assert_eq!(
+        c.recv_timeout(Duration::from_secs(20)),
+        Some(Packet::PingResp)
+    );
+}
+
+/// A 1 MB QoS 0 PUBLISH to `big` and `small` right after it, in one write
+/// (so the broker reads them into one buffer).
+fn after_a_megabyte(small: Publish) -> bytes::BytesMut {
+    let mut big = publish("big", &[], QoS::AtMostOnce, 0);
+    big.payload = Bytes::from(vec![b'b'; 1_000_000]);
+    let mut pair = bytes::BytesMut::new();
+    for p in [big, small] {
+        encode_packet(&Packet::Publish(p), V5, &mut pair).expect("encode");
+    }
+    pair
+}
+
+/// The broker's RSS settles within `mib` MiB above `before`.
+fn assert_rss_growth_below(s: &Sluice, before: u64, mib: u64, what: &str) {
+    let rss = s.rss_settles_below(before + mib * MIB, Duration::from_secs(5));
+    assert!(
+        rss <= before + mib * MIB,
+        "RSS grew by {} MiB for {what}",
+        rss.saturating_sub(before) / MIB
+    );
 }
 
 fn scrape(s: &Sluice) -> String {
@@ -333,4 +350,60 @@ fn queued_bytes_share_one_budget_across_sessions() {
     }
     assert_eq!(received, 4);
     assert_eq!(budget_used(&s, "queued_bytes"), 0.0);
+}
+
+/// A small retained message read in the same buffer as a 1 MB PUBLISH
+/// before it must not keep that megabyte alive (it did: a slice pins its
+/// whole allocation): 40 such pairs keep 40 small messages, not 40 MB.
+#[test]
+fn retained_messages_do_not_pin_the_buffer_they_were_read_into() {
+    let s = Sluice::start_with(&[("SLUICE__PERSISTENCE", "false")]);
+    let (mut p, _) = Raw::connect(s.port, V5, "r-small", true);
+    let mut send_40 = |retain: bool| {
+        for i in 1..=40u16 {
+            let mut small = publish(&format!("small/{i}"), b"s", QoS::AtMostOnce, 0);
+            small.retain = retain;
+            p.send_bytes(&after_a_megabyte(small));
+        }
+        p.send(&Packet::PingReq);
+        assert_eq!(
+            p.recv_timeout(Duration::from_secs(20)),
+            Some(Packet::PingResp)
+        );
+    };
+    // Not retained first: the allocator's cache is in the baseline.
+    send_40(false);
+    let before = s.rss_bytes();
+    send_40(true);
+    assert_rss_growth_below(&s, before, 10, "40 small retained messages");
+}
+
+/// The same for messages queued for an offline session: 40 small QoS 1
+/// messages, each read right after a 1 MB PUBLISH, must not keep 40 MB
+/// alive while they wait.
+#[test]
+fn queued_messages_do_not_pin_the_buffer_they_were_read_into() {
+    let s = Sluice::start_with(&[("SLUICE__PERSISTENCE", "false")]);
+    let (mut sub, _) = Raw::connect_with(s.port, connect_v5("offline-sub", true, 3600));
+    sub.subscribe(1, &[("small/#", sub_opts(QoS::AtLeastOnce))]);
+    sub.disconnect();
+    let (mut p, _) = Raw::connect(s.port, V5, "q-small", true);
+    let mut send_40 = |prefix: &str| {
+        for i in 1..=40u16 {
+            let small = publish(&format!("{prefix}/{i}"), b"s", QoS::AtMostOnce, 0);
+            p.send_bytes(&after_a_megabyte(small));
+        }
+        p.send(&Packet::PingReq);
+        assert_eq!(
+            p.recv_timeout(Duration::from_secs(20)),
+            Some(Packet::PingResp)
+        );
+    };
+    // Not queued first: the allocator's cache is in the baseline.
+    send_40("nobody");
+    let before = s.rss_bytes();
+    send_40("small");
+    assert_rss_growth_below(&s, before, 10, "40 small queued messages");
+    let (mut back, _) = Raw::connect_with(s.port, connect_v5("offline-sub", false, 3600));
+    assert_eq!(back.collect_publishes(Duration::from_millis(500)).len(), 40);
 }
