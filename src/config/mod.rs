@@ -686,6 +686,27 @@ mod tests {
         assert!(err.contains(".toml"), "{err}");
     }
 
+    /// The pre-authentication CONNECT limit is the smaller of the two, and
+    /// the opening budget must hold at least one such CONNECT.
+    #[test]
+    fn connect_and_budget_limits_are_checked() {
+        let c = load_str("[limits]\nmax_packet_size = 2048\n").expect("valid");
+        assert_eq!(c.limits.connect_packet_limit(), 2048);
+        for (toml, key) in [
+            (
+                "max_connect_packet_size = 10",
+                "limits.max_connect_packet_size",
+            ),
+            ("max_opening_bytes = 1000", "limits.max_opening_bytes"),
+            ("max_sessions = 0", "limits.max_sessions"),
+        ] {
+            let err = load_str(&format!("[limits]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
     #[test]
     fn bad_value_is_an_error_naming_key() {
         let err = load_str("[limits]\nmax_inflight_messages = 0\n")
