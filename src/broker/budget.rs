@@ -37,6 +37,8 @@ pub struct Refusals {
 pub struct Budgets {
     opening: Arc<Semaphore>,
     opening_capacity: usize,
+    /// The largest CONNECT accepted (`Limits::connect_packet_limit`).
+    max_connect: usize,
     pub queued: Arc<QueuedBytes>,
     pub refused: Refusals,
 }
@@ -47,16 +49,19 @@ impl Budgets {
         Budgets {
             opening: Arc::new(Semaphore::new(opening_capacity)),
             opening_capacity,
+            max_connect: limits.connect_packet_limit(),
             queued: Arc::new(QueuedBytes::new(limits.max_total_queued_bytes)),
             refused: Refusals::default(),
         }
     }
 
-    /// A connection's share of the opening budget, empty until it reads.
+    /// A connection's share of the opening budget, empty until it reads,
+    /// with the largest CONNECT it may send.
     pub fn opening_charge(self: &Arc<Self>) -> OpeningCharge {
         OpeningCharge {
             budgets: Arc::clone(self),
             held: None,
+            max_connect: self.max_connect,
         }
     }
 
@@ -76,6 +81,8 @@ impl Budgets {
 pub struct OpeningCharge {
     budgets: Arc<Budgets>,
     held: Option<OwnedSemaphorePermit>,
+    /// `limits.max_connect_packet_size` (or `max_packet_size`, if smaller).
+    pub max_connect: usize,
 }
 
 impl OpeningCharge {

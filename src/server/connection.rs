@@ -102,41 +102,44 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_limit = origin.over_limit;
-    let max_connect = broker.config.limits.connect_packet_limit();
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let mut rbuf = BytesMut::new();
-    // Held until this function returns: CONNACK sent, or the connection gone.
-    let mut charge = broker.budget.opening_charge();
-    let reading = read_connect(&mut stream, &mut rbuf, max_connect, &mut charge);
-    let connect = match tokio::time::timeout(timeout, reading).await {
-        Err(_) => {
-            tracing::debug!(%peer, "no CONNECT within the connect timeout");
-            return None;
-        }
-        Ok(Err(ConnectFailure::Io)) => return None,
-        Ok(Err(ConnectFailure::Decode(e, version))) => {
-            tracing::debug!(%peer, error = %e, "bad CONNECT");
-            let code = match e {
-                DecodeError::UnsupportedProtocolVersion(_) => {
-                    Some(ReasonCode::UnsupportedProtocolVersion)
-                }
-                // 3.1.1 has no CONNACK code for a malformed CONNECT: just close.
-                _ if version == Some(ProtocolVersion::V5) => Some(e.reason_code()),
-                _ => None,
-            };
-            if let Some(code) = code {
-                let v = version.unwrap_or(ProtocolVersion::V311);
-                let ack = ConnAck {
-                    session_present: false,
-                    code,
-                    properties: Properties::default(),
-                };
-                let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+    // The CONNECT size limit and this connection's share of the opening
+    // budget, held until this function returns (CONNACK sent, or gone).
+    let mut opening = broker.budget.opening_charge();
+
+    let connect =
+        match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, &mut opening))
+            .await
+        {
+            Err(_) => {
+                tracing::debug!(%peer, "no CONNECT within the connect timeout");
+                return None;
             }
-            return None;
-        }
-        Ok(Ok(c)) => c,
-    };
+            Ok(Err(ConnectFailure::Io)) => return None,
+            Ok(Err(ConnectFailure::Decode(e, version))) => {
+                tracing::debug!(%peer, error = %e, "bad CONNECT");
+                let code = match e {
+                    DecodeError::UnsupportedProtocolVersion(_) => {
+                        Some(ReasonCode::UnsupportedProtocolVersion)
+                    }
+                    // 3.1.1 has no CONNACK code for a malformed CONNECT: just close.
+                    _ if version == Some(ProtocolVersion::V5) => Some(e.reason_code()),
+                    _ => None,
+                };
+                if let Some(code) = code {
+                    let v = version.unwrap_or(ProtocolVersion::V311);
+                    let ack = ConnAck {
+                        session_present: false,
+                        code,
+                        properties: Properties::default(),
+                    };
+                    let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+                }
+                return None;
+            }
+            Ok(Ok(c)) => c,
+        };
     let version = connect.protocol;
     if over_limit {
         let code = if version.is_v5() {

@@ -23,9 +23,9 @@ pub enum ConnectFailure {
 pub async fn read_connect<S: AsyncRead + Unpin>(
     stream: &mut S,
     rbuf: &mut BytesMut,
-    max_connect: usize,
     charge: &mut OpeningCharge,
 ) -> Result<Box<Connect>, ConnectFailure> {
+    let max_connect = charge.max_connect;
     loop {
         // Decoding makes room for the whole announced CONNECT, and reads
         // may bring up to a chunk more: hold that, once, before (an
