@@ -83,6 +83,7 @@ def start_broker(name, workdir):
             "SLUICE__SYS_INTERVAL": "0",
             "SLUICE__LIMITS__MAX_QUEUED_MESSAGES": "10000000",
             "SLUICE__LIMITS__MAX_QUEUED_BYTES": "4000000000",
+            "SLUICE__LIMITS__MAX_TOTAL_QUEUED_BYTES": "16000000000",
             "SLUICE__LIMITS__MAX_INFLIGHT_MESSAGES": "1000",
         })
         env.update(SLUICE_VARIANTS[name])

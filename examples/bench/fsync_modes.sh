@@ -22,6 +22,7 @@ for mode in memory never batch always; do
     # The same limits as compare.py gives Sluice.
     SLUICE__FSYNC=${mode/memory/batch} SLUICE__LOG_LEVEL=warn SLUICE__SYS_INTERVAL=0 \
     SLUICE__LIMITS__MAX_QUEUED_MESSAGES=10000000 SLUICE__LIMITS__MAX_QUEUED_BYTES=4000000000 \
+    SLUICE__LIMITS__MAX_TOTAL_QUEUED_BYTES=16000000000 \
     SLUICE__LIMITS__MAX_INFLIGHT_MESSAGES=1000 \
         "$B/sluice" --bind "127.0.0.1:$PORT" --admin-bind 127.0.0.1:0 "${extra[@]}" 2>/dev/null &
     pid=$!

@@ -51,6 +51,8 @@ struct Snapshot {
     commit: (f64, u64, Vec<(f64, u64)>),
     bridges: Vec<BridgeStatus>,
     process: Option<ProcessStats>,
+    budgets: crate::broker::BudgetNumbers,
+    limits: [u64; 4],
 }
 
 fn load3(a: &[AtomicU64; 3]) -> [u64; 3] {
@@ -107,6 +109,17 @@ impl Snapshot {
             commit: commit_stats.snapshot(),
             bridges: bridges.statuses(),
             process: ProcessStats::read(),
+            budgets: broker.budget_numbers(),
+            limits: {
+                let l = &broker.config.limits;
+                [
+                    l.max_opening_bytes,
+                    l.max_retained_bytes,
+                    l.max_total_queued_bytes,
+                    l.max_sessions,
+                ]
+                .map(|v| v as u64)
+            },
         }
     }
 }
@@ -278,6 +291,56 @@ impl Collector for Snapshot {
             "Messages not delivered or not accepted, by reason.",
             Counter,
             &dropped,
+        )?;
+        let b = &self.budgets;
+        let used = [
+            b.opening_bytes,
+            b.retained_bytes,
+            b.queued_bytes,
+            b.sessions,
+        ];
+        let budget = |values: [u64; 4]| -> Vec<(Labels, ConstGauge<i64>)> {
+            [
+                "opening_bytes",
+                "retained_bytes",
+                "queued_bytes",
+                "sessions",
+            ]
+            .iter()
+            .zip(values)
+            .map(|(name, v)| (vec![("budget", (*name).to_owned())], gauge(v)))
+            .collect()
+        };
+        family(
+            &mut e,
+            "sluice_budget_used",
+            "Global budgets in use: bytes opening connections buffer, retained bytes, bytes queued across sessions, sessions.",
+            Gauge,
+            &budget(used.map(|v| v as u64)),
+        )?;
+        family(
+            &mut e,
+            "sluice_budget_limit",
+            "The configured global budgets (limits.max_opening_bytes, max_retained_bytes, max_total_queued_bytes, max_sessions).",
+            Gauge,
+            &budget(self.limits),
+        )?;
+        let refusals: Vec<_> = [
+            ("connect_too_large", b.refused_connect_too_large),
+            ("opening_wait", b.opening_waits),
+            ("retained", b.refused_retained),
+            ("sessions", b.refused_sessions),
+            ("queued_bytes", b.refused_queued_bytes),
+        ]
+        .iter()
+        .map(|(r, v)| (vec![("reason", (*r).to_owned())], counter(*v)))
+        .collect();
+        family(
+            &mut e,
+            "sluice_limit_refusals",
+            "Refusals by global limits, by reason: CONNECTs over max_connect_packet_size, opening reads that waited for max_opening_bytes, retained PUBLISHes over max_retained_bytes, new sessions over max_sessions, deliveries over max_total_queued_bytes (also in messages_dropped{reason=\"queue_full\"}).",
+            Counter,
+            &refusals,
         )?;
         family(
             &mut e,

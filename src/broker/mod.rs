@@ -6,6 +6,7 @@
 //! just another kind of subscriber.
 
 mod access;
+mod budget;
 mod retained;
 mod slot;
 
@@ -20,6 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 pub use access::AccessControl;
+pub use budget::{BudgetNumbers, Budgets, OpeningCharge};
 pub use retained::RetainedStore;
 pub use slot::{Control, SessionSlot, Subscription};
 
@@ -157,6 +159,8 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
     pub stats: Stats,
+    /// Global budgets (opening connections, retained, sessions, queues).
+    pub budget: Arc<Budgets>,
     started: Instant,
     store: Store,
     access: ArcSwap<AccessControl>,
@@ -173,6 +177,7 @@ impl Broker {
             config.limits.max_auth_failures,
             Duration::from_secs(config.limits.auth_failure_window_secs),
         );
+        let budget = Arc::new(Budgets::new(&config.limits));
         Arc::new(Broker {
             config,
             subscriptions: RwLock::new(SubscriptionTree::default()),
@@ -181,6 +186,7 @@ impl Broker {
             shutdown,
             connections: AtomicUsize::new(0),
             stats: Stats::default(),
+            budget,
             started: Instant::now(),
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
@@ -232,6 +238,7 @@ impl Broker {
             max_messages: l.max_queued_messages,
             max_bytes: l.max_queued_bytes,
             policy: l.queue_full_policy,
+            global: Some(Arc::clone(&self.budget.queued)),
         }
     }
 
@@ -612,6 +619,10 @@ impl Broker {
     /// would reach a saturated subscriber is not routed at all (the caller
     /// answers v5 0x97 quota exceeded and the publisher retries later).
     pub fn publish_with(&self, mut message: Message, refuse_if_saturated: bool) -> Published {
+        message = match self.budget_retained(message, refuse_if_saturated) {
+            Ok(m) => m,
+            Err(refused) => return refused,
+        };
         let mut targets: Vec<Target> = Vec::new();
         // Overlapping subscriptions of one session merge into one target.
         // Most publishes match a handful of sessions: a scan finds the

@@ -95,7 +95,7 @@ impl Broker {
         let max_levels = self.config.limits.max_topic_levels.max(1);
         let mut timers = Vec::new();
         for (client_id, rec) in r.sessions {
-            let slot = Arc::new(SessionSlot::new(client_id.clone(), limits));
+            let slot = Arc::new(SessionSlot::new(client_id.clone(), limits.clone()));
             let mut deliveries = Vec::new();
             let mut next_seq = 1;
             for (seq, o) in outbox.remove(&client_id).unwrap_or_default() {
@@ -123,7 +123,7 @@ impl Broker {
                 });
             }
             let state = SessionState::restore(
-                limits,
+                limits.clone(),
                 deliveries,
                 incoming.remove(&client_id).unwrap_or_default(),
             );

@@ -3,7 +3,9 @@
 //! Decoding is strict: every failure is a [`DecodeError`] that carries the
 //! reason code to send. The frame reader checks the packet size from the
 //! fixed header before it buffers the body, so an oversized packet costs no
-//! memory. Topics and payloads are slices of the received frame.
+//! memory. Topics and payloads are slices of the received frame; what is
+//! kept beyond the packet is copied out of it (`owned`), and what follows a
+//! large packet in the read buffer is moved out of its allocation.
 //!
 //! Layout: `wire` (primitives), `properties`, one file per packet family,
 //! and this module (the [`Packet`] enum, framing and dispatch).
@@ -12,6 +14,7 @@ mod ack;
 mod connect;
 mod disconnect;
 mod error;
+mod owned;
 mod plain_publish;
 mod properties;
 mod publish;
@@ -28,6 +31,7 @@ pub use ack::{Ack, AckKind};
 pub use connect::{check_topic_name, ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
+pub use owned::{owned_bytes, owned_string};
 pub use plain_publish::PlainPublish;
 pub use properties::{Properties, PropertyScope};
 pub use publish::Publish;
@@ -39,6 +43,12 @@ pub use wire::{decode_varint, put_varint, PacketId, ProtocolVersion, QoS, Reader
 
 /// The most `decode_packet` reserves ahead of bytes that have arrived.
 const RESERVE_STEP: usize = 64 * 1024;
+
+/// A packet body this large gets the bytes after it copied out of its
+/// buffer (see `decode_packet`). With it, a small message shares its
+/// allocation only with packets below this size and at most a read chunk
+/// more: tens of KB, not `max_packet_size`.
+const LARGE_BODY: usize = 16 * 1024;
 
 /// Every MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +132,14 @@ pub fn decode_packet(
     }
     buf.advance(1 + len_bytes);
     let body = buf.split_to(remaining as usize).freeze();
+    if body.len() >= LARGE_BODY {
+        // What was read after a large packet moves to an allocation of its
+        // own: a small message decoded from it and kept (queued for an
+        // offline session, retained) would otherwise keep the large
+        // packet's whole buffer alive. Costs a copy of at most one read
+        // chunk per large packet.
+        *buf = BytesMut::from(&buf[..]);
+    }
     let mut r = Reader::new(body);
     let v = version.unwrap_or(ProtocolVersion::V311);
     let expect_flags = |want: u8| {

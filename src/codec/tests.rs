@@ -116,12 +116,49 @@ fn v5_props(v: ProtocolVersion, p: Properties) -> Properties {
     }
 }
 
+fn qos0_publish(topic: ByteString, payload: Bytes) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic,
+        packet_id: None,
+        properties: Properties::default(),
+        payload,
+    })
+}
+
 fn user(k: &str, v: &str) -> (ByteString, ByteString) {
     (k.into(), v.into())
 }
 
 mod framing {
     use super::*;
+
+    /// A small packet read right after a large one is decoded from an
+    /// allocation of its own, so keeping it does not keep the large one.
+    #[test]
+    fn a_packet_after_a_large_one_does_not_share_its_buffer() {
+        use crate::codec::owned::shares;
+        let mut wire = BytesMut::new();
+        for (topic, payload) in [("big", vec![0; 20_000]), ("small", vec![1])] {
+            let p = qos0_publish(topic.into(), payload.into());
+            encode_packet(&p, ProtocolVersion::V311, &mut wire).expect("encode");
+        }
+        let frame = wire.as_ptr_range();
+        let mut decoded = Vec::new();
+        while let Some(Packet::Publish(p)) = decode_packet(&mut wire, V4, 1 << 20).expect("decode")
+        {
+            decoded.push(p);
+        }
+        assert_eq!(decoded.len(), 2);
+        assert!(
+            shares(&decoded[0].payload, &frame),
+            "the large one is zero-copy"
+        );
+        assert!(!shares(&decoded[1].payload, &frame));
+        assert!(!shares(decoded[1].topic.as_bytes(), &frame));
+    }
 
     #[test]
     fn partial_packets_are_none_and_consume_nothing() {
@@ -1922,15 +1959,7 @@ mod encode {
     use super::*;
 
     fn publish_with_topic(topic: String) -> Packet {
-        Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: topic.into(),
-            packet_id: None,
-            properties: Properties::default(),
-            payload: Bytes::new(),
-        })
+        qos0_publish(topic.into(), Bytes::new())
     }
 
     /// Encodes `p` after some existing bytes and checks the error leaves the

@@ -196,6 +196,30 @@ pub struct Limits {
     /// until the window ends (v5 0x9F, 3.1.1 rc 3). 0 = no throttle.
     pub max_auth_failures: u32,
     pub auth_failure_window_secs: u64,
+    /// Largest CONNECT accepted, checked from the fixed header before any
+    /// of it is buffered: a client that has not authenticated yet gets
+    /// less than `max_packet_size` (the smaller of the two applies).
+    pub max_connect_packet_size: u32,
+    /// Bytes all connections still opening (before CONNACK) may buffer
+    /// together; beyond it their reads wait (within the connect timeout).
+    pub max_opening_bytes: usize,
+    /// Bytes of retained messages (topic, payload, properties and a
+    /// per-message overhead) across the broker; a retained PUBLISH that
+    /// would go beyond is not retained (v5 QoS 1/2: refused with 0x97).
+    pub max_retained_bytes: usize,
+    /// Sessions (online and offline) across the broker; a CONNECT that
+    /// would create one more is refused (v5 0x97, 3.1.1 rc 3).
+    pub max_sessions: usize,
+    /// Payload and topic bytes queued across all sessions; deliveries
+    /// beyond it are dropped and counted.
+    pub max_total_queued_bytes: usize,
+}
+
+impl Limits {
+    /// The largest CONNECT accepted: the smaller of the two packet limits.
+    pub fn connect_packet_limit(&self) -> usize {
+        self.max_connect_packet_size.min(self.max_packet_size) as usize
+    }
 }
 
 impl Default for Limits {
@@ -220,6 +244,11 @@ impl Default for Limits {
             publish_rate_bytes: 0,
             max_auth_failures: 10,
             auth_failure_window_secs: 60,
+            max_connect_packet_size: 64 << 10,
+            max_opening_bytes: 64 << 20,
+            max_retained_bytes: 256 << 20,
+            max_sessions: 1_000_000,
+            max_total_queued_bytes: 1 << 30,
         }
     }
 }
@@ -426,6 +455,21 @@ impl Config {
         }
         if l.write_timeout_secs == 0 {
             return Err(invalid("limits.write_timeout_secs", "must be at least 1"));
+        }
+        if l.max_connect_packet_size < 64 {
+            return Err(invalid(
+                "limits.max_connect_packet_size",
+                "must be at least 64",
+            ));
+        }
+        if l.max_opening_bytes < l.connect_packet_limit() {
+            return Err(invalid(
+                "limits.max_opening_bytes",
+                "must be at least the largest CONNECT accepted (limits.max_connect_packet_size)",
+            ));
+        }
+        if l.max_sessions == 0 {
+            return Err(invalid("limits.max_sessions", "must be at least 1"));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listeners[{i}].{k}");
@@ -752,6 +796,27 @@ mod tests {
             .to_string();
         assert!(err.contains("max_pakcet_size"), "{err}");
         assert!(err.contains(".toml"), "{err}");
+    }
+
+    /// The pre-authentication CONNECT limit is the smaller of the two, and
+    /// the opening budget must hold at least one such CONNECT.
+    #[test]
+    fn connect_and_budget_limits_are_checked() {
+        let c = load_str("[limits]\nmax_packet_size = 2048\n").expect("valid");
+        assert_eq!(c.limits.connect_packet_limit(), 2048);
+        for (toml, key) in [
+            (
+                "max_connect_packet_size = 10",
+                "limits.max_connect_packet_size",
+            ),
+            ("max_opening_bytes = 1000", "limits.max_opening_bytes"),
+            ("max_sessions = 0", "limits.max_sessions"),
+        ] {
+            let err = load_str(&format!("[limits]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

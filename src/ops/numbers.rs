@@ -29,6 +29,8 @@ pub struct BrokerNumbers {
     pub subscriptions: usize,
     pub retained: usize,
     pub store_bytes: u64,
+    /// Global budgets: what is used and what was refused, by reason.
+    pub limits: crate::broker::BudgetNumbers,
 }
 
 fn sum(counters: &[AtomicU64]) -> u64 {
@@ -56,6 +58,7 @@ impl BrokerNumbers {
             subscriptions: broker.subscription_count(),
             retained: broker.retained_count(),
             store_bytes: broker.store().disk_usage(),
+            limits: broker.budget_numbers(),
         }
     }
 }

@@ -60,6 +60,7 @@ const LOADED: [(&str, Counter); 5] = [
 
 /// Every `$SYS` topic and its current value.
 fn values(n: &BrokerNumbers, loads: &[LoadAverage; LOADED.len()]) -> Vec<(String, String)> {
+    let l = &n.limits;
     let mut v: Vec<(String, String)> = [
         ("version", format!("sluice version {}", n.version)),
         ("uptime", format!("{} seconds", n.uptime_secs)),
@@ -77,6 +78,20 @@ fn values(n: &BrokerNumbers, loads: &[LoadAverage; LOADED.len()]) -> Vec<(String
         ("subscriptions/count", n.subscriptions.to_string()),
         ("retained messages/count", n.retained.to_string()),
         ("store/bytes", n.store_bytes.to_string()),
+        ("limits/opening/bytes", l.opening_bytes.to_string()),
+        ("limits/retained/bytes", l.retained_bytes.to_string()),
+        ("limits/queued/bytes", l.queued_bytes.to_string()),
+        (
+            "limits/refused/connect_too_large",
+            l.refused_connect_too_large.to_string(),
+        ),
+        ("limits/refused/opening_wait", l.opening_waits.to_string()),
+        ("limits/refused/retained", l.refused_retained.to_string()),
+        ("limits/refused/sessions", l.refused_sessions.to_string()),
+        (
+            "limits/refused/queued_bytes",
+            l.refused_queued_bytes.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(topic, value)| (topic.to_owned(), value))

@@ -16,8 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
-use super::handshake::{attach, peek_connect_version, Attached, Refused};
+use super::handshake::{attach, Attached, Refused};
 use super::listener::ListenerCtx;
+use super::opening::{read_connect, ConnectFailure};
 use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
 use super::read_chunk::read_chunk;
@@ -130,12 +131,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_limit = origin.over_limit;
-    let max_packet = broker.config.limits.max_packet_size as usize;
     let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let mut rbuf = BytesMut::new();
+    // The CONNECT size limit and this connection's share of the opening
+    // budget, held until this function returns (CONNACK sent, or gone).
+    let mut opening = broker.budget.opening_charge();
 
     let connect =
-        match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, max_packet)).await
+        match tokio::time::timeout(timeout, read_connect(&mut stream, &mut rbuf, &mut opening))
+            .await
         {
             Err(_) => {
                 tracing::debug!(%peer, "no CONNECT within the connect timeout");
@@ -214,35 +218,6 @@ where
     }
     let conn = Connection::new(broker, &connect, attached, rbuf);
     Some((conn, stream, span))
-}
-
-enum ConnectFailure {
-    Io,
-    Decode(DecodeError, Option<ProtocolVersion>),
-}
-
-async fn read_connect<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    rbuf: &mut BytesMut,
-    max_packet: usize,
-) -> Result<Box<Connect>, ConnectFailure> {
-    loop {
-        match decode_packet(rbuf, None, max_packet) {
-            Ok(Some(Packet::Connect(c))) => return Ok(c),
-            Ok(Some(_)) => {
-                return Err(ConnectFailure::Decode(
-                    DecodeError::Protocol("first packet is not CONNECT"),
-                    None,
-                ))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(ConnectFailure::Decode(e, peek_connect_version(rbuf))),
-        }
-        match read_chunk(stream, rbuf).await {
-            Ok(0) | Err(_) => return Err(ConnectFailure::Io),
-            Ok(_) => {}
-        }
-    }
 }
 
 async fn write_packets<S: AsyncWrite + Unpin>(
@@ -747,7 +722,9 @@ impl Connection {
                         None => return Err(self.violation(ReasonCode::ProtocolError)),
                     }
                 } else {
-                    self.incoming_aliases.insert(alias, p.topic.clone());
+                    // Owned: the alias outlives this (maybe 1 MB) PUBLISH.
+                    self.incoming_aliases
+                        .insert(alias, crate::codec::owned_string(&p.topic));
                 }
             }
         }

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, OwnedMutexGuard};
 use super::connection::Origin;
 use crate::auth::Access;
 use crate::broker::{AccessControl, Broker, SessionSlot};
-use crate::codec::{ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
+use crate::codec::{owned_string, ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
 use crate::config::SessionTakeover;
 use crate::session::{negotiate_keep_alive, NEVER};
 
@@ -68,7 +68,10 @@ pub async fn attach(
         return Err(refuse(ReasonCode::BadAuthenticationMethod));
     }
     let access = broker.access();
-    let username = authenticate(broker, connect, origin, &access).map_err(refuse)?;
+    // Owned copies: the session keeps them, the CONNECT may be a megabyte.
+    let username = authenticate(broker, connect, origin, &access)
+        .map_err(refuse)?
+        .map(|u| owned_string(&u));
     let mut assigned = None;
     let client_id = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
@@ -86,7 +89,7 @@ pub async fn attach(
             // Bridge sessions are the broker's own.
             return Err(refuse(ReasonCode::ClientIdentifierNotValid));
         }
-        connect.client_id.clone()
+        owned_string(&connect.client_id)
     };
 
     // Session expiry: v3.1.1 clean session ends with the connection, a
@@ -125,6 +128,14 @@ pub async fn attach(
         }
     };
 
+    if !broker.admits_session(&client_id) {
+        tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");
+        return Err(refuse(if v5 {
+            ReasonCode::QuotaExceeded
+        } else {
+            ReasonCode::ServerUnavailable
+        }));
+    }
     let takeover_guard = take_over(broker, &client_id).await;
     let (slot, session_present) = broker.open_session(&client_id, clean_start);
     let guard = match takeover_guard {
@@ -146,7 +157,7 @@ pub async fn attach(
         let mut ctrl = slot.control.lock();
         ctrl.generation += 1;
         ctrl.kick = Some(kick_tx);
-        ctrl.will = connect.will.clone().map(Box::new);
+        ctrl.will = connect.will.as_ref().map(|w| Box::new(w.detached()));
         ctrl.will_delay = connect
             .will
             .as_ref()

@@ -5,6 +5,7 @@
 mod connection;
 mod handshake;
 mod listener;
+mod opening;
 pub mod origin;
 mod outgoing;
 mod rate;

@@ -3,11 +3,13 @@
 mod keepalive;
 mod lifetime;
 mod message;
+mod queued_bytes;
 mod state;
 
 pub use keepalive::{negotiate_keep_alive, KeepAlive};
 pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
 pub use message::{Delivery, Message, SinkAck, StoredMessage};
+pub use queued_bytes::QueuedBytes;
 pub use state::{
     build_publish, Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery,
     SessionState,

@@ -11,6 +11,7 @@ use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
 use crate::store::{OutboxRecord, OutboxState, Ticket};
 
 use super::message::{Delivery, SinkAck};
+use super::queued_bytes::{QueueCharge, QueuedBytes};
 
 /// A change the state machine made that must reach the store. Produced
 /// under the session lock and handed to the store in the same order.
@@ -45,11 +46,13 @@ pub enum QueueFullPolicy {
 }
 
 /// Bounds on what a session may hold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QueueLimits {
     pub max_messages: usize,
     pub max_bytes: usize,
     pub policy: QueueFullPolicy,
+    /// The budget shared by every session (`max_total_queued_bytes`).
+    pub global: Option<Arc<QueuedBytes>>,
 }
 
 impl Default for QueueLimits {
@@ -58,6 +61,7 @@ impl Default for QueueLimits {
             max_messages: 10_000,
             max_bytes: 64 << 20,
             policy: QueueFullPolicy::DropOldest,
+            global: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub enum FlowError {
 pub struct SessionState {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
+    /// `queued_bytes` as taken from the global budget.
+    charge: QueueCharge,
     inflight: BTreeMap<u16, Inflight>,
     next_packet_id: u16,
     next_seq: u64,
@@ -143,6 +149,7 @@ fn delivery_bytes(d: &Delivery) -> usize {
 impl SessionState {
     pub fn new(limits: QueueLimits) -> SessionState {
         SessionState {
+            charge: QueueCharge::new(limits.global.clone()),
             limits,
             next_packet_id: 1,
             ..Default::default()
@@ -163,6 +170,7 @@ impl SessionState {
             match (r.state, packet_id) {
                 (OutboxState::Queued, _) | (_, None) => {
                     s.queued_bytes += delivery_bytes(&r.delivery);
+                    s.charge.force(delivery_bytes(&r.delivery));
                     s.queue.push_back(r.delivery);
                 }
                 (state, Some(id)) => {
@@ -262,12 +270,20 @@ impl SessionState {
                             return Enqueued::DroppedNew;
                         };
                         self.queued_bytes -= delivery_bytes(&old);
+                        self.charge.give_back(delivery_bytes(&old));
                         self.journal_done(&old);
                         self.dropped += 1;
                         outcome = Enqueued::DroppedOldest;
                     }
                 }
             }
+        }
+        if !self.charge.take(size) {
+            // The global budget is spent: the new delivery goes, whatever
+            // the policy (this session's oldest may not be what fills it).
+            self.dropped += 1;
+            self.journal_done(&d);
+            return Enqueued::DroppedNew;
         }
         self.queued_bytes += size;
         self.queue.push_back(d);
@@ -312,6 +328,7 @@ impl SessionState {
             }
             let d = self.queue.pop_front()?;
             self.queued_bytes -= delivery_bytes(&d);
+            self.charge.give_back(delivery_bytes(&d));
             if d.message.is_expired(now) {
                 self.expired += 1;
                 self.journal_done(&d);
@@ -321,6 +338,8 @@ impl SessionState {
                 None
             } else {
                 let Some(id) = self.allocate_packet_id() else {
+                    self.queued_bytes += delivery_bytes(&d);
+                    self.charge.force(delivery_bytes(&d));
                     self.queue.push_front(d);
                     return None;
                 };
@@ -406,6 +425,7 @@ impl SessionState {
         for d in std::mem::take(&mut self.queue) {
             if d.shared_group.is_some() {
                 self.queued_bytes -= delivery_bytes(&d);
+                self.charge.give_back(delivery_bytes(&d));
                 self.journal_done(&d);
                 out.push(d);
             } else {
@@ -746,14 +766,48 @@ mod tests {
         assert_eq!(s.expired, 1);
     }
 
+    /// The global budget drops the new delivery whatever the policy, and
+    /// gets back what is sent and what an ending session held.
+    #[test]
+    fn global_queue_budget_is_shared_and_given_back() {
+        let budget = Arc::new(QueuedBytes::new(8));
+        let limits = QueueLimits {
+            global: Some(Arc::clone(&budget)),
+            ..QueueLimits::default()
+        };
+        let mut a = SessionState::new(limits.clone());
+        let mut b = SessionState::new(limits);
+        // Each delivery is charged topic + payload: 1 + 1 bytes.
+        for _ in 0..3 {
+            assert_eq!(
+                a.enqueue(delivery("t", QoS::AtLeastOnce, None)),
+                Enqueued::Queued
+            );
+        }
+        assert_eq!(
+            b.enqueue(delivery("t", QoS::AtLeastOnce, None)),
+            Enqueued::Queued
+        );
+        assert_eq!(
+            b.enqueue(delivery("t", QoS::AtLeastOnce, None)),
+            Enqueued::DroppedNew
+        );
+        assert_eq!((budget.used(), budget.refused(), b.dropped), (8, 1, 1));
+        assert!(a.next_publish(Instant::now(), 10).is_some());
+        assert_eq!(budget.used(), 6);
+        drop(a);
+        assert_eq!(budget.used(), 2);
+    }
+
     #[test]
     fn queue_limit_drops_by_policy() {
         let limits = QueueLimits {
             max_messages: 2,
             max_bytes: usize::MAX,
             policy: QueueFullPolicy::DropOldest,
+            global: None,
         };
-        let mut s = SessionState::new(limits);
+        let mut s = SessionState::new(limits.clone());
         s.enqueue(delivery("1", QoS::AtLeastOnce, None));
         s.enqueue(delivery("2", QoS::AtLeastOnce, None));
         assert_eq!(

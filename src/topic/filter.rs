@@ -32,7 +32,10 @@ pub struct TopicFilter {
 }
 
 impl TopicFilter {
+    /// The filter owns its bytes (a copy of `raw`): subscriptions live far
+    /// longer than the SUBSCRIBE they came in, which may be a megabyte.
     pub fn parse(raw: ByteString, max_levels: usize) -> Result<TopicFilter, FilterError> {
+        let raw = crate::codec::owned_string(&raw);
         let (share_group, filter) = if let Some(rest) = raw.strip_prefix("$share/") {
             let Some((group, filter)) = rest.split_once('/') else {
                 return Err(FilterError::BadShare);
@@ -142,6 +145,23 @@ mod tests {
             "$share/g/",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A subscription lives far longer than its SUBSCRIBE: the filter must
+    /// not point into (and keep alive) the packet it was decoded from.
+    #[test]
+    fn a_parsed_filter_owns_its_bytes() {
+        let packet = bytes::Bytes::from(format!("{}a/+/c", "x".repeat(1000)));
+        let inside = packet.as_ptr_range();
+        let raw = ByteString::try_from(packet.slice(1000..)).expect("utf-8");
+        assert!(inside.contains(&raw.as_ptr()));
+        for source in [raw.clone(), ByteString::from(format!("$share/g/{raw}"))] {
+            let f = TopicFilter::parse(source, 32).expect("valid");
+            assert_eq!(&*f.filter, "a/+/c");
+            for part in [&f.raw, &f.filter] {
+                assert!(!inside.contains(&part.as_ptr()), "{part}");
+            }
         }
     }
 

@@ -279,6 +279,31 @@ impl Sluice {
         self.child.id()
     }
 
+    /// The broker's resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Polls until the broker's RSS is at most `bound` (allocators give
+    /// memory back with a delay); returns the last reading.
+    pub fn rss_settles_below(&self, bound: u64, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let rss = self.rss_bytes();
+            if rss <= bound || Instant::now() >= deadline {
+                return rss;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

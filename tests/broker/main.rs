@@ -14,6 +14,7 @@ mod clients_mosquitto;
 mod clients_rumqttc;
 mod connect;
 mod kafka_peer;
+mod limits;
 mod load_generator;
 mod malformed;
 mod operations;

@@ -78,6 +78,20 @@ pub struct RetainedStore {
     /// Holds no message itself: every topic name has at least one level.
     root: Node,
     count: usize,
+    /// Sum of [`retained_size`] over the messages held.
+    bytes: usize,
+}
+
+/// Memory a retained message is charged for (`limits.max_retained_bytes`):
+/// topic, payload and properties, plus an estimate of what holding it
+/// costs (the message struct, its `Arc`, a tree node per level at least),
+/// so a million one-byte messages are not free.
+pub fn retained_size(m: &Message) -> usize {
+    const ENTRY_OVERHEAD: usize = 160;
+    ENTRY_OVERHEAD
+        + m.topic.len()
+        + m.payload.len()
+        + m.properties.as_ref().map_or(0, |p| p.encoded_len())
 }
 
 impl RetainedStore {
@@ -88,10 +102,12 @@ impl RetainedStore {
             return;
         }
         // Replacing is the common case: one lookup per level.
+        self.bytes += retained_size(msg);
         let existing = match descend(&mut self.root, &msg.topic) {
             Ok(node) => {
-                if node.message.replace(Arc::clone(msg)).is_none() {
-                    self.count += 1;
+                match node.message.replace(Arc::clone(msg)) {
+                    Some(old) => self.bytes -= retained_size(&old),
+                    None => self.count += 1,
                 }
                 return;
             }
@@ -111,6 +127,26 @@ impl RetainedStore {
 
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    /// What the held messages are charged, see [`retained_size`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether storing `msg` keeps the charge within `max_bytes`. Replacing
+    /// a topic's message with one no larger always fits (and clearing it).
+    pub fn fits(&self, msg: &Message, max_bytes: usize) -> bool {
+        let old = self
+            .find(&msg.topic)
+            .and_then(|n| n.message.as_deref())
+            .map_or(0, retained_size);
+        let new = if msg.payload.is_empty() {
+            0
+        } else {
+            retained_size(msg)
+        };
+        new <= old || self.bytes - old + new <= max_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,9 +251,10 @@ impl RetainedStore {
             }
             node = child;
         }
-        if node.message.is_none() {
+        let Some(old) = &node.message else {
             return false;
-        }
+        };
+        self.bytes -= retained_size(old);
         let prune = node.children.is_empty();
         self.count -= 1;
         let mut node = &mut self.root;

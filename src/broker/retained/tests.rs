@@ -248,3 +248,23 @@ fn wide_levels_match_and_prune() {
 fn nodes_stay_small() {
     assert!(std::mem::size_of::<Node>() <= 4 * std::mem::size_of::<usize>());
 }
+
+/// The byte charge follows puts, replacements, clears and purges, and a
+/// replacement no larger than the message it replaces always fits.
+#[test]
+fn bytes_are_charged_and_given_back() {
+    let mut r = RetainedStore::default();
+    let one = retained_size(&msg("a/b", b"12345", None));
+    r.put(&msg("a/b", b"12345", None));
+    r.put(&msg("a/c", b"12345", Some(Instant::now())));
+    assert_eq!(r.bytes(), 2 * one);
+    r.put(&msg("a/b", b"1", None));
+    assert_eq!(r.bytes(), 2 * one - 4);
+    assert!(!r.fits(&msg("x", b"12345", None), r.bytes()));
+    assert!(r.fits(&msg("x", b"12345", None), r.bytes() + one));
+    assert!(r.fits(&msg("a/c", b"123", None), 0), "smaller replacement");
+    assert!(r.fits(&msg("a/c", b"", None), 0), "clearing");
+    r.purge_expired(Instant::now() + Duration::from_millis(1));
+    r.put(&msg("a/b", b"", None));
+    assert_eq!((r.len(), r.bytes()), (0, 0));
+}
