@@ -198,7 +198,12 @@ pub struct Limits {
     pub auth_failure_window_secs: u64,
     /// Largest CONNECT accepted, checked from the fixed header before any
     /// of it is buffered: a client that has not authenticated yet gets
-    /// less than `max_packet_size` (the smaller of the two applies).
+    /// less than `max_packet_size` (the smaller of the two applies). The
+    /// default, 320 KiB, holds every field of a CONNECT at its protocol
+    /// limit (client id, will topic and payload, user name and password of
+    /// 65,535 bytes each): every CONNECT the protocol allows is accepted,
+    /// and `max_opening_bytes` bounds what unauthenticated clients hold
+    /// together.
     pub max_connect_packet_size: u32,
     /// Bytes all connections still opening (before CONNACK) may buffer
     /// together; beyond it their reads wait (within the connect timeout).
@@ -244,7 +249,7 @@ impl Default for Limits {
             publish_rate_bytes: 0,
             max_auth_failures: 10,
             auth_failure_window_secs: 60,
-            max_connect_packet_size: 64 << 10,
+            max_connect_packet_size: 320 << 10,
             max_opening_bytes: 64 << 20,
             max_retained_bytes: 256 << 20,
             max_sessions: 1_000_000,
