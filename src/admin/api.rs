@@ -46,6 +46,13 @@ pub struct ClientInfo {
     pub connected_since_ms: u64,
     pub inflight: usize,
     pub queued: usize,
+    /// Messages this session lost to a full queue (or the global queue
+    /// budget) since it began.
+    pub dropped: u64,
+    /// Messages that expired before they could be delivered.
+    pub expired: u64,
+    /// Publishers are held back for this session (`push_back` policy).
+    pub pushing_back: bool,
     pub subscriptions: usize,
 }
 
@@ -60,9 +67,9 @@ fn client_info(slot: &SessionSlot) -> ClientInfo {
             c.connected_at_ms,
         )
     };
-    let (inflight, queued) = {
+    let (inflight, queued, dropped, expired) = {
         let s = slot.state.lock();
-        (s.inflight_len(), s.queued_len())
+        (s.inflight_len(), s.queued_len(), s.dropped, s.expired)
     };
     ClientInfo {
         client_id: slot.client_id.to_string(),
@@ -75,6 +82,9 @@ fn client_info(slot: &SessionSlot) -> ClientInfo {
         connected_since_ms: since,
         inflight,
         queued,
+        dropped,
+        expired,
+        pushing_back: slot.is_pushing_back(),
         subscriptions: slot.subscriptions.lock().len(),
     }
 }

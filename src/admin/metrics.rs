@@ -128,6 +128,15 @@ impl Snapshot {
 type Labels<'a> = Vec<(&'a str, String)>;
 
 /// Writes one metric family (a name, help, type and its labelled values).
+/// A client id as a label value: cut to 64 characters, so a label stays
+/// small whatever id a client chose (the protocol allows 65,535 bytes).
+fn client_label(id: &str) -> String {
+    match id.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &id[..end]),
+        None => id.to_owned(),
+    }
+}
+
 fn family<M: EncodeMetric>(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -420,6 +429,26 @@ impl Collector for Snapshot {
             "QoS 1/2 messages sent and not yet acknowledged.",
             Gauge,
             &[(vec![], gauge(self.sessions.inflight))],
+        )?;
+        family(
+            &mut e,
+            "sluice_sessions_pushing_back",
+            "Sessions whose full queue holds publishers back (push_back policy).",
+            Gauge,
+            &[(vec![], gauge(self.sessions.pushing_back))],
+        )?;
+        let top: Vec<(Labels, _)> = self
+            .sessions
+            .top_dropping
+            .iter()
+            .map(|(id, n)| (vec![("client_id", client_label(id))], gauge(*n)))
+            .collect();
+        family(
+            &mut e,
+            "sluice_session_messages_dropped",
+            "Messages lost to a full queue since the session began, for the sessions that lost the most (at most 10).",
+            Gauge,
+            &top,
         )?;
         if self.store_enabled {
             family(

@@ -143,13 +143,22 @@ impl Stats {
 }
 
 /// What [`Broker::session_totals`] counts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SessionTotals {
     pub online: u64,
     pub offline: u64,
     pub queued: u64,
     pub inflight: u64,
+    /// Sessions holding publishers back (`push_back` policy).
+    pub pushing_back: u64,
+    /// The sessions that lost the most messages to full queues, most
+    /// first, at most [`TOP_DROPPING_SESSIONS`]: a per-client view of drops
+    /// whose size does not grow with the fleet.
+    pub top_dropping: Vec<(ByteString, u64)>,
 }
+
+/// How many sessions [`SessionTotals::top_dropping`] names.
+pub const TOP_DROPPING_SESSIONS: usize = 10;
 
 pub struct Broker {
     pub config: Config,
@@ -290,9 +299,20 @@ impl Broker {
             } else {
                 t.offline += 1;
             }
+            t.pushing_back += u64::from(slot.is_pushing_back());
             let state = slot.state.lock();
             t.queued += state.queued_len() as u64;
             t.inflight += state.inflight_len() as u64;
+            let dropped = state.dropped;
+            drop(state);
+            let full = t.top_dropping.len() >= TOP_DROPPING_SESSIONS;
+            if dropped > 0 && (!full || t.top_dropping.last().is_some_and(|l| l.1 < dropped)) {
+                if full {
+                    t.top_dropping.pop();
+                }
+                let at = t.top_dropping.partition_point(|(_, d)| *d >= dropped);
+                t.top_dropping.insert(at, (slot.client_id.clone(), dropped));
+            }
         }
         t
     }

@@ -65,6 +65,9 @@ pub struct SessionSlot {
     persistent: AtomicBool,
     /// Set by a bridge whose buffer is full under the `block` policy.
     saturated: AtomicBool,
+    /// Set while this session's full queue holds publishers back (the
+    /// `push_back` queue policy); cleared by its connection as it drains.
+    pushing_back: AtomicBool,
     /// A bridge without a configured user name: trusted to read whatever
     /// its own filters name, so the ACL is not applied to it.
     acl_exempt: AtomicBool,
@@ -89,6 +92,7 @@ impl SessionSlot {
             online: AtomicBool::new(false),
             persistent: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
+            pushing_back: AtomicBool::new(false),
             acl_exempt: AtomicBool::new(false),
             ack_on_sink: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
@@ -113,8 +117,22 @@ impl SessionSlot {
         self.state.lock().set_persistent(persistent);
     }
 
+    /// Whether publishers must wait for this session: a bridge whose
+    /// buffer is full (`block`), or a full queue under `push_back`.
     pub fn is_saturated(&self) -> bool {
-        self.saturated.load(Ordering::Relaxed)
+        self.saturated.load(Ordering::Relaxed) || self.pushing_back.load(Ordering::Relaxed)
+    }
+
+    pub fn is_pushing_back(&self) -> bool {
+        self.pushing_back.load(Ordering::Relaxed)
+    }
+
+    /// Ends a push-back once the queue has room again (called by the
+    /// draining connection with the state it holds locked).
+    pub fn release_push_back(&self, state: &SessionState) {
+        if self.pushing_back.load(Ordering::Relaxed) && state.push_back_may_end() {
+            self.pushing_back.store(false, Ordering::Relaxed);
+        }
     }
 
     pub fn set_saturated(&self, saturated: bool) {
@@ -162,6 +180,9 @@ impl SessionSlot {
         let outcome = {
             let mut state = self.state.lock();
             let outcome = state.enqueue(d);
+            if state.wants_push_back() {
+                self.pushing_back.store(true, Ordering::Relaxed);
+            }
             submit_journal(&self.client_id, &mut state, store);
             outcome
         };

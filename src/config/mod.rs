@@ -129,6 +129,11 @@ pub struct ListenerConfig {
     /// `Origin` (devices, non-browser clients) are always accepted.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Overrides `limits.queue_full_policy` for sessions of clients that
+    /// connect here (e.g. `push_back` for a listener of back-end consumers
+    /// that must not lose messages, `drop_oldest` for dashboards).
+    #[serde(default)]
+    pub queue_full_policy: Option<QueueFullPolicy>,
     /// Required for `tls` and `wss`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -144,6 +149,7 @@ impl ListenerConfig {
             max_connections: 0,
             ws_path: default_ws_path(),
             allowed_origins: Vec::new(),
+            queue_full_policy: None,
             tls: None,
         }
     }

@@ -1035,6 +1035,7 @@ impl Connection {
             // Come back after writing; a full window waits for acks instead.
             self.slot.notify.notify_one();
         }
+        self.slot.release_push_back(&state);
         drop(state);
         let stats = &self.broker.stats;
         for (counter, n) in stats.sent_by_qos.iter().zip(sent) {

@@ -171,6 +171,12 @@ pub async fn attach(
     slot.set_online(true);
     let persistent = session_expiry != 0 && broker.store().is_enabled();
     slot.set_persistent(persistent);
+    slot.state.lock().set_policy(
+        origin
+            .listener
+            .queue_full_policy
+            .unwrap_or(limits.queue_full_policy),
+    );
     let ticket = if persistent {
         broker.persist_session(&slot, 0)
     } else {

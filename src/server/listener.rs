@@ -28,6 +28,8 @@ pub struct ListenerCtx {
     pub ws_path: String,
     /// Which browser pages may open a WebSocket here.
     pub ws_origins: websocket::AllowedOrigins,
+    /// The queue policy of sessions connecting here, if not the global one.
+    pub queue_full_policy: Option<crate::session::QueueFullPolicy>,
     pub tls: Option<Arc<TlsEndpoint>>,
 }
 
@@ -96,6 +98,7 @@ pub async fn bind_all(
                 accepted_total: Default::default(),
                 ws_path: c.ws_path.clone(),
                 ws_origins: websocket::AllowedOrigins::new(c),
+                queue_full_policy: c.queue_full_policy,
                 tls,
             }),
         });

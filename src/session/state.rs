@@ -43,6 +43,14 @@ pub enum QueueFullPolicy {
     DropOldest,
     /// Refuse the new message.
     DropNewest,
+    /// For a persistent session: once its queue is full, ask publishers to
+    /// wait (v5 QoS 1/2 publishes are refused with 0x97 and retried; other
+    /// publishers are read more slowly) instead of dropping, until the
+    /// session's client has taken a quarter of the queue. A message that
+    /// still arrives for a full queue (QoS 0, 3.1.1 publishers) is dropped
+    /// and counted. A session that does not outlive its connection drops
+    /// the oldest.
+    PushBack,
 }
 
 /// Bounds on what a session may hold.
@@ -247,6 +255,27 @@ impl SessionState {
         self.queued_bytes + 8 * self.queue.len()
     }
 
+    /// The queue policy in force (set per listener when a client connects).
+    pub fn set_policy(&mut self, policy: QueueFullPolicy) {
+        self.limits.policy = policy;
+    }
+
+    /// Whether publishers should be held back for this session: push-back
+    /// policy, persistent, and the queue at its limit.
+    pub fn wants_push_back(&self) -> bool {
+        self.limits.policy == QueueFullPolicy::PushBack
+            && self.persistent
+            && (self.queue.len() >= self.limits.max_messages
+                || self.queued_bytes >= self.limits.max_bytes)
+    }
+
+    /// Whether a push-back may end: the queue is down to three quarters of
+    /// its limits (hysteresis, so publishers are not flapped per message).
+    pub fn push_back_may_end(&self) -> bool {
+        self.queue.len() <= self.limits.max_messages / 4 * 3
+            && self.queued_bytes <= self.limits.max_bytes / 4 * 3
+    }
+
     /// Offers a message to the session. Bounded by count and bytes.
     pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
         let size = delivery_bytes(&d);
@@ -255,8 +284,13 @@ impl SessionState {
         };
         let mut outcome = Enqueued::Queued;
         if full(self) {
-            match self.limits.policy {
-                QueueFullPolicy::DropNewest => {
+            let policy = match self.limits.policy {
+                QueueFullPolicy::PushBack if self.persistent => QueueFullPolicy::DropNewest,
+                QueueFullPolicy::PushBack => QueueFullPolicy::DropOldest,
+                p => p,
+            };
+            match policy {
+                QueueFullPolicy::PushBack | QueueFullPolicy::DropNewest => {
                     self.dropped += 1;
                     self.journal_done(&d);
                     return Enqueued::DroppedNew;
@@ -829,6 +863,43 @@ mod tests {
         );
         assert_eq!(s.dropped, 1);
         assert_eq!(&*s.next_publish(Instant::now(), 10).unwrap().topic, "1");
+    }
+
+    #[test]
+    fn push_back_holds_publishers_for_a_full_persistent_queue() {
+        let limits = QueueLimits {
+            max_messages: 4,
+            max_bytes: usize::MAX,
+            policy: QueueFullPolicy::PushBack,
+            global: None,
+        };
+        let mut s = SessionState::new(limits.clone());
+        s.set_persistent(true);
+        for t in ["1", "2", "3"] {
+            s.enqueue(delivery(t, QoS::AtLeastOnce, None));
+            assert!(!s.wants_push_back(), "room left after {t}");
+        }
+        s.enqueue(delivery("4", QoS::AtLeastOnce, None));
+        assert!(s.wants_push_back());
+        // What still arrives is refused, never an older message dropped.
+        assert_eq!(
+            s.enqueue(delivery("5", QoS::AtLeastOnce, None)),
+            Enqueued::DroppedNew
+        );
+        assert!(!s.push_back_may_end());
+        assert_eq!(&*s.next_publish(Instant::now(), 10).unwrap().topic, "1");
+        assert!(s.push_back_may_end(), "three of four: publishers may go on");
+
+        // Without a session that outlives the connection, nobody waits.
+        let mut clean = SessionState::new(limits);
+        for t in ["1", "2", "3", "4"] {
+            clean.enqueue(delivery(t, QoS::AtLeastOnce, None));
+        }
+        assert!(!clean.wants_push_back());
+        assert_eq!(
+            clean.enqueue(delivery("5", QoS::AtLeastOnce, None)),
+            Enqueued::DroppedOldest
+        );
     }
 
     #[test]

@@ -107,3 +107,87 @@ fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
         "counted"
     );
 }
+
+fn parked_subscriber(port: u16, filter: &str) -> Connect {
+    let mut c = connect_packet(V5, "slow", false);
+    c.properties.session_expiry_interval = Some(600);
+    let (mut sub, _) = Raw::connect_with(port, c.clone());
+    sub.subscribe(1, &[(filter, sub_opts(QoS::AtLeastOnce))]);
+    sub.disconnect();
+    c
+}
+
+/// The PUBACK reason for one QoS 1 publish.
+fn puback_reason(p: &mut Raw, id: u16) -> ReasonCode {
+    p.send(&Packet::Publish(publish(
+        "pb/x",
+        &[id as u8],
+        QoS::AtLeastOnce,
+        id,
+    )));
+    match p.recv() {
+        Some(Packet::PubAck(a)) => a.reason,
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+}
+
+/// Drops by a full queue are visible per client: in the admin API's
+/// client view and, for the sessions that lost the most, in `/metrics`.
+#[test]
+fn drops_by_a_full_queue_are_counted_per_client() {
+    let s = Sluice::start_with(&[("SLUICE__LIMITS__MAX_QUEUED_MESSAGES", "2")]);
+    parked_subscriber(s.port, "pb/#");
+    let (mut p, _) = Raw::connect(s.port, V5, "pub", true);
+    for id in 1..=5 {
+        assert_eq!(puback_reason(&mut p, id), ReasonCode::Success);
+    }
+    let (status, body) = s.admin("GET", "/api/v1/clients/slow", None, None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["dropped"], 3, "{body}");
+    let (_, metrics) = s.admin("GET", "/metrics", None, None);
+    assert_eq!(
+        metric(
+            &metrics,
+            "sluice_session_messages_dropped{client_id=\"slow\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+}
+
+/// With `queue_full_policy = "push_back"` on its listener, a persistent
+/// subscriber's full queue holds publishers back instead of losing
+/// messages: v5 QoS 1 publishes are refused with 0x97 (and retried) until
+/// the subscriber has taken a quarter of its queue.
+#[test]
+fn a_full_persistent_queue_pushes_back_on_publishers() {
+    let s = Sluice::start_config(
+        "[limits]\nmax_queued_messages = 4\n\n[[listeners]]\nbind = \"127.0.0.1:0\"\nqueue_full_policy = \"push_back\"\n",
+    );
+    let c = parked_subscriber(s.port, "pb/#");
+    let (mut p, _) = Raw::connect(s.port, V5, "pub", true);
+    for id in 1..=4 {
+        assert_eq!(puback_reason(&mut p, id), ReasonCode::Success, "{id}");
+    }
+    assert_eq!(puback_reason(&mut p, 5), ReasonCode::QuotaExceeded);
+    let (_, body) = s.admin("GET", "/api/v1/clients/slow", None, None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["pushing_back"].clone(), v["dropped"].clone()),
+        (true.into(), 0.into()),
+        "{body}"
+    );
+    // The subscriber comes back and takes its messages: nothing was lost.
+    let (mut sub, ack) = Raw::connect_with(s.port, c);
+    assert!(ack.session_present);
+    let got: Vec<u8> = sub
+        .collect_publishes(Duration::from_millis(500))
+        .iter()
+        .map(|m| m.payload[0])
+        .collect();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+    // And publishers may go on.
+    assert_eq!(puback_reason(&mut p, 6), ReasonCode::Success);
+    assert_eq!(sub.recv_publish().payload[0], 6);
+}
