@@ -5,10 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_bridges::{Sink, SinkError};
+use sluice_bridges::{AnySink, Sink, SinkError};
 
 use super::running::Shared;
-use super::sinks::AnySink;
 use super::stats::BridgeStats;
 
 /// Longest pause between attempts while the sink is unreachable.
