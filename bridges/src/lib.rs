@@ -11,11 +11,13 @@
 //! `buffer` (the durable segment log), `transform` (jq via jaq, payload
 //! decoding, templates), `http` (the HTTP sink), `kafka` (the Kafka sink),
 //! `config` (a bridge's configuration as the broker's file holds it: keys,
-//! defaults, validation), `any_sink` (the configured sink as one type).
+//! defaults, validation), `any_sink` (the configured sink as one type),
+//! `delivery` (the loop that drains a buffer into a sink).
 
 mod any_sink;
 pub mod buffer;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod kafka;
 pub mod record;

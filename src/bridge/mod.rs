@@ -8,9 +8,10 @@
 //! acknowledged by the far side.
 //!
 //! Layout: `running` (one bridge's shared state, pause and stop), `intake`,
-//! `delivery`, `stats` (counters and the status the admin API shows). The
-//! configuration, its checks and the sinks it builds are the bridges
-//! crate's (`sluice_bridges::config`). This file starts, stops
+//! `delivery` (what the delivery loop's outcomes change here), `stats`
+//! (counters and the status the admin API shows). The configuration, its
+//! checks, the sinks it builds and the delivery loop are the bridges
+//! crate's (`sluice_bridges::config`, `sluice_bridges::delivery`). This file starts, stops
 //! and reloads the set of bridges.
 
 mod delivery;
@@ -285,7 +286,7 @@ fn start(
             Runner::new(&cfg.name, transform),
             broker.store().clone(),
         )),
-        tokio::spawn(delivery::run(sink, Arc::clone(&shared))),
+        tokio::spawn(sluice_bridges::delivery::run(sink, Arc::clone(&shared))),
     ];
     Ok(RunningBridge {
         shared,
