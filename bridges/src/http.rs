@@ -87,19 +87,33 @@ impl std::fmt::Debug for HttpSink {
     }
 }
 
+/// What [`HttpSink::new`] derives from the settings before it builds the
+/// client: the static headers and the TLS configuration, or why not.
+fn checked(mut config: HttpSinkConfig) -> Result<(HeaderMap, rustls::ClientConfig), HttpSinkError> {
+    if config.timeout.is_zero() {
+        return Err(HttpSinkError::ZeroTimeout);
+    }
+    if config.batch == BatchMode::Ndjson && config.content_type == "application/json" {
+        config.content_type = "application/x-ndjson".to_owned();
+    }
+    let fixed_headers = config::fixed_headers(&config)?;
+    let tls = tls::client_config(config.tls_ca.as_deref())?;
+    Ok((fixed_headers, tls))
+}
+
+impl HttpSinkConfig {
+    /// Everything [`HttpSink::new`] refuses, without building the client
+    /// (for a configuration check).
+    pub fn check(&self) -> Result<(), HttpSinkError> {
+        checked(self.clone()).map(drop)
+    }
+}
+
 impl HttpSink {
     /// Checks the configuration and sets up the connection pool; connects to
     /// nothing yet. Needs no runtime, but `send` must run on a Tokio one.
     pub fn new(config: HttpSinkConfig) -> Result<HttpSink, HttpSinkError> {
-        if config.timeout.is_zero() {
-            return Err(HttpSinkError::ZeroTimeout);
-        }
-        let mut config = config;
-        if config.batch == BatchMode::Ndjson && config.content_type == "application/json" {
-            config.content_type = "application/x-ndjson".to_owned();
-        }
-        let fixed_headers = config::fixed_headers(&config)?;
-        let tls = tls::client_config(config.tls_ca.as_deref())?;
+        let (fixed_headers, tls) = checked(config.clone())?;
 
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);

@@ -9,14 +9,22 @@
 //!
 //! Layout: `record` (the data model), `sink` (the trait sinks implement),
 //! `buffer` (the durable segment log), `transform` (jq via jaq, payload
-//! decoding, templates), `http` (the HTTP sink), `kafka` (the Kafka sink).
+//! decoding, templates), `http` (the HTTP sink), `kafka` (the Kafka sink),
+//! `config` (a bridge's configuration as the broker's file holds it: keys,
+//! defaults, validation), `any_sink` (the configured sink as one type),
+//! `delivery` (the loop that drains a buffer into a sink).
 
+mod any_sink;
 pub mod buffer;
+pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod kafka;
 pub mod record;
 pub mod sink;
 pub mod transform;
 
+pub use any_sink::AnySink;
+pub use config::{BridgeAck, BridgeConfig, SinkConfig, CLIENT_ID_PREFIX};
 pub use record::{Input, Record};
 pub use sink::{Sink, SinkError};

@@ -8,14 +8,15 @@
 //! acknowledged by the far side.
 //!
 //! Layout: `running` (one bridge's shared state, pause and stop), `intake`,
-//! `delivery`, `sinks` (HTTP or Kafka from the configuration), `stats`
-//! (counters and the status the admin API shows). This file starts, stops
+//! `delivery` (what the delivery loop's outcomes change here), `stats`
+//! (counters and the status the admin API shows). The configuration, its
+//! checks, the sinks it builds and the delivery loop are the bridges
+//! crate's (`sluice_bridges::config`, `sluice_bridges::delivery`). This file starts, stops
 //! and reloads the set of bridges.
 
 mod delivery;
 mod intake;
 mod running;
-mod sinks;
 mod stats;
 
 use std::collections::HashMap;
@@ -27,44 +28,18 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferConfig};
 use sluice_bridges::transform::runner::Runner;
-use sluice_bridges::transform::{Budget, Escape, Transform, TransformConfig, TransformError};
+use sluice_bridges::transform::Transform;
+use sluice_bridges::{AnySink, CLIENT_ID_PREFIX};
 use tokio::sync::{watch, Notify};
 
 pub use running::{RunningBridge, Shared};
-pub use sinks::AnySink;
 pub use stats::{BridgeStats, BridgeStatus};
 
 use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
-use crate::config::{BridgeAck, BridgeConfig, BridgeSinkConfig};
+use crate::config::{BridgeAck, BridgeConfig};
 use crate::session::NEVER;
 use crate::topic::TopicFilter;
-
-/// Client ids with this prefix belong to bridges; clients may not use them.
-pub const CLIENT_ID_PREFIX: &str = "$bridge/";
-
-/// Compiles a bridge's transform as configured (also used to validate the
-/// configuration before anything starts).
-pub fn compile_transform(b: &BridgeConfig) -> Result<Transform, TransformError> {
-    let (destination, escape, key) = match &b.sink {
-        BridgeSinkConfig::Http { url, .. } => (url.clone(), Escape::Url, None),
-        BridgeSinkConfig::Kafka { topic, key, .. } => (topic.clone(), Escape::None, key.clone()),
-    };
-    Transform::compile(&TransformConfig {
-        expression: b.transform.clone(),
-        payload_format: b.payload_format,
-        on_decode_error: b.on_decode_error,
-        max_depth: sluice_bridges::transform::DEFAULT_MAX_DEPTH,
-        destination,
-        destination_escape: escape,
-        key,
-        budget: Budget {
-            max_steps: b.transform_max_steps,
-            timeout: Duration::from_millis(b.transform_timeout_ms),
-            max_output_bytes: b.transform_max_output_bytes,
-        },
-    })
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeStartError {
@@ -263,8 +238,8 @@ fn prepare(cfg: &BridgeConfig) -> Result<Prepared, BridgeStartError> {
         message,
     };
     Ok(Prepared {
-        transform: compile_transform(cfg).map_err(|e| err(e.to_string()))?,
-        sink: AnySink::build(&cfg.sink).map_err(err)?,
+        transform: cfg.compile_transform().map_err(|e| err(e.to_string()))?,
+        sink: cfg.sink.build().map_err(err)?,
     })
 }
 
@@ -311,7 +286,7 @@ fn start(
             Runner::new(&cfg.name, transform),
             broker.store().clone(),
         )),
-        tokio::spawn(delivery::run(sink, Arc::clone(&shared))),
+        tokio::spawn(sluice_bridges::delivery::run(sink, Arc::clone(&shared))),
     ];
     Ok(RunningBridge {
         shared,
@@ -322,7 +297,7 @@ fn start(
 
 /// The bridge's persistent session with exactly the configured filters.
 fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<SessionSlot>, String> {
-    let client_id = ByteString::from(format!("{CLIENT_ID_PREFIX}{}", cfg.name));
+    let client_id = ByteString::from(cfg.client_id());
     let (slot, _) = broker.open_session(&client_id, false);
     {
         let mut c = slot.control.lock();

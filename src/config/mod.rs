@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod admin;
-mod bridge;
 
 pub use admin::AdminConfig;
-pub use bridge::{BridgeAck, BridgeConfig, BridgeSinkConfig};
+/// A bridge's table is the bridges crate's own type: its keys, defaults and
+/// checks live there, beside the sinks they configure.
+pub use sluice_bridges::config::{BridgeAck, BridgeConfig, SinkConfig};
 
 use crate::session::QueueFullPolicy;
 use crate::store::FsyncPolicy;
@@ -550,122 +551,17 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, b) in self.bridges.iter().enumerate() {
             let key = |k: &str| format!("bridges[{i}].{k}");
-            let who = format!("bridge `{}`: ", b.name);
-            if b.name.is_empty()
-                || !b
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(invalid(&key("name"), "use letters, digits, '-' and '_'"));
-            }
+            b.validate(|f| {
+                crate::topic::TopicFilter::parse(f.into(), l.max_topic_levels)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| invalid(&key(&e.key), &e.message))?;
             if !names.insert(b.name.clone()) {
                 return Err(invalid(
                     &key("name"),
-                    &format!("{who}a second bridge with this name"),
+                    &format!("bridge `{}`: a second bridge with this name", b.name),
                 ));
-            }
-            if b.filters.is_empty() {
-                return Err(invalid(
-                    &key("filters"),
-                    &format!("{who}at least one topic filter is needed"),
-                ));
-            }
-            for f in &b.filters {
-                if let Err(e) =
-                    crate::topic::TopicFilter::parse(f.as_str().into(), l.max_topic_levels)
-                {
-                    return Err(invalid(&key("filters"), &format!("{who}`{f}`: {e}")));
-                }
-            }
-            if b.username.as_deref().is_some_and(|u| u.trim().is_empty()) {
-                return Err(invalid(
-                    &key("username"),
-                    &format!("{who}must not be empty (leave it out for a trusted bridge)"),
-                ));
-            }
-            if b.qos > 1 {
-                return Err(invalid(&key("qos"), &format!("{who}must be 0 or 1")));
-            }
-            if b.ack == BridgeAck::Sink {
-                if b.qos != 1 {
-                    return Err(invalid(
-                        &key("qos"),
-                        &format!("{who}ack = \"sink\" needs qos = 1"),
-                    ));
-                }
-                if b.full_policy != sluice_bridges::buffer::FullPolicy::Block {
-                    return Err(invalid(
-                        &key("full_policy"),
-                        &format!("{who}ack = \"sink\" needs full_policy = \"block\" (a dropped record cannot be acknowledged)"),
-                    ));
-                }
-            }
-            if !(1..=60_000).contains(&b.transform_timeout_ms) {
-                return Err(invalid(
-                    &key("transform_timeout_ms"),
-                    &format!("{who}must be between 1 and 60000"),
-                ));
-            }
-            if b.dead_letter_max_bytes < 4096 {
-                return Err(invalid(
-                    &key("dead_letter_max_bytes"),
-                    &format!("{who}must be at least 4096"),
-                ));
-            }
-            if b.transform_max_steps == 0 {
-                return Err(invalid(
-                    &key("transform_max_steps"),
-                    &format!("{who}must be at least 1"),
-                ));
-            }
-            if b.transform_max_output_bytes == 0 {
-                return Err(invalid(
-                    &key("transform_max_output_bytes"),
-                    &format!("{who}must be at least 1"),
-                ));
-            }
-            if let Err(e) = crate::bridge::compile_transform(b) {
-                return Err(invalid(&key("transform"), &format!("{who}{e}")));
-            }
-            match &b.sink {
-                BridgeSinkConfig::Http {
-                    headers_from_env, ..
-                } => {
-                    for (header, var) in headers_from_env {
-                        if std::env::var_os(var).is_none() {
-                            return Err(invalid(
-                                &key(&format!("sink.headers_from_env.{header}")),
-                                &format!("{who}environment variable {var} is not set"),
-                            ));
-                        }
-                    }
-                }
-                BridgeSinkConfig::Kafka {
-                    bootstrap_servers,
-                    acks,
-                    max_in_flight,
-                    ..
-                } => {
-                    if bootstrap_servers.trim().is_empty() {
-                        return Err(invalid(
-                            &key("sink.bootstrap_servers"),
-                            &format!("{who}must name at least one host:port"),
-                        ));
-                    }
-                    if !matches!(acks.as_str(), "all" | "-1" | "0" | "1") {
-                        return Err(invalid(
-                            &key("sink.acks"),
-                            &format!("{who}must be \"all\", \"1\" or \"0\""),
-                        ));
-                    }
-                    if *max_in_flight == 0 {
-                        return Err(invalid(
-                            &key("sink.max_in_flight"),
-                            &format!("{who}must be at least 1"),
-                        ));
-                    }
-                }
             }
         }
         if self.persistence && self.data_dir.as_os_str().is_empty() {

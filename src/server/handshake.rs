@@ -84,7 +84,7 @@ pub async fn attach(
         if connect.client_id.len() > 65_535
             || connect
                 .client_id
-                .starts_with(crate::bridge::CLIENT_ID_PREFIX)
+                .starts_with(sluice_bridges::CLIENT_ID_PREFIX)
         {
             // Bridge sessions are the broker's own.
             return Err(refuse(ReasonCode::ClientIdentifierNotValid));

@@ -385,16 +385,59 @@ fn ack_sink_needs_qos_1_and_the_block_policy() {
             "full_policy",
         ),
     ] {
-        let cfg = dir.path().join("b.toml");
-        std::fs::write(&cfg, bridge_config_with(1, extra)).unwrap();
+        let (code, err) = check_config(dir.path(), &bridge_config_with(1, extra));
+        assert_ne!(code, Some(0), "{extra}");
+        assert!(err.contains(&format!("bridges[0].{key}")), "{err}");
+    }
+}
+
+/// Runs `sluice check-config` on `toml` (written to `dir/b.toml`): the exit
+/// code and what it wrote to stderr.
+fn check_config(dir: &std::path::Path, toml: &str) -> (Option<i32>, String) {
+    let cfg = dir.join("b.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let out = Command::new(SLUICE)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sink settings that only building the sink used to refuse (so start-up
+/// failed on a file `check-config` had passed) are refused by the check
+/// too, under their key; start-up refuses them the same way.
+#[test]
+fn check_config_refuses_the_sink_settings_start_up_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = "[[listeners]]\nbind = \"127.0.0.1:0\"\n[[bridges]]\nname = \"k\"\nfilters = [\"a/#\"]\n[bridges.sink]\nkind = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"t\"\n[bridges.sink.options]\n\"no.such.option\" = \"1\"\n";
+    let cases = [
+        (
+            bridge_config(1).replace("timeout_secs = 2", "headers = { Content-Length = \"3\" }"),
+            "bridges[0].sink.headers.Content-Length",
+        ),
+        (
+            bridge_config(1).replace("timeout_secs = 2", "tls_ca = \"/nonexistent/ca.pem\""),
+            "bridges[0].sink.tls_ca",
+        ),
+        (kafka.to_owned(), "bridges[0].sink.options.no.such.option"),
+    ];
+    for (toml, key) in cases {
+        let (code, err) = check_config(dir.path(), &toml);
+        assert_eq!(code, Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{err}");
         let out = Command::new(SLUICE)
-            .arg("check-config")
-            .arg(&cfg)
+            .args(["--config", dir.path().join("b.toml").to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra}");
-        assert!(err.contains(&format!("bridges[0].{key}")), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{err}");
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! [`HttpSink::new`]: super::HttpSink::new
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,47 +51,139 @@ pub enum BatchMode {
     Ndjson,
 }
 
-/// Settings of an [`HttpSink`](super::HttpSink).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of an [`HttpSink`](super::HttpSink): the `[bridges.sink]` table
+/// of a bridge with `kind = "http"`, read as is from the broker's
+/// configuration (the field names are the file's keys unless renamed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
+    /// URL template (`{topic}`, `{topic.2}`, `{client_id}`,
+    /// `{payload.field}`, ...), rendered per record by the transform into
+    /// the record's destination.
+    pub url: String,
     /// POST by default.
+    #[serde(default)]
     pub method: Method,
-    /// Sent on every request, in order (a name may repeat), e.g.
-    /// `Authorization`. Framing headers (`Content-Length`, ...), `Content-Type`
-    /// (see `content_type`) and `sluice-*` are refused.
-    pub headers: Vec<(String, String)>,
+    /// Sent on every request, e.g. `Authorization`. Framing headers
+    /// (`Content-Length`, ...), `Content-Type` (see `content_type`) and
+    /// `sluice-*` are refused.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Headers whose value is read from an environment variable when the
+    /// sink is built (`Authorization = "WEBHOOK_TOKEN"`), so secrets stay out
+    /// of the file. A missing variable is a configuration error.
+    #[serde(default)]
+    pub headers_from_env: BTreeMap<String, String>,
     /// Bound on one request: connect, TLS handshake, sending the body and
-    /// reading the whole response. 10 s by default.
+    /// reading the whole response. 10 s by default; the file's
+    /// `timeout_secs = 0` means one second.
+    #[serde(
+        rename = "timeout_secs",
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::secs_at_least_one"
+    )]
     pub timeout: Duration,
+    /// "one" (a request per record), "json_array" or "ndjson" (one request
+    /// per URL per batch).
+    #[serde(default)]
     pub batch: BatchMode,
-    /// `application/json` by default.
-    pub content_type: String,
-    /// A PEM file of CA certificates trusted for https destinations in
-    /// addition to the system's roots (for a private PKI).
-    pub tls_ca: Option<PathBuf>,
     /// Records handed to the sink at once (the largest request in the
     /// batching modes). 100 by default.
+    #[serde(rename = "batch_max_records", default = "default_max_batch_records")]
     pub max_batch_records: usize,
     /// Largest request body in the batching modes, in payload bytes (a
     /// single larger record still goes alone). 1 MiB by default.
+    #[serde(rename = "batch_max_bytes", default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
     /// How long to wait for a batch to fill before sending a partial one.
     /// Zero by default.
+    #[serde(
+        rename = "linger_ms",
+        default,
+        deserialize_with = "crate::config::duration::millis"
+    )]
     pub linger: Duration,
+    /// A PEM file of CA certificates trusted for https destinations in
+    /// addition to the system's roots (for a private PKI).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// `application/json` by default (`application/x-ndjson` in the ndjson
+    /// mode). Not a key of the file.
+    #[serde(skip, default = "default_content_type")]
+    pub content_type: String,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_batch_records() -> usize {
+    100
+}
+
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+
+fn default_content_type() -> String {
+    "application/json".to_owned()
 }
 
 impl Default for HttpSinkConfig {
     fn default() -> Self {
         HttpSinkConfig {
+            url: String::new(),
             method: Method::Post,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(10),
+            headers: BTreeMap::new(),
+            headers_from_env: BTreeMap::new(),
+            timeout: default_timeout(),
             batch: BatchMode::One,
-            content_type: "application/json".to_owned(),
+            content_type: default_content_type(),
             tls_ca: None,
-            max_batch_records: 100,
-            max_batch_bytes: 1 << 20,
+            max_batch_records: default_max_batch_records(),
+            max_batch_bytes: default_max_batch_bytes(),
             linger: Duration::ZERO,
+        }
+    }
+}
+
+impl HttpSinkConfig {
+    /// The static headers, then those read from the environment.
+    pub(crate) fn resolved_headers(&self) -> Result<Vec<(String, String)>, HttpSinkError> {
+        let mut all: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (header, var) in &self.headers_from_env {
+            let value = std::env::var(var).map_err(|_| HttpSinkError::MissingEnv {
+                header: header.clone(),
+                var: var.clone(),
+            })?;
+            all.push((header.clone(), value));
+        }
+        Ok(all)
+    }
+
+    /// The key of the file an error of [`HttpSink::new`] is about, relative
+    /// to the sink's table.
+    ///
+    /// [`HttpSink::new`]: super::HttpSink::new
+    pub fn key_of(&self, error: &HttpSinkError) -> String {
+        match error {
+            HttpSinkError::MissingEnv { header, .. } => format!("headers_from_env.{header}"),
+            HttpSinkError::InvalidHeader { name, .. }
+                if self.headers_from_env.contains_key(name) =>
+            {
+                format!("headers_from_env.{name}")
+            }
+            HttpSinkError::InvalidHeader { name, .. } => format!("headers.{name}"),
+            HttpSinkError::InvalidContentType(_) => "content_type".to_owned(),
+            HttpSinkError::ZeroTimeout => "timeout_secs".to_owned(),
+            HttpSinkError::ReadCa { .. }
+            | HttpSinkError::NoCaCertificate { .. }
+            | HttpSinkError::InvalidCa { .. }
+            | HttpSinkError::Tls(_) => "tls_ca".to_owned(),
         }
     }
 }
@@ -98,6 +191,9 @@ impl Default for HttpSinkConfig {
 /// Why an [`HttpSink`](super::HttpSink) could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSinkError {
+    /// Worded as the broker's configuration check always said it.
+    #[error("environment variable {var} is not set")]
+    MissingEnv { header: String, var: String },
     #[error("invalid header {name:?}: {reason}")]
     InvalidHeader { name: String, reason: String },
     #[error("invalid content type {0:?}")]
@@ -137,7 +233,7 @@ const FRAMING_HEADERS: &[&str] = &[
 /// content type.
 pub(crate) fn fixed_headers(config: &HttpSinkConfig) -> Result<HeaderMap, HttpSinkError> {
     let mut map = HeaderMap::new();
-    for (name, value) in &config.headers {
+    for (name, value) in &config.resolved_headers()? {
         let invalid = |reason: &str| HttpSinkError::InvalidHeader {
             name: name.clone(),
             reason: reason.to_owned(),

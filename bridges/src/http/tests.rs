@@ -222,7 +222,9 @@ async fn http_posts_one_record_with_body_headers_and_id() {
         headers: vec![
             ("Authorization".to_owned(), "Bearer t0ken".to_owned()),
             ("X-Tenant".to_owned(), "acme".to_owned()),
-        ],
+        ]
+        .into_iter()
+        .collect(),
         ..HttpSinkConfig::default()
     });
     assert_eq!(sink.kind(), "http");
@@ -509,7 +511,7 @@ fn http_new_refuses_bad_settings() {
     let err = HttpSink::new(missing_ca).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     let bad_header = HttpSinkConfig {
-        headers: vec![("Content-Length".to_owned(), "1".to_owned())],
+        headers: [("Content-Length".to_owned(), "1".to_owned())].into(),
         ..HttpSinkConfig::default()
     };
     assert!(matches!(
@@ -521,7 +523,7 @@ fn http_new_refuses_bad_settings() {
 #[test]
 fn http_debug_output_hides_static_headers() {
     let sink = sink(HttpSinkConfig {
-        headers: vec![("Authorization".to_owned(), "Bearer t0ken".to_owned())],
+        headers: [("Authorization".to_owned(), "Bearer t0ken".to_owned())].into(),
         ..HttpSinkConfig::default()
     });
     let shown = format!("{sink:?}");

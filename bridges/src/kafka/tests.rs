@@ -154,7 +154,7 @@ async fn kafka_batches_larger_than_max_in_flight_go_in_chunks() {
 async fn kafka_a_record_over_message_max_bytes_is_permanent() {
     let cluster = cluster_with("big");
     let mut sink = sink_for(&cluster, |c| {
-        c.options = vec![("message.max.bytes".to_owned(), "10000".to_owned())];
+        c.options = [("message.max.bytes".to_owned(), "10000".to_owned())].into();
     });
     let batch = [
         record(1, "big", "small"),
@@ -201,10 +201,11 @@ async fn kafka_an_unreachable_broker_is_retryable_and_a_resend_succeeds_after_re
     let mut sink = sink_for(&cluster, |c| {
         c.message_timeout = Duration::from_secs(1);
         // Reconnect promptly once the broker is back.
-        c.options = vec![
+        c.options = [
             ("reconnect.backoff.ms".to_owned(), "10".to_owned()),
             ("reconnect.backoff.max.ms".to_owned(), "100".to_owned()),
-        ];
+        ]
+        .into();
     });
     sink.send(&[record(1, "outage", "before")]).await.unwrap();
 
@@ -274,10 +275,11 @@ async fn kafka_a_fatal_producer_error_is_retryable_and_the_producer_is_replaced(
 #[test]
 fn kafka_new_names_an_unknown_or_invalid_option() {
     let config = KafkaSinkConfig {
-        options: vec![
+        options: [
             ("client.id".to_owned(), "ok".to_owned()),
             ("no.such.option".to_owned(), "1".to_owned()),
-        ],
+        ]
+        .into(),
         ..KafkaSinkConfig::default()
     };
     match KafkaSink::new(config).unwrap_err() {
@@ -289,7 +291,7 @@ fn kafka_new_names_an_unknown_or_invalid_option() {
     }
 
     let config = KafkaSinkConfig {
-        options: vec![("socket.timeout.ms".to_owned(), "soon".to_owned())],
+        options: [("socket.timeout.ms".to_owned(), "soon".to_owned())].into(),
         ..KafkaSinkConfig::default()
     };
     let error = KafkaSink::new(config).unwrap_err();
@@ -324,7 +326,7 @@ fn kafka_new_checks_acks_and_conflicting_options() {
 
     // An option that contradicts ours is librdkafka's to refuse, by name.
     let config = KafkaSinkConfig {
-        options: vec![("request.required.acks".to_owned(), "1".to_owned())],
+        options: [("request.required.acks".to_owned(), "1".to_owned())].into(),
         ..KafkaSinkConfig::default()
     };
     let error = KafkaSink::new(config).unwrap_err();

@@ -1,0 +1,61 @@
+//! The sink a bridge's configuration names, as one type.
+
+use std::time::Duration;
+
+use crate::http::HttpSink;
+use crate::kafka::KafkaSink;
+use crate::record::Record;
+use crate::sink::{Sink, SinkError};
+
+/// One of the sinks the crate offers, built by
+/// [`SinkConfig::build`](crate::config::SinkConfig::build). An enum rather
+/// than a trait object: `Sink::send` returns an `impl Future`.
+pub enum AnySink {
+    /// Boxed: far larger than the Kafka handle, and built once per bridge.
+    Http(Box<HttpSink>),
+    Kafka(KafkaSink),
+}
+
+impl Sink for AnySink {
+    async fn send(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        match self {
+            AnySink::Http(s) => s.send(batch).await,
+            AnySink::Kafka(s) => s.send(batch).await,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            AnySink::Http(s) => s.kind(),
+            AnySink::Kafka(s) => s.kind(),
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        match self {
+            AnySink::Http(s) => s.max_batch(),
+            AnySink::Kafka(s) => s.max_batch(),
+        }
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        match self {
+            AnySink::Http(s) => s.max_batch_bytes(),
+            AnySink::Kafka(s) => s.max_batch_bytes(),
+        }
+    }
+
+    fn linger(&self) -> Duration {
+        match self {
+            AnySink::Http(s) => s.linger(),
+            AnySink::Kafka(s) => s.linger(),
+        }
+    }
+
+    fn retry_after(&mut self) -> Option<Duration> {
+        match self {
+            AnySink::Http(s) => s.retry_after(),
+            AnySink::Kafka(s) => s.retry_after(),
+        }
+    }
+}
