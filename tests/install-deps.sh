@@ -40,3 +40,10 @@ fi
 if ! python3 -c 'import selenium' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'selenium>=4.11,<5'
 fi
+
+# cargo-fuzz runs the codec's fuzz target for a bounded time in every test
+# run (tests/run.sh). The machine has one stable toolchain: the fuzz build
+# uses RUSTC_BOOTSTRAP=1 for libFuzzer's flags, without a sanitizer.
+if ! cargo fuzz --version 2>/dev/null | grep -q '^cargo-fuzz 0\.13\.2$'; then
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi

@@ -19,6 +19,16 @@ echo "== cargo build (binaries and examples the tests run)"
 cargo build --workspace --bins --examples --locked
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
+echo "== codec fuzz target (bounded: ${SLUICE_FUZZ_SECS:-60} s)"
+# The decoder on arbitrary bytes, as a connection sees them (fuzz/README.md).
+# Its corpus starts from the committed seeds in a scratch directory, so a
+# run depends on nothing left behind; a crash fails the run and leaves its
+# input in fuzz/artifacts/.
+fuzz_corpus="$(mktemp -d)"
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode_packet --sanitizer none \
+    "$fuzz_corpus" seeds/decode_packet -- \
+    -max_total_time="${SLUICE_FUZZ_SECS:-60}" 2>&1 | tail -n 30)
+rm -rf "$fuzz_corpus"
 if [ -d tests/python ]; then
     echo "== pytest (paho-mqtt)"
     SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest -q tests/python
