@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
+use super::closing::linger;
 use super::handshake::{attach, Attached, Refused};
 use super::listener::ListenerCtx;
 use super::opening::{read_connect, ConnectFailure};
@@ -111,9 +112,16 @@ where
         return;
     };
     async move {
-        let exit = conn.serve(stream).await;
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let exit = conn.serve(&mut reader, &mut writer).await;
         tracing::debug!(?exit, "client disconnected");
+        let last_words = conn.last_words;
+        // The session is let go (a takeover proceeds, the will is
+        // scheduled) before the socket lingers.
         conn.finish(exit);
+        if let Some(started) = last_words {
+            linger(&mut reader.unsplit(writer), started + FINAL_WRITE_BUDGET).await;
+        }
     }
     .instrument(span)
     .await
@@ -163,7 +171,8 @@ where
                         code,
                         properties: Properties::default(),
                     };
-                    let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+                    drop(opening);
+                    refuse(&mut stream, ack, v).await;
                 }
                 return None;
             }
@@ -181,8 +190,9 @@ where
             code,
             properties: Properties::default(),
         };
-        let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
         tracing::warn!(%peer, "connection refused: max_connections reached");
+        drop(opening);
+        refuse(&mut stream, ack, version).await;
         return None;
     }
     let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
@@ -199,7 +209,8 @@ where
                 broker.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
             }
             span.in_scope(|| tracing::info!(code = ?ack.code, "connection refused"));
-            let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
+            drop(opening);
+            refuse(&mut stream, ack, version).await;
             return None;
         }
     };
@@ -218,6 +229,20 @@ where
     }
     let conn = Connection::new(broker, &connect, attached, rbuf);
     Some((conn, stream, span))
+}
+
+/// Sends the CONNACK of a refused CONNECT, then closes so that the
+/// client reads it (see `closing`), all within [`FINAL_WRITE_BUDGET`].
+async fn refuse<S>(stream: &mut S, ack: ConnAck, version: ProtocolVersion)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let packets = [Packet::ConnAck(ack)];
+    let sent = tokio::time::timeout(FINAL_WRITE_BUDGET, write_packets(stream, &packets, version));
+    if let Ok(Ok(())) = sent.await {
+        linger(stream, started + FINAL_WRITE_BUDGET).await;
+    }
 }
 
 async fn write_packets<S: AsyncWrite + Unpin>(
@@ -269,6 +294,10 @@ struct Connection {
     sink_failed: bool,
     /// How long one write may wait for the client to read.
     write_timeout: Duration,
+    /// When the last write of an ending connection started, if it went
+    /// out: the socket then lingers (see `closing`) within the same
+    /// [`FINAL_WRITE_BUDGET`].
+    last_words: Option<Instant>,
 }
 
 impl Connection {
@@ -311,6 +340,7 @@ impl Connection {
             sink_waits: VecDeque::new(),
             sink_failed: false,
             write_timeout: Duration::from_secs(limits.write_timeout_secs),
+            last_words: None,
             broker,
         }
     }
@@ -328,11 +358,10 @@ impl Connection {
         }
     }
 
-    async fn serve<S>(&mut self, stream: S) -> Exit
+    async fn serve<S>(&mut self, reader: &mut ReadHalf<S>, writer: &mut WriteHalf<S>) -> Exit
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.broker.shutdown_signal();
         if let Some(ack) = self.connack.take() {
             self.send(Packet::ConnAck(*ack));
@@ -361,19 +390,19 @@ impl Connection {
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process_input() {
-            self.flush_final(&mut writer).await;
+            self.flush_final(writer).await;
             return exit;
         }
         self.drain();
         loop {
             if self.ready_to_write() {
-                if let Err(stop) = self.flush_out(&mut writer, &mut shutdown).await {
-                    return self.stopped_writing(&mut writer, stop).await;
+                if let Err(stop) = self.flush_out(writer, &mut shutdown).await {
+                    return self.stopped_writing(writer, stop).await;
                 }
             }
             if *shutdown.borrow() {
                 return self
-                    .close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
+                    .close(writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
                     .await;
             }
             let deadline = self.keep_alive.deadline();
@@ -414,10 +443,10 @@ impl Connection {
                 reason = &mut self.kick => {
                     let reason = reason.unwrap_or(ReasonCode::SessionTakenOver);
                     let exit = if reason == ReasonCode::SessionTakenOver { Exit::TakenOver } else { Exit::Violation(reason) };
-                    return self.close(&mut writer, reason, exit).await;
+                    return self.close(writer, reason, exit).await;
                 }
                 _ = shutdown.changed() => {
-                    return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
+                    return self.close(writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
                 }
                 _ = durable => {}
                 confirmed = sink_confirmed => {
@@ -427,18 +456,18 @@ impl Connection {
                 _ = pause_timer => {
                     self.paused_until = None;
                     if let Err(exit) = self.process_input() {
-                        self.flush_final(&mut writer).await;
+                        self.flush_final(writer).await;
                         return exit;
                     }
                 }
-                read = read_chunk(&mut reader, &mut self.rbuf), if self.paused_until.is_none() => {
+                read = read_chunk(&mut *reader, &mut self.rbuf), if self.paused_until.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(n) => {
                             self.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                             self.keep_alive.seen(Instant::now());
                             if let Err(exit) = self.process_input() {
-                                self.flush_final(&mut writer).await;
+                                self.flush_final(writer).await;
                                 return exit;
                             }
                         }
@@ -447,7 +476,7 @@ impl Connection {
                 _ = self.slot.notify.notified() => {}
                 _ = keep_alive_timer => {
                     tracing::debug!("keep alive timeout");
-                    return self.close(&mut writer, ReasonCode::KeepAliveTimeout, Exit::Violation(ReasonCode::KeepAliveTimeout)).await;
+                    return self.close(writer, ReasonCode::KeepAliveTimeout, Exit::Violation(ReasonCode::KeepAliveTimeout)).await;
                 }
             }
             self.drain();
@@ -521,11 +550,13 @@ impl Connection {
     }
 
     /// The last write of a connection that is ending (DISCONNECT, acks of
-    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`].
+    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`]. Once it
+    /// went out, `last_words` has the connection linger so it arrives.
     async fn flush_final<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>) {
         if self.wbuf.is_empty() {
             return;
         }
+        let started = Instant::now();
         let Connection {
             pending,
             store,
@@ -539,15 +570,12 @@ impl Connection {
             for wait in std::mem::take(sink_waits) {
                 *sink_failed |= wait.await.is_err();
             }
-            if !*sink_failed {
-                let _ = flush(writer, wbuf).await;
-            }
+            !*sink_failed && flush(writer, wbuf).await.is_ok()
         };
-        if tokio::time::timeout(FINAL_WRITE_BUDGET, work)
-            .await
-            .is_err()
-        {
-            tracing::debug!("last write to the client did not complete in time");
+        match tokio::time::timeout(FINAL_WRITE_BUDGET, work).await {
+            Ok(true) => self.last_words = Some(started),
+            Ok(false) => {}
+            Err(_) => tracing::debug!("last write to the client did not complete in time"),
         }
         self.wbuf.clear();
     }
@@ -629,7 +657,6 @@ impl Connection {
             self.send(Packet::Disconnect(Disconnect::new(reason)));
         }
         self.flush_final(writer).await;
-        let _ = tokio::time::timeout(FINAL_WRITE_BUDGET, writer.shutdown()).await;
         exit
     }
 

@@ -2,6 +2,7 @@
 //! Each accepted socket gets its own task; the accept loop never waits on
 //! a client.
 
+mod closing;
 mod connection;
 mod handshake;
 mod listener;

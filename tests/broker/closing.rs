@@ -1,0 +1,219 @@
+//! How the broker ends connections of clients that are still sending: the
+//! DISCONNECT (v5) or refusing CONNACK must reach the client, followed by
+//! an orderly end of stream, not a TCP reset (which makes clients report
+//! "connection reset" instead of the reason). Also the v5 Reason Strings
+//! that say why (3.1.2.11.7: only when the client asks for problem
+//! information, and within its Maximum Packet Size).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sluice::codec::*;
+
+use crate::harness::*;
+
+/// Bytes sent right after the packet that ends the connection, in the
+/// same write: the broker stops reading at that packet, so these are
+/// unread input when it closes.
+const TRAILING: usize = 64 * 1024;
+
+/// How a connection ended for the client.
+#[derive(Debug)]
+struct Ending {
+    /// Every packet read, in order.
+    packets: Vec<Packet>,
+    /// `None`: an orderly end of stream; else the read error.
+    read_error: Option<ErrorKind>,
+    /// The first write error while the client kept sending.
+    write_error: Option<ErrorKind>,
+}
+
+fn encode(p: &Packet) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    encode_packet(p, V5, &mut buf).expect("encode");
+    buf.to_vec()
+}
+
+/// QoS 0 PUBLISH packets, `len` bytes or a little more.
+fn filler(len: usize) -> Vec<u8> {
+    let one = encode(&Packet::Publish(publish(
+        "fill",
+        &[7u8; 200],
+        QoS::AtMostOnce,
+        0,
+    )));
+    let mut out = Vec::with_capacity(len + one.len());
+    while out.len() < len {
+        out.extend_from_slice(&one);
+    }
+    out
+}
+
+/// Sends `opening` (then, unless `connect` is None, expects a successful
+/// CONNACK first), then `provoke` followed by [`TRAILING`] bytes in one
+/// write, and keeps sending a PUBLISH every few milliseconds, reading all
+/// the while. When a DISCONNECT or a refusing CONNACK arrives the client
+/// stops sending and half-closes, as a client does that read why.
+fn provoke_while_sending(port: u16, connect: Option<Connect>, provoke: Vec<u8>) -> Ending {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to sluice");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = BytesMut::new();
+    if let Some(c) = connect {
+        stream
+            .write_all(&encode(&Packet::Connect(Box::new(c))))
+            .expect("send CONNECT");
+        match read_packet(&mut stream, &mut buf) {
+            Ok(Some(Packet::ConnAck(a))) if a.code == ReasonCode::Success => {}
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = stream.try_clone().expect("clone");
+    let writing = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut first = provoke;
+            first.extend(filler(TRAILING));
+            writer.write_all(&first).map_err(|e| e.kind())?;
+            let more = filler(1);
+            while !stop.load(Ordering::Acquire) {
+                writer.write_all(&more).map_err(|e| e.kind())?;
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok::<(), ErrorKind>(())
+        })
+    };
+    let mut packets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let read_error = loop {
+        assert!(Instant::now() < deadline, "not closed; got {packets:?}");
+        match read_packet(&mut stream, &mut buf) {
+            Ok(Some(p)) => {
+                let last = matches!(&p, Packet::Disconnect(_))
+                    || matches!(&p, Packet::ConnAck(a) if a.code != ReasonCode::Success);
+                packets.push(p);
+                if last {
+                    stop.store(true, Ordering::Release);
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+            }
+            Ok(None) => break None,
+            Err(kind) => break Some(kind),
+        }
+    };
+    stop.store(true, Ordering::Release);
+    let write_error = writing.join().expect("writer thread").err();
+    Ending {
+        packets,
+        read_error,
+        write_error,
+    }
+}
+
+/// The next packet; `Ok(None)` at end of stream.
+fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Packet>, ErrorKind> {
+    loop {
+        if let Some(p) = decode_packet(buf, Some(V5), usize::MAX).expect("broker sent a bad packet")
+        {
+            return Ok(Some(p));
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e.kind()),
+        }
+    }
+}
+
+/// The connection ended in order after `last`, which came last.
+fn assert_said_why(ending: &Ending, last: impl Fn(&Packet) -> bool) {
+    assert!(
+        ending.packets.last().is_some_and(last),
+        "the reason did not arrive: {ending:?}"
+    );
+    assert_eq!(
+        ending.read_error, None,
+        "reset instead of closed: {ending:?}"
+    );
+    assert_eq!(ending.write_error, None, "reset while sending: {ending:?}");
+}
+
+fn qos2(id: u16) -> Vec<u8> {
+    encode(&Packet::Publish(publish("q2", b"x", QoS::ExactlyOnce, id)))
+}
+
+fn disconnect_reason(p: &Packet) -> Option<(ReasonCode, Option<&str>)> {
+    match p {
+        Packet::Disconnect(d) => Some((d.reason, d.properties.reason_string.as_deref())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_client_flooding_past_the_receive_maximum_reads_disconnect_0x93() {
+    let s = Sluice::start_with(&[("SLUICE__LIMITS__RECEIVE_MAXIMUM", "2")]);
+    let provoke = [qos2(1), qos2(2), qos2(3)].concat();
+    let ending = provoke_while_sending(s.port, Some(connect_v5("flood-rm", true, 0)), provoke);
+    assert_said_why(&ending, |p| {
+        disconnect_reason(p).is_some_and(|(r, _)| r == ReasonCode::ReceiveMaximumExceeded)
+    });
+}
+
+#[test]
+fn a_malformed_packet_followed_by_more_data_gets_disconnect_0x81() {
+    let s = Sluice::start();
+    // PUBLISH with QoS 3: "t", packet id 1, no properties.
+    let provoke = vec![0x36, 6, 0, 1, b't', 0, 1, 0];
+    let ending = provoke_while_sending(s.port, Some(connect_v5("flood-bad", true, 0)), provoke);
+    assert_said_why(&ending, |p| {
+        disconnect_reason(p).is_some_and(|(r, _)| r == ReasonCode::MalformedPacket)
+    });
+}
+
+#[test]
+fn a_refused_connect_followed_by_more_data_gets_its_connack() {
+    let s = Sluice::start();
+    let refused = connect_packet(V5, "$bridge/not-a-bridge", true);
+    let provoke = encode(&Packet::Connect(Box::new(refused)));
+    let ending = provoke_while_sending(s.port, None, provoke);
+    assert_said_why(
+        &ending,
+        |p| matches!(p, Packet::ConnAck(a) if a.code == ReasonCode::ClientIdentifierNotValid),
+    );
+}
+
+#[test]
+fn a_client_kicked_while_sending_reads_disconnect_0x98() {
+    // Over its publish rate the client's input waits unread in the socket
+    // when the kick comes.
+    let s = Sluice::start_with(&[("SLUICE__LIMITS__PUBLISH_RATE_MESSAGES", "10")]);
+    let port = s.port;
+    let sending = thread::spawn(move || {
+        // A PUBLISH still on its way when the kick comes: its PUBACK may
+        // precede the DISCONNECT.
+        let provoke = encode(&Packet::Publish(publish("k", b"x", QoS::AtLeastOnce, 1)));
+        provoke_while_sending(port, Some(connect_v5("kicked", true, 0)), provoke)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = s.admin("DELETE", "/api/v1/clients/kicked", None, None);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kick failed: {status} {body}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let ending = sending.join().expect("client thread");
+    assert_said_why(&ending, |p| {
+        disconnect_reason(p).is_some_and(|(r, _)| r == ReasonCode::AdministrativeAction)
+    });
+}
