@@ -12,9 +12,15 @@
 //! then reads and discards what the client still sends until it closes
 //! too, for a short bounded time, and only then closes the socket.
 
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::read_chunk::READ_CHUNK;
 
 /// Longest a closing connection keeps reading after its last packet: a
 /// client that read the DISCONNECT closes within a round trip.
@@ -33,10 +39,9 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, deadline:
         if stream.shutdown().await.is_err() {
             return;
         }
-        let mut chunk = [0u8; 4096];
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
-            match stream.read(&mut chunk).await {
+            match discard(stream).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
             }
@@ -46,9 +51,23 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, deadline:
     let _ = tokio::time::timeout_at(deadline.into(), work).await;
 }
 
+/// Reads and drops what has arrived; 0 at end of stream. The buffer is on
+/// the stack only while polled, as in `read_chunk`: a lingering
+/// connection's future stays small.
+async fn discard<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+        Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn half_closes_and_returns_when_the_peer_closes() {

@@ -23,6 +23,7 @@ use super::opening::{read_connect, ConnectFailure};
 use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
 use super::read_chunk::read_chunk;
+use super::reason_text::{because, because_of, keep_reason_if_allowed, wants_problem_information};
 use crate::auth::Access;
 use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{
@@ -120,7 +121,9 @@ where
         // scheduled) before the socket lingers.
         conn.finish(exit);
         if let Some(started) = last_words {
-            linger(&mut reader.unsplit(writer), started + FINAL_WRITE_BUDGET).await;
+            // Boxed: only connections that end this way pay for its state.
+            let mut stream = reader.unsplit(writer);
+            Box::pin(linger(&mut stream, started + FINAL_WRITE_BUDGET)).await;
         }
     }
     .instrument(span)
@@ -169,10 +172,10 @@ where
                     let ack = ConnAck {
                         session_present: false,
                         code,
-                        properties: Properties::default(),
+                        properties: because(code),
                     };
                     drop(opening);
-                    refuse(&mut stream, ack, v).await;
+                    Box::pin(refuse(&mut stream, ack, v, None)).await;
                 }
                 return None;
             }
@@ -188,11 +191,11 @@ where
         let ack = ConnAck {
             session_present: false,
             code,
-            properties: Properties::default(),
+            properties: because_of("connection limit reached, try again later"),
         };
         tracing::warn!(%peer, "connection refused: max_connections reached");
         drop(opening);
-        refuse(&mut stream, ack, version).await;
+        Box::pin(refuse(&mut stream, ack, version, Some(&connect))).await;
         return None;
     }
     let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
@@ -210,7 +213,7 @@ where
             }
             span.in_scope(|| tracing::info!(code = ?ack.code, "connection refused"));
             drop(opening);
-            refuse(&mut stream, ack, version).await;
+            Box::pin(refuse(&mut stream, ack, version, Some(&connect))).await;
             return None;
         }
     };
@@ -231,14 +234,29 @@ where
     Some((conn, stream, span))
 }
 
-/// Sends the CONNACK of a refused CONNECT, then closes so that the
+/// Sends the CONNACK of a refused CONNECT (its Reason String as the
+/// client's CONNECT allows, if it could be read), then closes so that the
 /// client reads it (see `closing`), all within [`FINAL_WRITE_BUDGET`].
-async fn refuse<S>(stream: &mut S, ack: ConnAck, version: ProtocolVersion)
-where
+async fn refuse<S>(
+    stream: &mut S,
+    ack: ConnAck,
+    version: ProtocolVersion,
+    connect: Option<&Connect>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let packets = [Packet::ConnAck(ack)];
+    let mut packet = Packet::ConnAck(ack);
+    let (wanted, max_packet_size) = connect.map_or((true, usize::MAX), |c| {
+        let max = c.properties.maximum_packet_size;
+        (
+            wants_problem_information(c),
+            max.map_or(usize::MAX, |v| v as usize),
+        )
+    });
+    let limits = OutgoingLimits::new(version, max_packet_size, 0);
+    keep_reason_if_allowed(&mut packet, wanted && version.is_v5(), &limits);
+    let packets = [packet];
     let sent = tokio::time::timeout(FINAL_WRITE_BUDGET, write_packets(stream, &packets, version));
     if let Ok(Ok(())) = sent.await {
         linger(stream, started + FINAL_WRITE_BUDGET).await;
@@ -298,6 +316,8 @@ struct Connection {
     /// out: the socket then lingers (see `closing`) within the same
     /// [`FINAL_WRITE_BUDGET`].
     last_words: Option<Instant>,
+    /// The client asked for problem information (3.1.2.11.7).
+    problem_info: bool,
 }
 
 impl Connection {
@@ -341,6 +361,7 @@ impl Connection {
             sink_failed: false,
             write_timeout: Duration::from_secs(limits.write_timeout_secs),
             last_words: None,
+            problem_info: wants_problem_information(connect),
             broker,
         }
     }
@@ -653,9 +674,7 @@ impl Connection {
         reason: ReasonCode,
         exit: Exit,
     ) -> Exit {
-        if self.version.is_v5() {
-            self.send(Packet::Disconnect(Disconnect::new(reason)));
-        }
+        self.send_disconnect(reason);
         self.flush_final(writer).await;
         exit
     }
@@ -686,10 +705,21 @@ impl Connection {
 
     /// Queues a v5 DISCONNECT for a protocol violation.
     fn violation(&mut self, reason: ReasonCode) -> Exit {
-        if self.version.is_v5() {
-            self.send(Packet::Disconnect(Disconnect::new(reason)));
-        }
+        self.send_disconnect(reason);
         Exit::Violation(reason)
+    }
+
+    /// Queues the server's v5 DISCONNECT (3.1.1 has none), with a Reason
+    /// String where the client asked for problem information.
+    fn send_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() {
+            let mut packet = Packet::Disconnect(Disconnect {
+                reason,
+                properties: because(reason),
+            });
+            keep_reason_if_allowed(&mut packet, self.problem_info, &self.outgoing);
+            self.send(packet);
+        }
     }
 
     fn handle(&mut self, packet: Packet) -> Result<(), Exit> {

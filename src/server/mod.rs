@@ -11,6 +11,7 @@ pub mod origin;
 mod outgoing;
 mod rate;
 mod read_chunk;
+mod reason_text;
 mod tls;
 mod websocket;
 

@@ -88,6 +88,9 @@ fn provoke_while_sending(port: u16, connect: Option<Connect>, provoke: Vec<u8>) 
                 writer.write_all(&more).map_err(|e| e.kind())?;
                 thread::sleep(Duration::from_millis(5));
             }
+            // Half-closed here, after the last write (a write after it
+            // would fail with EPIPE on our side).
+            let _ = writer.shutdown(Shutdown::Write);
             Ok::<(), ErrorKind>(())
         })
     };
@@ -102,7 +105,6 @@ fn provoke_while_sending(port: u16, connect: Option<Connect>, provoke: Vec<u8>) 
                 packets.push(p);
                 if last {
                     stop.store(true, Ordering::Release);
-                    let _ = stream.shutdown(Shutdown::Write);
                 }
             }
             Ok(None) => break None,
@@ -158,14 +160,74 @@ fn disconnect_reason(p: &Packet) -> Option<(ReasonCode, Option<&str>)> {
     }
 }
 
-#[test]
-fn a_client_flooding_past_the_receive_maximum_reads_disconnect_0x93() {
+/// A v5 CONNECT with the given Request Problem Information and Maximum
+/// Packet Size properties (`None`: absent).
+fn v5_connect(client_id: &str, problem_info: Option<u8>, max_packet: Option<u32>) -> Connect {
+    let mut c = connect_v5(client_id, true, 0);
+    c.properties.request_problem_information = problem_info;
+    c.properties.maximum_packet_size = max_packet;
+    c
+}
+
+/// Floods past a receive maximum of 2; the DISCONNECT's Reason String.
+fn receive_maximum_exceeded(connect: Connect) -> Option<String> {
     let s = Sluice::start_with(&[("SLUICE__LIMITS__RECEIVE_MAXIMUM", "2")]);
     let provoke = [qos2(1), qos2(2), qos2(3)].concat();
-    let ending = provoke_while_sending(s.port, Some(connect_v5("flood-rm", true, 0)), provoke);
+    let ending = provoke_while_sending(s.port, Some(connect), provoke);
     assert_said_why(&ending, |p| {
         disconnect_reason(p).is_some_and(|(r, _)| r == ReasonCode::ReceiveMaximumExceeded)
     });
+    let why = ending.packets.last().and_then(disconnect_reason);
+    why.and_then(|(_, text)| text.map(str::to_owned))
+}
+
+#[test]
+fn a_client_flooding_past_the_receive_maximum_reads_disconnect_0x93() {
+    let why = receive_maximum_exceeded(v5_connect("flood-rm", None, None));
+    assert!(
+        why.as_deref()
+            .is_some_and(|t| t.contains("receive maximum")),
+        "{why:?}"
+    );
+}
+
+#[test]
+fn no_reason_string_for_a_client_that_declines_problem_information() {
+    assert_eq!(
+        receive_maximum_exceeded(v5_connect("rm-quiet", Some(0), None)),
+        None
+    );
+}
+
+#[test]
+fn no_reason_string_where_it_would_exceed_the_client_maximum_packet_size() {
+    // Room for the CONNACK and a bare DISCONNECT, not for the words.
+    assert_eq!(
+        receive_maximum_exceeded(v5_connect("rm-small", Some(1), Some(32))),
+        None
+    );
+}
+
+/// The CONNACK refusing a client id reserved for bridges.
+fn refusal(problem_info: Option<u8>) -> ConnAck {
+    let s = Sluice::start();
+    let mut raw = Raw::open(s.port, V5);
+    raw.send(&Packet::Connect(Box::new(v5_connect(
+        "$bridge/not-a-bridge",
+        problem_info,
+        None,
+    ))));
+    match raw.recv() {
+        Some(Packet::ConnAck(a)) if a.code == ReasonCode::ClientIdentifierNotValid => a,
+        other => panic!("expected CONNACK 0x85, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_v5_refusal_says_why_in_a_reason_string() {
+    let why = refusal(None).properties.reason_string;
+    assert_eq!(why.as_deref(), Some("client identifier not allowed"));
+    assert_eq!(refusal(Some(0)).properties.reason_string, None);
 }
 
 #[test]
