@@ -279,3 +279,96 @@ fn a_client_kicked_while_sending_reads_disconnect_0x98() {
         disconnect_reason(p).is_some_and(|(r, _)| r == ReasonCode::AdministrativeAction)
     });
 }
+
+/// A masked WebSocket frame (clients must mask), payload under 126 bytes.
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// The next frame from the server (unmasked): opcode and payload.
+fn ws_read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l)?;
+            usize::from(u16::from_be_bytes(l))
+        }
+        127 => panic!("unexpected huge frame"),
+        n => usize::from(n),
+    };
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p)?;
+    Ok((h[0] & 0x0f, p))
+}
+
+#[test]
+fn over_websocket_the_disconnect_is_followed_by_a_close_frame_not_a_reset() {
+    let s = Sluice::start_config(
+        "[limits]\nreceive_maximum = 2\n[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\n",
+    );
+    let mut ws = TcpStream::connect(("127.0.0.1", s.port_of("ws"))).expect("connect");
+    ws.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    ws.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .expect("upgrade");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(ws.read(&mut b).expect("upgrade answer"), 1);
+        head.push(b[0]);
+    }
+    let connect = encode(&Packet::Connect(Box::new(connect_v5("ws-flood", true, 0))));
+    ws.write_all(&ws_frame(2, &connect)).expect("CONNECT");
+    // The CONNACK, then three QoS 2 publishes and 64 KB more in frames.
+    let (op, _) = ws_read_frame(&mut ws).expect("CONNACK");
+    assert_eq!(op, 2);
+    let mut flood = ws_frame(2, &[qos2(1), qos2(2), qos2(3)].concat());
+    let one = ws_frame(2, &filler(1)[..120]);
+    while flood.len() < TRAILING {
+        flood.extend_from_slice(&one);
+    }
+    ws.write_all(&flood).expect("flood");
+    let mut mqtt = BytesMut::new();
+    let mut packets = Vec::new();
+    let end = loop {
+        match ws_read_frame(&mut ws) {
+            Ok((2, payload)) => {
+                mqtt.extend_from_slice(&payload);
+                while let Some(p) = decode_packet(&mut mqtt, Some(V5), usize::MAX).expect("packet")
+                {
+                    packets.push(p);
+                }
+            }
+            Ok((8, _)) => break Ok(8),
+            Ok((op, _)) => panic!("unexpected frame {op}"),
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert!(
+        packets
+            .last()
+            .and_then(disconnect_reason)
+            .is_some_and(|(r, _)| r == ReasonCode::ReceiveMaximumExceeded),
+        "{packets:?} then {end:?}"
+    );
+    assert_eq!(end, Ok(8), "a close frame, not a reset: {packets:?}");
+    ws.write_all(&ws_frame(8, &[])).expect("close frame");
+    let mut rest = [0u8; 64];
+    let after = loop {
+        match ws.read(&mut rest) {
+            Ok(0) => break Ok(()),
+            Ok(_) => continue,
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert_eq!(after, Ok(()), "closed in order after the close frame");
+}
