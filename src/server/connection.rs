@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
+use super::closing::linger;
 use super::handshake::{attach, Attached, Refused};
 use super::listener::ListenerCtx;
 use super::opening::{read_connect, ConnectFailure};
 use super::outgoing::OutgoingLimits;
 use super::rate::PublishRate;
 use super::read_chunk::read_chunk;
+use super::reason_text::{because, because_of, keep_reason_if_allowed, wants_problem_information};
 use crate::auth::Access;
 use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{
@@ -111,9 +113,18 @@ where
         return;
     };
     async move {
-        let exit = conn.serve(stream).await;
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let exit = conn.serve(&mut reader, &mut writer).await;
         tracing::debug!(?exit, "client disconnected");
+        let last_words = conn.last_words;
+        // The session is let go (a takeover proceeds, the will is
+        // scheduled) before the socket lingers.
         conn.finish(exit);
+        if let Some(started) = last_words {
+            // Boxed: only connections that end this way pay for its state.
+            let mut stream = reader.unsplit(writer);
+            Box::pin(linger(&mut stream, started + FINAL_WRITE_BUDGET)).await;
+        }
     }
     .instrument(span)
     .await
@@ -161,9 +172,10 @@ where
                     let ack = ConnAck {
                         session_present: false,
                         code,
-                        properties: Properties::default(),
+                        properties: because(code),
                     };
-                    let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], v).await;
+                    drop(opening);
+                    Box::pin(refuse(&mut stream, ack, v, None)).await;
                 }
                 return None;
             }
@@ -179,10 +191,11 @@ where
         let ack = ConnAck {
             session_present: false,
             code,
-            properties: Properties::default(),
+            properties: because_of("connection limit reached, try again later"),
         };
-        let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
         tracing::warn!(%peer, "connection refused: max_connections reached");
+        drop(opening);
+        Box::pin(refuse(&mut stream, ack, version, Some(&connect))).await;
         return None;
     }
     let span = tracing::info_span!("conn", client_id = %connect.client_id, %peer);
@@ -199,7 +212,8 @@ where
                 broker.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
             }
             span.in_scope(|| tracing::info!(code = ?ack.code, "connection refused"));
-            let _ = write_packets(&mut stream, &[Packet::ConnAck(ack)], version).await;
+            drop(opening);
+            Box::pin(refuse(&mut stream, ack, version, Some(&connect))).await;
             return None;
         }
     };
@@ -218,6 +232,35 @@ where
     }
     let conn = Connection::new(broker, &connect, attached, rbuf);
     Some((conn, stream, span))
+}
+
+/// Sends the CONNACK of a refused CONNECT (its Reason String as the
+/// client's CONNECT allows, if it could be read), then closes so that the
+/// client reads it (see `closing`), all within [`FINAL_WRITE_BUDGET`].
+async fn refuse<S>(
+    stream: &mut S,
+    ack: ConnAck,
+    version: ProtocolVersion,
+    connect: Option<&Connect>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let mut packet = Packet::ConnAck(ack);
+    let (wanted, max_packet_size) = connect.map_or((true, usize::MAX), |c| {
+        let max = c.properties.maximum_packet_size;
+        (
+            wants_problem_information(c),
+            max.map_or(usize::MAX, |v| v as usize),
+        )
+    });
+    let limits = OutgoingLimits::new(version, max_packet_size, 0);
+    keep_reason_if_allowed(&mut packet, wanted && version.is_v5(), &limits);
+    let packets = [packet];
+    let sent = tokio::time::timeout(FINAL_WRITE_BUDGET, write_packets(stream, &packets, version));
+    if let Ok(Ok(())) = sent.await {
+        linger(stream, started + FINAL_WRITE_BUDGET).await;
+    }
 }
 
 async fn write_packets<S: AsyncWrite + Unpin>(
@@ -269,6 +312,12 @@ struct Connection {
     sink_failed: bool,
     /// How long one write may wait for the client to read.
     write_timeout: Duration,
+    /// When the last write of an ending connection started, if it went
+    /// out: the socket then lingers (see `closing`) within the same
+    /// [`FINAL_WRITE_BUDGET`].
+    last_words: Option<Instant>,
+    /// The client asked for problem information (3.1.2.11.7).
+    problem_info: bool,
 }
 
 impl Connection {
@@ -311,6 +360,8 @@ impl Connection {
             sink_waits: VecDeque::new(),
             sink_failed: false,
             write_timeout: Duration::from_secs(limits.write_timeout_secs),
+            last_words: None,
+            problem_info: wants_problem_information(connect),
             broker,
         }
     }
@@ -328,11 +379,10 @@ impl Connection {
         }
     }
 
-    async fn serve<S>(&mut self, stream: S) -> Exit
+    async fn serve<S>(&mut self, reader: &mut ReadHalf<S>, writer: &mut WriteHalf<S>) -> Exit
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.broker.shutdown_signal();
         if let Some(ack) = self.connack.take() {
             self.send(Packet::ConnAck(*ack));
@@ -361,19 +411,19 @@ impl Connection {
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process_input() {
-            self.flush_final(&mut writer).await;
+            self.flush_final(writer).await;
             return exit;
         }
         self.drain();
         loop {
             if self.ready_to_write() {
-                if let Err(stop) = self.flush_out(&mut writer, &mut shutdown).await {
-                    return self.stopped_writing(&mut writer, stop).await;
+                if let Err(stop) = self.flush_out(writer, &mut shutdown).await {
+                    return self.stopped_writing(writer, stop).await;
                 }
             }
             if *shutdown.borrow() {
                 return self
-                    .close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
+                    .close(writer, ReasonCode::ServerShuttingDown, Exit::Shutdown)
                     .await;
             }
             let deadline = self.keep_alive.deadline();
@@ -414,10 +464,10 @@ impl Connection {
                 reason = &mut self.kick => {
                     let reason = reason.unwrap_or(ReasonCode::SessionTakenOver);
                     let exit = if reason == ReasonCode::SessionTakenOver { Exit::TakenOver } else { Exit::Violation(reason) };
-                    return self.close(&mut writer, reason, exit).await;
+                    return self.close(writer, reason, exit).await;
                 }
                 _ = shutdown.changed() => {
-                    return self.close(&mut writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
+                    return self.close(writer, ReasonCode::ServerShuttingDown, Exit::Shutdown).await;
                 }
                 _ = durable => {}
                 confirmed = sink_confirmed => {
@@ -427,18 +477,18 @@ impl Connection {
                 _ = pause_timer => {
                     self.paused_until = None;
                     if let Err(exit) = self.process_input() {
-                        self.flush_final(&mut writer).await;
+                        self.flush_final(writer).await;
                         return exit;
                     }
                 }
-                read = read_chunk(&mut reader, &mut self.rbuf), if self.paused_until.is_none() => {
+                read = read_chunk(&mut *reader, &mut self.rbuf), if self.paused_until.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Exit::Closed,
                         Ok(n) => {
                             self.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                             self.keep_alive.seen(Instant::now());
                             if let Err(exit) = self.process_input() {
-                                self.flush_final(&mut writer).await;
+                                self.flush_final(writer).await;
                                 return exit;
                             }
                         }
@@ -447,7 +497,7 @@ impl Connection {
                 _ = self.slot.notify.notified() => {}
                 _ = keep_alive_timer => {
                     tracing::debug!("keep alive timeout");
-                    return self.close(&mut writer, ReasonCode::KeepAliveTimeout, Exit::Violation(ReasonCode::KeepAliveTimeout)).await;
+                    return self.close(writer, ReasonCode::KeepAliveTimeout, Exit::Violation(ReasonCode::KeepAliveTimeout)).await;
                 }
             }
             self.drain();
@@ -521,11 +571,13 @@ impl Connection {
     }
 
     /// The last write of a connection that is ending (DISCONNECT, acks of
-    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`].
+    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`]. Once it
+    /// went out, `last_words` has the connection linger so it arrives.
     async fn flush_final<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>) {
         if self.wbuf.is_empty() {
             return;
         }
+        let started = Instant::now();
         let Connection {
             pending,
             store,
@@ -539,15 +591,12 @@ impl Connection {
             for wait in std::mem::take(sink_waits) {
                 *sink_failed |= wait.await.is_err();
             }
-            if !*sink_failed {
-                let _ = flush(writer, wbuf).await;
-            }
+            !*sink_failed && flush(writer, wbuf).await.is_ok()
         };
-        if tokio::time::timeout(FINAL_WRITE_BUDGET, work)
-            .await
-            .is_err()
-        {
-            tracing::debug!("last write to the client did not complete in time");
+        match tokio::time::timeout(FINAL_WRITE_BUDGET, work).await {
+            Ok(true) => self.last_words = Some(started),
+            Ok(false) => {}
+            Err(_) => tracing::debug!("last write to the client did not complete in time"),
         }
         self.wbuf.clear();
     }
@@ -625,11 +674,8 @@ impl Connection {
         reason: ReasonCode,
         exit: Exit,
     ) -> Exit {
-        if self.version.is_v5() {
-            self.send(Packet::Disconnect(Disconnect::new(reason)));
-        }
+        self.send_disconnect(reason);
         self.flush_final(writer).await;
-        let _ = tokio::time::timeout(FINAL_WRITE_BUDGET, writer.shutdown()).await;
         exit
     }
 
@@ -659,10 +705,21 @@ impl Connection {
 
     /// Queues a v5 DISCONNECT for a protocol violation.
     fn violation(&mut self, reason: ReasonCode) -> Exit {
-        if self.version.is_v5() {
-            self.send(Packet::Disconnect(Disconnect::new(reason)));
-        }
+        self.send_disconnect(reason);
         Exit::Violation(reason)
+    }
+
+    /// Queues the server's v5 DISCONNECT (3.1.1 has none), with a Reason
+    /// String where the client asked for problem information.
+    fn send_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() {
+            let mut packet = Packet::Disconnect(Disconnect {
+                reason,
+                properties: because(reason),
+            });
+            keep_reason_if_allowed(&mut packet, self.problem_info, &self.outgoing);
+            self.send(packet);
+        }
     }
 
     fn handle(&mut self, packet: Packet) -> Result<(), Exit> {

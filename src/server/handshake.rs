@@ -10,6 +10,7 @@ use bytestring::ByteString;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::connection::Origin;
+use super::reason_text::{because, because_of};
 use crate::auth::Access;
 use crate::broker::{AccessControl, Broker, SessionSlot};
 use crate::codec::{owned_string, ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
@@ -37,7 +38,16 @@ fn refuse(code: ReasonCode) -> Refused {
     Refused(ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties: because(code),
+    })
+}
+
+/// A refusal whose code alone would not say which rule refused.
+fn refuse_because(code: ReasonCode, why: &'static str) -> Refused {
+    Refused(ConnAck {
+        session_present: false,
+        code,
+        properties: because_of(why),
     })
 }
 
@@ -104,12 +114,16 @@ pub async fn attach(
     let session_expiry = requested_expiry.min(limits.max_session_expiry);
 
     if let Some(will) = &connect.will {
-        check_will_topic(&will.topic, limits, v5).map_err(refuse)?;
+        check_will_topic(&will.topic, limits, v5)
+            .map_err(|code| refuse_because(code, "will topic not allowed"))?;
     }
     if let (Some(acl), Some(will)) = (&access.acl, &connect.will) {
         if !acl.check_topic(&client_id, username.as_deref(), &will.topic, Access::Write) {
             tracing::info!(client_id = %client_id, topic = %will.topic, "will topic not writable for this client");
-            return Err(refuse(ReasonCode::NotAuthorized));
+            return Err(refuse_because(
+                ReasonCode::NotAuthorized,
+                "will topic not writable for this client",
+            ));
         }
     }
 
@@ -124,7 +138,10 @@ pub async fn attach(
                 .stats
                 .takeover_refused
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(refuse(ReasonCode::NotAuthorized));
+            return Err(refuse_because(
+                ReasonCode::NotAuthorized,
+                "client id in use by a session of another identity",
+            ));
         }
     };
 
@@ -146,7 +163,10 @@ pub async fn attach(
                 Ok(g) => g,
                 Err(_) => {
                     tracing::warn!(client_id = %client_id, "session still held by another connection; refused");
-                    return Err(refuse(ReasonCode::ServerBusy));
+                    return Err(refuse_because(
+                        ReasonCode::ServerBusy,
+                        "session still held by another connection, try again",
+                    ));
                 }
             }
         }

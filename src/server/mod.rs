@@ -2,6 +2,7 @@
 //! Each accepted socket gets its own task; the accept loop never waits on
 //! a client.
 
+mod closing;
 mod connection;
 mod handshake;
 mod listener;
@@ -10,6 +11,7 @@ pub mod origin;
 mod outgoing;
 mod rate;
 mod read_chunk;
+mod reason_text;
 mod tls;
 mod websocket;
 

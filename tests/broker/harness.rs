@@ -408,12 +408,19 @@ pub fn pid(n: u16) -> PacketId {
     PacketId::new(n).unwrap()
 }
 
+/// A CONNECT without properties, except that v5 ones decline problem
+/// information: tests compare the packets that end connections exactly,
+/// and the words of their Reason Strings are not part of the protocol
+/// (tests/broker/closing.rs checks them).
 pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
     Connect {
         protocol: version,
         clean_start: clean,
         keep_alive: 60,
-        properties: Properties::default(),
+        properties: Properties {
+            request_problem_information: version.is_v5().then_some(0),
+            ..Properties::default()
+        },
         client_id: client_id.into(),
         will: None,
         username: None,

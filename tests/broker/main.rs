@@ -12,6 +12,7 @@ mod bridges_kafka;
 mod bridges_kafka_mock;
 mod clients_mosquitto;
 mod clients_rumqttc;
+mod closing;
 mod connect;
 mod kafka_peer;
 mod limits;
