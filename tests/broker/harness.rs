@@ -602,13 +602,16 @@ impl Raw {
     pub fn publish(&mut self, p: Publish) {
         let qos = p.qos;
         self.send(&Packet::Publish(p));
+        // An acknowledgement waits for a group commit (or a bridge's disk
+        // buffer), which a loaded machine can hold up for seconds.
+        let ack_within = Duration::from_secs(15);
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => match self.recv() {
+            QoS::AtLeastOnce => match self.recv_timeout(ack_within) {
                 Some(Packet::PubAck(_)) => {}
                 other => panic!("expected PUBACK, got {other:?}"),
             },
-            QoS::ExactlyOnce => match self.recv() {
+            QoS::ExactlyOnce => match self.recv_timeout(ack_within) {
                 Some(Packet::PubRec(a)) => {
                     self.send(&Packet::PubRel(Ack::new(a.packet_id)));
                     match self.recv() {

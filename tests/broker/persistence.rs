@@ -474,7 +474,7 @@ fn a_failed_write_stops_acknowledgements_and_exits_for_the_supervisor() {
             id,
         )));
         // A slow disk only delays the PUBACK; a failed store never sends it.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match p.recv_timeout(Duration::from_millis(200)) {
                 Some(Packet::PubAck(_)) => {
