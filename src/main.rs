@@ -284,11 +284,12 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
         tracing::info!(protocol, %addr, "listening");
     }
-    broker.set_listeners(listeners.iter().map(|l| Arc::clone(&l.ctx)).collect());
+    let bound: Vec<_> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
     let reloader = Arc::new(Reloader::new(
         logging.config_file,
         Arc::clone(&broker),
         Arc::clone(&bridges),
+        bound.clone(),
         logging.set_log_level,
         initial_level,
         logging.from_env,
@@ -300,6 +301,7 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             Arc::clone(&broker),
             Arc::clone(&bridges),
             Arc::clone(&reloader),
+            bound,
         )?;
         state.ready.store(true, Ordering::Release);
         let scheme = if cfg.admin.tls_cert.is_some() {

@@ -8,6 +8,7 @@
 mod access;
 mod budget;
 mod retained;
+mod signals;
 mod slot;
 
 use std::collections::HashMap;
@@ -23,12 +24,13 @@ use tokio::sync::watch;
 pub use access::AccessControl;
 pub use budget::{BudgetNumbers, Budgets, OpeningCharge};
 pub use retained::RetainedStore;
+pub use signals::{OneshotSinkAck, StoreRelease};
 pub use slot::{Control, SessionSlot, Subscription};
 
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
 use crate::session::{
-    AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, SinkAck, StoredMessage,
+    AfterDisconnect, Delivery, Enqueued, Message, MessageRelease, QueueLimits, StoredMessage,
 };
 use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Store, Ticket};
 use crate::topic::{Pick, SubscriptionTree, TopicFilter};
@@ -163,9 +165,10 @@ pub struct Broker {
     pub budget: Arc<Budgets>,
     started: Instant,
     store: Store,
+    /// Deletes a stored message when its last reference goes; made once
+    /// here so each stored message only clones it (no allocation).
+    release: Arc<dyn MessageRelease>,
     access: ArcSwap<AccessControl>,
-    /// The bound MQTT listeners (metrics, admin API).
-    listeners: Mutex<Vec<Arc<crate::server::ListenerCtx>>>,
     /// Failed logins per source address (kept across reloads).
     pub login_throttle: crate::auth::LoginThrottle,
 }
@@ -188,9 +191,9 @@ impl Broker {
             stats: Stats::default(),
             budget,
             started: Instant::now(),
+            release: Arc::new(StoreRelease(store.clone())),
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
-            listeners: Mutex::new(Vec::new()),
             login_throttle,
         })
     }
@@ -214,14 +217,6 @@ impl Broker {
         )?;
         self.set_access(access);
         Ok(())
-    }
-
-    pub fn set_listeners(&self, listeners: Vec<Arc<crate::server::ListenerCtx>>) {
-        *self.listeners.lock() = listeners;
-    }
-
-    pub fn listeners(&self) -> Vec<Arc<crate::server::ListenerCtx>> {
-        self.listeners.lock().clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -353,6 +348,7 @@ impl Broker {
                 bytes::Bytes::new(),
                 QoS::AtMostOnce,
                 true,
+                now_ms(),
             ));
             self.retained.write().put(&clear);
             if self.store.is_enabled() {
@@ -703,7 +699,7 @@ impl Broker {
                 id,
                 record: message_record(&message),
             });
-            message.stored = Some(Arc::new(StoredMessage::new(id, self.store.clone())));
+            message.stored = Some(Arc::new(StoredMessage::new(id, self.release.clone())));
         }
         let message = Arc::new(message);
         if message.retain {
@@ -724,7 +720,7 @@ impl Broker {
         let mut sink_acks = Vec::new();
         for t in targets {
             let sink_ack = if t.qos != QoS::AtMostOnce && t.slot.acks_on_sink() {
-                let (signal, wait) = SinkAck::new();
+                let (signal, wait) = OneshotSinkAck::pair();
                 sink_acks.push(wait);
                 Some(signal)
             } else {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::bridge::{BridgeChanges, Bridges};
 use crate::broker::{AccessControl, Broker};
 use crate::config::Config;
+use crate::server::ListenerCtx;
 
 /// Replaces the running log filter; errors name what was wrong.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -31,6 +32,9 @@ pub struct Reloader {
     config_file: Option<PathBuf>,
     broker: Arc<Broker>,
     bridges: Arc<Bridges>,
+    /// The bound MQTT listeners, whose TLS material a reload re-reads.
+    /// Held here, not by the broker: the broker sits below the server.
+    listeners: Vec<Arc<ListenerCtx>>,
     set_log_level: SetLogLevel,
     /// `RUST_LOG` was set at start: it decides the level, not the file.
     log_level_from_env: bool,
@@ -43,6 +47,7 @@ impl Reloader {
         config_file: Option<PathBuf>,
         broker: Arc<Broker>,
         bridges: Arc<Bridges>,
+        listeners: Vec<Arc<ListenerCtx>>,
         set_log_level: SetLogLevel,
         initial_level: String,
         log_level_from_env: bool,
@@ -51,6 +56,7 @@ impl Reloader {
             config_file,
             broker,
             bridges,
+            listeners,
             set_log_level,
             log_level_from_env,
             lock: tokio::sync::Mutex::new(initial_level),
@@ -81,7 +87,7 @@ impl Reloader {
         }
         let mut tls_listeners_reloaded = 0;
         let mut tls_errors = Vec::new();
-        for l in self.broker.listeners() {
+        for l in &self.listeners {
             if let Some(tls) = &l.tls {
                 match tls.reload() {
                     Ok(()) => tls_listeners_reloaded += 1,
