@@ -13,6 +13,10 @@
 //! - `admin`: the admin HTTP listener (metrics, health, REST API).
 //! - `ops`: `$SYS` topics, process statistics, configuration reloads.
 
+// No unwrap on anything outside tests (house rule; Cargo.toml says why
+// this is not in the [lints] table).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod admin;
 pub mod auth;
 pub mod bridge;

@@ -1,5 +1,9 @@
 //! The `sluice` command: run the broker, or check a configuration file.
 
+// No unwrap on anything outside tests (house rule; Cargo.toml says why
+// this is not in the [lints] table).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;

@@ -321,12 +321,12 @@ impl Store {
         }
     }
 
-    /// Bytes the data directory uses.
     /// Commit latency and volume, for metrics.
     pub fn commit_stats(&self) -> &CommitStats {
         &self.inner.commit_stats
     }
 
+    /// Bytes the data directory uses (0 with persistence off).
     pub fn disk_usage(&self) -> u64 {
         self.inner.backend.as_ref().map_or(0, |b| b.disk_usage())
     }
