@@ -210,7 +210,7 @@ impl Broker {
     }
 
     /// Re-reads the password and ACL files; on error the old rules stay.
-    pub fn reload_access(&self) -> Result<(), String> {
+    pub fn reload_access(&self) -> Result<(), crate::auth::AuthError> {
         let access = AccessControl::load(
             self.config.password_file.as_ref(),
             self.config.acl_file.as_ref(),
