@@ -12,6 +12,14 @@
 //! - `bridge`: bridges to Kafka and HTTP inside the broker.
 //! - `admin`: the admin HTTP listener (metrics, health, REST API).
 //! - `ops`: `$SYS` topics, process statistics, configuration reloads.
+//!
+//! A module imports only from the floors below its own (codec; topic,
+//! auth; session; store; config; broker; server, bridge; ops; admin):
+//! docs/ARCHITECTURE.md draws them, `tests/layers.rs` checks them.
+
+// No unwrap on anything outside tests (house rule; Cargo.toml says why
+// this is not in the [lints] table).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
 pub mod auth;

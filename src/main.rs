@@ -1,5 +1,9 @@
 //! The `sluice` command: run the broker, or check a configuration file.
 
+// No unwrap on anything outside tests (house rule; Cargo.toml says why
+// this is not in the [lints] table).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -284,11 +288,12 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
         tracing::info!(protocol, %addr, "listening");
     }
-    broker.set_listeners(listeners.iter().map(|l| Arc::clone(&l.ctx)).collect());
+    let bound: Vec<_> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
     let reloader = Arc::new(Reloader::new(
         logging.config_file,
         Arc::clone(&broker),
         Arc::clone(&bridges),
+        bound.clone(),
         logging.set_log_level,
         initial_level,
         logging.from_env,
@@ -300,6 +305,7 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             Arc::clone(&broker),
             Arc::clone(&bridges),
             Arc::clone(&reloader),
+            bound,
         )?;
         state.ready.store(true, Ordering::Release);
         let scheme = if cfg.admin.tls_cert.is_some() {

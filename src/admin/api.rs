@@ -364,6 +364,7 @@ pub async fn publish(
         payload,
         qos,
         req.retain,
+        crate::store::now_ms(),
     ));
     s.broker.store().wait(published.ticket).await;
     Json(json!({"topic": req.topic, "matched": published.matched})).into_response()

@@ -31,8 +31,7 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
 /// `{"listeners": [{"protocol": "wss", "port": 8084, "path": "/mqtt"}]}`
 async fn config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     let listeners: Vec<serde_json::Value> = s
-        .broker
-        .listeners()
+        .listeners
         .iter()
         .filter(|l| l.protocol.is_websocket())
         .map(|l| {

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::bridge::{BridgeStatus, Bridges};
 use crate::broker::{Broker, SessionTotals};
 use crate::ops::process::ProcessStats;
+use crate::server::ListenerCtx;
 
 /// Per-listener numbers.
 #[derive(Debug)]
@@ -60,7 +61,7 @@ fn load3(a: &[AtomicU64; 3]) -> [u64; 3] {
 }
 
 impl Snapshot {
-    fn take(broker: &Broker, bridges: &Bridges) -> Snapshot {
+    fn take(broker: &Broker, bridges: &Bridges, listeners: &[Arc<ListenerCtx>]) -> Snapshot {
         let s = &broker.stats;
         let store = broker.store();
         let commit_stats = store.commit_stats();
@@ -75,8 +76,7 @@ impl Snapshot {
             connected_total_by_protocol: [0, 1]
                 .map(|i| s.connected_total_by_protocol[i].load(Ordering::Relaxed)),
             connections_total: s.connections_total.load(Ordering::Relaxed),
-            listeners: broker
-                .listeners()
+            listeners: listeners
                 .iter()
                 .map(|l| ListenerSnapshot {
                     name: format!("{}://{}", l.protocol.name(), l.addr),
@@ -642,9 +642,13 @@ impl Snapshot {
 }
 
 /// The whole exposition text.
-pub fn render_metrics(broker: &Arc<Broker>, bridges: &Bridges) -> Result<String, std::fmt::Error> {
+pub fn render_metrics(
+    broker: &Arc<Broker>,
+    bridges: &Bridges,
+    listeners: &[Arc<ListenerCtx>],
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot::take(broker, bridges)));
+    registry.register_collector(Box::new(Snapshot::take(broker, bridges, listeners)));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)

@@ -37,6 +37,7 @@ use crate::bridge::Bridges;
 use crate::broker::Broker;
 use crate::config::AdminConfig;
 use crate::ops::reload::Reloader;
+use crate::server::ListenerCtx;
 
 pub use metrics::render_metrics;
 
@@ -45,6 +46,9 @@ pub struct AdminState {
     pub broker: Arc<Broker>,
     pub bridges: Arc<Bridges>,
     pub reloader: Arc<Reloader>,
+    /// The bound MQTT listeners (metrics, dashboard, allowed origins): the
+    /// admin asks the server's layer, the broker does not keep them.
+    pub listeners: Vec<Arc<ListenerCtx>>,
     /// Set once every MQTT listener is bound; cleared at shutdown.
     pub ready: AtomicBool,
     token: Option<String>,
@@ -74,6 +78,7 @@ impl AdminState {
         broker: Arc<Broker>,
         bridges: Arc<Bridges>,
         reloader: Arc<Reloader>,
+        listeners: Vec<Arc<ListenerCtx>>,
     ) -> Result<Arc<AdminState>, AdminError> {
         let token = match (&config.token_file, &config.token_env) {
             (Some(path), _) => {
@@ -105,6 +110,7 @@ impl AdminState {
             broker,
             bridges,
             reloader,
+            listeners,
             ready: AtomicBool::new(false),
             token,
             protect_metrics: config.protect_metrics,
@@ -169,7 +175,7 @@ async fn metrics_handler(State(state): State<Arc<AdminState>>, req: Request) -> 
         )
             .into_response();
     }
-    match render_metrics(&state.broker, &state.bridges) {
+    match render_metrics(&state.broker, &state.bridges, &state.listeners) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -311,7 +317,7 @@ pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
     } else {
         "http"
     };
-    for l in state.broker.listeners().iter() {
+    for l in state.listeners.iter() {
         l.ws_origins.set_dashboard(scheme, listener.addr.port());
     }
     let app = router(state);

@@ -71,7 +71,7 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
         if shared.stopping() {
             return;
         }
-        type Extras = (Option<Arc<SinkAck>>, Option<u64>);
+        type Extras = (Option<Arc<dyn SinkAck>>, Option<u64>);
         let (batch, extras, origins): (Vec<Publish>, Vec<Extras>, Vec<Option<Arc<Message>>>) = {
             let mut state = slot.state.lock();
             let now = Instant::now();

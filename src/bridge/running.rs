@@ -30,7 +30,7 @@ pub struct Shared {
     pub wake: Notify,
     /// `ack = "sink"`: publishers waiting for records, by record id (in
     /// increasing order).
-    pub sink_acks: Mutex<VecDeque<(u64, Arc<SinkAck>)>>,
+    pub sink_acks: Mutex<VecDeque<(u64, Arc<dyn SinkAck>)>>,
     /// Since when (ms since the epoch) and why the sink has been failing.
     pub failing: Mutex<Option<(u64, String)>>,
     /// Set when the intake gave up (its transform threads would not stop):

@@ -8,6 +8,7 @@
 mod access;
 mod budget;
 mod retained;
+mod signals;
 mod slot;
 
 use std::collections::HashMap;
@@ -23,12 +24,13 @@ use tokio::sync::watch;
 pub use access::AccessControl;
 pub use budget::{BudgetNumbers, Budgets, OpeningCharge};
 pub use retained::RetainedStore;
+pub use signals::{OneshotSinkAck, StoreRelease};
 pub use slot::{Control, SessionSlot, Subscription};
 
 use crate::codec::{QoS, RetainHandling, Will};
 use crate::config::Config;
 use crate::session::{
-    AfterDisconnect, Delivery, Enqueued, Message, QueueLimits, SinkAck, StoredMessage,
+    AfterDisconnect, Delivery, Enqueued, Message, MessageRelease, QueueLimits, StoredMessage,
 };
 use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Store, Ticket};
 use crate::topic::{Pick, SubscriptionTree, TopicFilter};
@@ -172,9 +174,10 @@ pub struct Broker {
     pub budget: Arc<Budgets>,
     started: Instant,
     store: Store,
+    /// Deletes a stored message when its last reference goes; made once
+    /// here so each stored message only clones it (no allocation).
+    release: Arc<dyn MessageRelease>,
     access: ArcSwap<AccessControl>,
-    /// The bound MQTT listeners (metrics, admin API).
-    listeners: Mutex<Vec<Arc<crate::server::ListenerCtx>>>,
     /// Failed logins per source address (kept across reloads).
     pub login_throttle: crate::auth::LoginThrottle,
 }
@@ -197,9 +200,9 @@ impl Broker {
             stats: Stats::default(),
             budget,
             started: Instant::now(),
+            release: Arc::new(StoreRelease(store.clone())),
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
-            listeners: Mutex::new(Vec::new()),
             login_throttle,
         })
     }
@@ -216,21 +219,13 @@ impl Broker {
     }
 
     /// Re-reads the password and ACL files; on error the old rules stay.
-    pub fn reload_access(&self) -> Result<(), String> {
+    pub fn reload_access(&self) -> Result<(), crate::auth::AuthError> {
         let access = AccessControl::load(
             self.config.password_file.as_ref(),
             self.config.acl_file.as_ref(),
         )?;
         self.set_access(access);
         Ok(())
-    }
-
-    pub fn set_listeners(&self, listeners: Vec<Arc<crate::server::ListenerCtx>>) {
-        *self.listeners.lock() = listeners;
-    }
-
-    pub fn listeners(&self) -> Vec<Arc<crate::server::ListenerCtx>> {
-        self.listeners.lock().clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -373,6 +368,7 @@ impl Broker {
                 bytes::Bytes::new(),
                 QoS::AtMostOnce,
                 true,
+                now_ms(),
             ));
             self.retained.write().put(&clear);
             if self.store.is_enabled() {
@@ -723,7 +719,7 @@ impl Broker {
                 id,
                 record: message_record(&message),
             });
-            message.stored = Some(Arc::new(StoredMessage::new(id, self.store.clone())));
+            message.stored = Some(Arc::new(StoredMessage::new(id, self.release.clone())));
         }
         let message = Arc::new(message);
         if message.retain {
@@ -744,7 +740,7 @@ impl Broker {
         let mut sink_acks = Vec::new();
         for t in targets {
             let sink_ack = if t.qos != QoS::AtMostOnce && t.slot.acks_on_sink() {
-                let (signal, wait) = SinkAck::new();
+                let (signal, wait) = OneshotSinkAck::pair();
                 sink_acks.push(wait);
                 Some(signal)
             } else {

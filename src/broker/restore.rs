@@ -43,7 +43,7 @@ fn to_message(id: u64, r: MessageRecord, broker: &Broker, now: Instant, now_wall
         publisher: r.publisher,
         username: r.username,
         accepted_ms: r.accepted_ms,
-        stored: Some(Arc::new(StoredMessage::new(id, broker.store.clone()))),
+        stored: Some(Arc::new(StoredMessage::new(id, broker.release.clone()))),
     }
 }
 

@@ -58,6 +58,7 @@ pub fn raise_fd_limit() -> Option<u64> {
             rlim_max: 0,
         };
         // SAFETY: getrlimit/setrlimit only read and write the struct given.
+        #[allow(unsafe_code)]
         unsafe {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
                 return None;

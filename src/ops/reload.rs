@@ -8,12 +8,30 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::bridge::{BridgeChanges, Bridges};
 use crate::broker::{AccessControl, Broker};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::server::ListenerCtx;
 
 /// Replaces the running log filter; errors name what was wrong.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Why a reload changed nothing. The messages are the causes' own: the
+/// admin API and the SIGHUP log show them as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Access(#[from] AuthError),
+    /// A bridge could not be built (the bridges report text).
+    #[error("{0}")]
+    Bridges(String),
+    /// The new log filter was refused.
+    #[error("{0}")]
+    LogLevel(String),
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -31,6 +49,9 @@ pub struct Reloader {
     config_file: Option<PathBuf>,
     broker: Arc<Broker>,
     bridges: Arc<Bridges>,
+    /// The bound MQTT listeners, whose TLS material a reload re-reads.
+    /// Held here, not by the broker: the broker sits below the server.
+    listeners: Vec<Arc<ListenerCtx>>,
     set_log_level: SetLogLevel,
     /// `RUST_LOG` was set at start: it decides the level, not the file.
     log_level_from_env: bool,
@@ -43,6 +64,7 @@ impl Reloader {
         config_file: Option<PathBuf>,
         broker: Arc<Broker>,
         bridges: Arc<Bridges>,
+        listeners: Vec<Arc<ListenerCtx>>,
         set_log_level: SetLogLevel,
         initial_level: String,
         log_level_from_env: bool,
@@ -51,6 +73,7 @@ impl Reloader {
             config_file,
             broker,
             bridges,
+            listeners,
             set_log_level,
             log_level_from_env,
             lock: tokio::sync::Mutex::new(initial_level),
@@ -67,21 +90,25 @@ impl Reloader {
     }
 
     /// Re-reads the configuration file and applies what may change.
-    pub async fn reload(&self) -> Result<ReloadReport, String> {
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let mut level = self.lock.lock().await;
-        let config = Config::load(self.config_file.as_deref()).map_err(|e| e.to_string())?;
+        let config = Config::load(self.config_file.as_deref())?;
         let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())?;
         // Config::load compiled every transform; the bridges' reload builds
         // every sink before it stops anything.
-        let bridges = self.bridges.reload(&config.bridges).await?;
+        let bridges = self
+            .bridges
+            .reload(&config.bridges)
+            .await
+            .map_err(ReloadError::Bridges)?;
         self.broker.set_access(access);
         if !self.log_level_from_env && *level != config.log_level {
-            (self.set_log_level)(&config.log_level)?;
+            (self.set_log_level)(&config.log_level).map_err(ReloadError::LogLevel)?;
             *level = config.log_level.clone();
         }
         let mut tls_listeners_reloaded = 0;
         let mut tls_errors = Vec::new();
-        for l in self.broker.listeners() {
+        for l in &self.listeners {
             if let Some(tls) = &l.tls {
                 match tls.reload() {
                     Ok(()) => tls_listeners_reloaded += 1,

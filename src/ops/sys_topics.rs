@@ -17,6 +17,7 @@ use super::numbers::BrokerNumbers;
 use crate::broker::Broker;
 use crate::codec::QoS;
 use crate::session::Message;
+use crate::store::now_ms;
 
 /// Exponentially damped per-minute rates over 1, 5 and 15 minutes, as
 /// mosquitto (and Unix load averages) compute them.
@@ -137,6 +138,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
                 Bytes::from(value),
                 QoS::AtMostOnce,
                 true,
+                now_ms(),
             ));
         }
     }

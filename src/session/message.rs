@@ -8,26 +8,35 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::{Properties, QoS};
-use crate::store::{Op, Store};
+
+/// Lets go of a message's copy on disk. Defined here and implemented
+/// above (the broker hands in one that submits a delete to the store), so
+/// the session core knows nothing of the store's I/O.
+pub trait MessageRelease: Send + Sync {
+    /// The last in-memory reference to message `id` is gone.
+    fn release(&self, id: u64);
+}
 
 /// Ties a message in memory to its copy on disk: when the last reference
 /// goes (every queue and the retained store let go of it), the copy is
 /// deleted. One copy on disk however many sessions queue it.
+///
+/// The releaser is one shared `Arc` made once by the broker and cloned per
+/// message (a reference count, no allocation), as the `Store` handle was.
 pub struct StoredMessage {
     pub id: u64,
-    store: Store,
+    release: Arc<dyn MessageRelease>,
 }
 
 impl StoredMessage {
-    pub fn new(id: u64, store: Store) -> StoredMessage {
-        StoredMessage { id, store }
+    pub fn new(id: u64, release: Arc<dyn MessageRelease>) -> StoredMessage {
+        StoredMessage { id, release }
     }
 }
 
 impl Drop for StoredMessage {
     fn drop(&mut self) {
-        self.store
-            .submit_release(vec![Op::DeleteMessage { id: self.id }]);
+        self.release.release(self.id);
     }
 }
 
@@ -67,8 +76,15 @@ pub struct Message {
 
 impl Message {
     /// A message the broker itself publishes ($SYS, the admin API): no
-    /// properties, no expiry, no publisher.
-    pub fn from_broker(topic: ByteString, payload: Bytes, qos: QoS, retain: bool) -> Message {
+    /// properties, no expiry, no publisher. `accepted_ms` comes from the
+    /// caller's wall clock: the session core reads no clock.
+    pub fn from_broker(
+        topic: ByteString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        accepted_ms: u64,
+    ) -> Message {
         Message {
             topic,
             payload,
@@ -78,7 +94,7 @@ impl Message {
             expires_at: None,
             publisher: None,
             username: None,
-            accepted_ms: crate::store::now_ms(),
+            accepted_ms,
             stored: None,
         }
     }
@@ -130,7 +146,7 @@ pub struct Delivery {
     pub seq: Option<u64>,
     /// Set when this delivery goes to a bridge with `ack = "sink"`: the
     /// publisher's PUBACK waits until the bridge's sink has the record.
-    pub sink_ack: Option<Arc<SinkAck>>,
+    pub sink_ack: Option<Arc<dyn SinkAck>>,
     /// The shared subscription (`$share/group/filter`) that picked this
     /// session: if the session ends before the message is acknowledged, it
     /// goes to another member of the group (v5 4.8.2).
@@ -139,23 +155,16 @@ pub struct Delivery {
 
 /// Tells a waiting publisher connection that a bridge's sink has its
 /// message. Dropped without [`SinkAck::fire`] (the delivery was lost from
-/// memory, e.g. a full queue), the waiter learns it was not acknowledged
-/// and closes the connection instead of sending PUBACK, so the device
-/// resends.
-#[derive(Debug)]
-pub struct SinkAck(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
-
-impl SinkAck {
-    /// A signal and the receiver the publisher's connection waits on.
-    pub fn new() -> (Arc<SinkAck>, tokio::sync::oneshot::Receiver<()>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        (Arc::new(SinkAck(parking_lot::Mutex::new(Some(tx)))), rx)
-    }
-
-    /// The sink acknowledged (or the message needs no delivery).
-    pub fn fire(&self) {
-        if let Some(tx) = self.0.lock().take() {
-            let _ = tx.send(());
-        }
-    }
+/// memory, e.g. a full queue), the waiter must learn it was not
+/// acknowledged and close the connection instead of sending PUBACK, so the
+/// device resends.
+///
+/// A trait so the session core needs no async runtime: the broker
+/// implements it over a tokio oneshot (`broker::OneshotSinkAck`). Used as
+/// `Arc<dyn SinkAck>`, made once per (publish, sink-acking bridge), the
+/// same single allocation the concrete type had.
+pub trait SinkAck: Send + Sync + std::fmt::Debug {
+    /// The sink acknowledged (or the message needs no delivery). Only the
+    /// first call counts.
+    fn fire(&self);
 }

@@ -3,12 +3,14 @@
 mod keepalive;
 mod lifetime;
 mod message;
+mod outbox;
 mod queued_bytes;
 mod state;
 
 pub use keepalive::{negotiate_keep_alive, KeepAlive};
 pub use lifetime::{after_disconnect, AfterDisconnect, NEVER};
-pub use message::{Delivery, Message, SinkAck, StoredMessage};
+pub use message::{Delivery, Message, MessageRelease, SinkAck, StoredMessage};
+pub use outbox::{OutboxRecord, OutboxState, Ticket};
 pub use queued_bytes::QueuedBytes;
 pub use state::{
     build_publish, Change, Enqueued, FlowError, QueueFullPolicy, QueueLimits, RestoredDelivery,

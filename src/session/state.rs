@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
-use crate::store::{OutboxRecord, OutboxState, Ticket};
 
 use super::message::{Delivery, SinkAck};
+use super::outbox::{OutboxRecord, OutboxState, Ticket};
 use super::queued_bytes::{QueueCharge, QueuedBytes};
 
 /// A change the state machine made that must reach the store. Produced
@@ -472,7 +472,7 @@ impl SessionState {
 
     /// Takes the sink-acknowledgement signal of an in-flight delivery (a
     /// bridge passes it on to its sink).
-    pub fn take_sink_ack(&mut self, id: PacketId) -> Option<Arc<SinkAck>> {
+    pub fn take_sink_ack(&mut self, id: PacketId) -> Option<Arc<dyn SinkAck>> {
         self.inflight
             .get_mut(&id.get())
             .and_then(|f| f.delivery.sink_ack.take())
@@ -917,12 +917,15 @@ mod tests {
     }
 
     fn stored_delivery(topic: &str, qos: QoS, seq: u64) -> Delivery {
-        let store = crate::store::Store::disabled();
+        struct Forget;
+        impl crate::session::MessageRelease for Forget {
+            fn release(&self, _id: u64) {}
+        }
         let mut d = delivery(topic, qos, None);
         let mut m = (*d.message).clone();
         m.stored = Some(Arc::new(crate::session::StoredMessage::new(
             seq * 10,
-            store,
+            Arc::new(Forget),
         )));
         d.message = Arc::new(m);
         d.seq = Some(seq);

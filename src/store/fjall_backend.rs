@@ -18,9 +18,9 @@ use super::keys::{self, Digest};
 use super::migrate::{INCOMING, MESSAGES, OUTBOX, RETAINED, SESSIONS};
 use super::records::{
     decode_retained_value, decode_session_value, encode_retained_value, encode_session_value,
-    MessageRecord, OutboxRecord, SessionRecord,
+    MessageRecord, SessionRecord,
 };
-use super::{data_dir, Op, StoreError};
+use super::{data_dir, Op, OutboxRecord, OutboxState, StoreError};
 
 /// Drops every op on a message or outbox entry that is created and deleted
 /// within the same group: nothing of it was ever on disk, so nothing needs
@@ -40,7 +40,7 @@ fn cancel_short_lived(ops: Vec<Op>) -> Vec<Op> {
                 client_id,
                 seq,
                 record,
-            } if record.state == super::records::OutboxState::Queued => {
+            } if record.state == OutboxState::Queued => {
                 outbox.insert((client_id.clone(), *seq));
             }
             _ => {}
@@ -293,7 +293,7 @@ mod tests {
 
     use super::*;
     use crate::codec::{ProtocolVersion, QoS};
-    use crate::store::records::OutboxState;
+    use crate::store::OutboxState;
 
     fn message(topic: &str) -> MessageRecord {
         MessageRecord {

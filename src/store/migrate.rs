@@ -142,8 +142,9 @@ mod tests {
     use super::*;
     use crate::codec::{ProtocolVersion, QoS};
     use crate::store::data_dir::{DB_DIR, MARKER};
-    use crate::store::records::{MessageRecord, OutboxRecord, OutboxState};
+    use crate::store::records::MessageRecord;
     use crate::store::FjallBackend;
+    use crate::store::{OutboxRecord, OutboxState};
 
     fn session() -> SessionRecord {
         SessionRecord {

@@ -58,12 +58,13 @@ use tokio::sync::watch;
 
 use committer::{Command, Outcome};
 
+/// The session's outbox types and durability ticket, re-exported where
+/// the store's users have always found them.
+pub use crate::session::{OutboxRecord, OutboxState, Ticket};
 pub use backend::Backend;
 pub use commit_stats::{CommitStats, COMMIT_BUCKETS};
 pub use fjall_backend::{FjallBackend, Recovered};
-pub use records::{
-    MessageRecord, OutboxRecord, OutboxState, SessionRecord, SubscriptionRecord, FORMAT_VERSION,
-};
+pub use records::{MessageRecord, SessionRecord, SubscriptionRecord, FORMAT_VERSION};
 
 /// How hard the store works to keep what it acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -152,10 +153,6 @@ pub enum Op {
         topic: ByteString,
     },
 }
-
-/// A position in the commit sequence; durable once the store reached it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Ticket(u64);
 
 struct Inner {
     sender: Mutex<(u64, Option<std::sync::mpsc::Sender<Command>>)>,
@@ -266,12 +263,12 @@ impl Store {
     /// as the fsync policy defines it.
     pub fn submit(&self, ops: Vec<Op>) -> Ticket {
         if ops.is_empty() || !self.is_enabled() {
-            return Ticket(0);
+            return Ticket::at(0);
         }
         let mut guard = self.inner.sender.lock();
         let (counter, sender) = &mut *guard;
         let Some(tx) = sender.as_ref() else {
-            return Ticket(0);
+            return Ticket::at(0);
         };
         *counter += 1;
         let seq = *counter;
@@ -281,9 +278,9 @@ impl Store {
             ));
         }
         if self.inner.policy == FsyncPolicy::Never {
-            return Ticket(0);
+            return Ticket::at(0);
         }
-        Ticket(seq)
+        Ticket::at(seq)
     }
 
     /// Queues a deletion caused by memory being released; ignored once the
@@ -301,11 +298,11 @@ impl Store {
             return;
         }
         let mut rx = self.inner.outcome.durable.subscribe();
-        let _ = rx.wait_for(|d| *d >= ticket.0).await;
+        let _ = rx.wait_for(|d| *d >= ticket.seq()).await;
     }
 
     pub fn is_durable(&self, ticket: Ticket) -> bool {
-        ticket.0 == 0 || *self.inner.outcome.durable.borrow() >= ticket.0
+        ticket.seq() == 0 || *self.inner.outcome.durable.borrow() >= ticket.seq()
     }
 
     /// The cause of the storage failure, once there was one (sticky).
@@ -324,12 +321,12 @@ impl Store {
         }
     }
 
-    /// Bytes the data directory uses.
     /// Commit latency and volume, for metrics.
     pub fn commit_stats(&self) -> &CommitStats {
         &self.inner.commit_stats
     }
 
+    /// Bytes the data directory uses (0 with persistence off).
     pub fn disk_usage(&self) -> u64 {
         self.inner.backend.as_ref().map_or(0, |b| b.disk_usage())
     }

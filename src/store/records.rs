@@ -11,6 +11,7 @@ use crate::codec::{
 };
 
 use super::StoreError;
+use crate::session::{OutboxRecord, OutboxState};
 
 /// Bumped whenever a record or key layout changes incompatibly; an older
 /// data directory is migrated at open (see `migrate`).
@@ -199,29 +200,8 @@ impl MessageRecord {
     }
 }
 
-/// Where an outgoing QoS 1/2 delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxState {
-    /// Not sent yet.
-    Queued = 0,
-    /// PUBLISH sent with `packet_id`, no PUBACK/PUBREC yet.
-    Sent = 1,
-    /// PUBREC received, PUBREL sent, waiting for PUBCOMP.
-    Released = 2,
-}
-
-/// One delivery owed to a persistent session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRecord {
-    pub message_id: u64,
-    pub qos: QoS,
-    pub retain: bool,
-    pub state: OutboxState,
-    /// 0 while queued.
-    pub packet_id: u16,
-    pub subscription_ids: Vec<u32>,
-}
-
+// `OutboxState` and `OutboxRecord` are the session's (`session::outbox`);
+// their on-disk format lives here.
 impl OutboxRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new();

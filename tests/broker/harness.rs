@@ -75,6 +75,7 @@ impl Sluice {
         if let Some(limit) = file_size_limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.
+            #[allow(unsafe_code)]
             unsafe {
                 cmd.pre_exec(move || {
                     libc::signal(libc::SIGXFSZ, libc::SIG_IGN);

@@ -9,6 +9,10 @@
 //! send time, so subscribers measure latency, loss, duplicates and
 //! reordering themselves.
 
+// No unwrap on anything outside tests (house rule; Cargo.toml says why
+// this is not in the [lints] table).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod args;
 mod conn;
 mod cpu;

@@ -539,6 +539,7 @@ fn no_port_at_bind(socket: &tokio::net::TcpSocket) {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket descriptor and a c_int option value of the
     // size given.
+    #[allow(unsafe_code)]
     let _ = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
