@@ -416,7 +416,14 @@ impl Connection {
         }
         self.drain();
         loop {
-            if self.ready_to_write() {
+            // One reading of the disk's progress decides both whether to
+            // write now and what to wait for. Read twice, a group commit
+            // landing in between left the acks unwritten and nothing to
+            // wake the task: a PUBACK held until the next packet or the
+            // keep-alive timeout (seen as PUBACKs that never came on a
+            // busy machine).
+            let durable_now = self.store.is_durable(self.pending);
+            if self.ready_to_write(durable_now) {
                 if let Err(stop) = self.flush_out(writer, &mut shutdown).await {
                     return self.stopped_writing(writer, stop).await;
                 }
@@ -443,8 +450,7 @@ impl Connection {
             // Acks wait for the disk or a bridge's sink; reads go on
             // meanwhile (see `ready_to_write`). Boxed: only connections
             // with something held pay for the disk wait's state.
-            let held_for = (!self.wbuf.is_empty() && !self.store.is_durable(self.pending))
-                .then_some(self.pending);
+            let held_for = (!self.wbuf.is_empty() && !durable_now).then_some(self.pending);
             let store = &self.store;
             let durable = async {
                 match held_for {
@@ -645,8 +651,9 @@ impl Connection {
     /// "sink"`): then the connection goes on reading (a group commit takes
     /// a few milliseconds, and a publisher read a kilobyte at a time would
     /// otherwise get a dozen messages into each commit, or each request to
-    /// the sink), unless too much is held.
-    fn ready_to_write(&mut self) -> bool {
+    /// the sink), unless too much is held. `durable_now` is the caller's
+    /// one reading of whether what the buffer acknowledges is on disk.
+    fn ready_to_write(&mut self, durable_now: bool) -> bool {
         if self.wbuf.is_empty() {
             return false;
         }
@@ -660,7 +667,7 @@ impl Connection {
         }
         self.sink_failed
             || self.wbuf.len() >= MAX_HELD_BYTES
-            || (self.sink_waits.is_empty() && self.store.is_durable(self.pending))
+            || (self.sink_waits.is_empty() && durable_now)
     }
 
     fn wait_for(&mut self, ticket: Ticket) {

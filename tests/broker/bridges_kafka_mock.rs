@@ -16,7 +16,7 @@ use crate::harness::*;
 fn read(
     cluster: &MockCluster<'static, DefaultProducerContext>,
     topic: &str,
-    count: usize,
+    distinct: usize,
 ) -> Vec<String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -31,9 +31,13 @@ fn read(
     consumer.assign(&partitions).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut out = Vec::new();
-    while out.len() < count && Instant::now() < deadline {
+    // At least once: a retried batch may deliver a record twice.
+    while out.len() < distinct && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            let record = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            if !out.contains(&record) {
+                out.push(record);
+            }
         }
     }
     out

@@ -328,6 +328,15 @@ impl Drop for Sluice {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The test failed: what the broker said last is the first clue.
+            let lines: Vec<String> = self.log.try_iter().collect();
+            let from = lines.len().saturating_sub(150);
+            eprintln!("--- last {} broker log lines ---", lines.len() - from);
+            for l in &lines[from..] {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 

@@ -201,3 +201,52 @@ fn full_offline_queue_drops_by_policy_and_says_so() {
         );
     }
 }
+
+/// Every QoS 1 publish whose acknowledgement waits for the disk gets its
+/// PUBACK: a connection once decided "not durable yet, don't write" and
+/// "nothing to wait for" from two readings of the store's progress, and a
+/// group commit landing between them left the PUBACK unsent until the
+/// client's next packet (found as Kafka bridge tests that flaked on a busy
+/// machine). Several publishers, one message at a time each, so commits
+/// land at every moment of the connection loop.
+#[test]
+fn every_durable_qos1_publish_is_acknowledged_without_another_packet() {
+    let s = Sluice::start();
+    let (mut sub, _) = Raw::connect_with(s.port, {
+        let mut c = connect_packet(V4, "disk-sub", false);
+        c.keep_alive = 0;
+        c
+    });
+    sub.subscribe(1, &[("durable/#", sub_opts(QoS::AtLeastOnce))]);
+    sub.disconnect();
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let port = s.port;
+            std::thread::spawn(move || {
+                let mut c = connect_packet(V4, &format!("disk-pub-{p}"), true);
+                // No keep alive: nothing but the PUBACK itself can wake
+                // the connection.
+                c.keep_alive = 0;
+                let (mut raw, _) = Raw::connect_with(port, c);
+                for i in 1..=2000u16 {
+                    raw.send(&Packet::Publish(publish(
+                        "durable/t",
+                        &i.to_be_bytes(),
+                        QoS::AtLeastOnce,
+                        i,
+                    )));
+                    match raw.recv_timeout(std::time::Duration::from_secs(5)) {
+                        Some(Packet::PubAck(a)) if a.packet_id.get() == i => {}
+                        other => return Err(format!("publisher {p}, message {i}: {other:?}")),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for p in publishers {
+        if let Err(e) = p.join().expect("publisher thread") {
+            panic!("a PUBACK never came: {e}");
+        }
+    }
+}
