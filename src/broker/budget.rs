@@ -157,7 +157,7 @@ pub struct BudgetNumbers {
 
 impl Published {
     /// Nothing routed: the publisher is told 0x97 quota exceeded.
-    fn refused() -> Published {
+    pub(super) fn refused() -> Published {
         Published {
             matched: 0,
             ticket: Default::default(),
@@ -185,7 +185,7 @@ impl Broker {
             return Ok(message);
         }
         let max = self.config.limits.max_retained_bytes;
-        if self.retained.read().fits(&message, max) {
+        if self.retained.fits(&message, max) {
             return Ok(detached(message));
         }
         Budgets::count(&self.budget.refused.retained);
@@ -204,11 +204,12 @@ impl Broker {
     /// new one while there are fewer. Checked before the session is made:
     /// CONNECTs racing for the last places may overshoot by a few.
     pub fn admits_session(&self, client_id: &ByteString) -> bool {
-        let sessions = self.sessions.lock();
-        if sessions.len() < self.config.limits.max_sessions || sessions.contains_key(client_id) {
+        if self
+            .sessions
+            .admits(client_id, self.config.limits.max_sessions)
+        {
             return true;
         }
-        drop(sessions);
         Budgets::count(&self.budget.refused.sessions);
         false
     }
@@ -218,7 +219,7 @@ impl Broker {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BudgetNumbers {
             opening_bytes: self.budget.opening_bytes(),
-            retained_bytes: self.retained.read().bytes(),
+            retained_bytes: self.retained.bytes(),
             queued_bytes: self.budget.queued.used(),
             sessions: self.session_count(),
             refused_connect_too_large: load(&r.connect_too_large),

@@ -64,6 +64,7 @@ pub use crate::session::{OutboxRecord, OutboxState, Ticket};
 pub use backend::Backend;
 pub use commit_stats::{CommitStats, COMMIT_BUCKETS};
 pub use fjall_backend::{FjallBackend, Recovered};
+pub use keys::Digest;
 pub use records::{MessageRecord, SessionRecord, SubscriptionRecord, FORMAT_VERSION};
 
 /// How hard the store works to keep what it acknowledged.

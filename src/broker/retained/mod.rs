@@ -10,6 +10,7 @@
 //! name may have thousands of levels (`a////...`), and a recursive walk or
 //! drop that deep would overflow a worker thread's stack.
 
+mod backend;
 mod children;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 
 use crate::session::Message;
+pub use backend::{LocalRetained, RetainedBackend};
 use children::Children;
 
 #[derive(Debug, Default)]

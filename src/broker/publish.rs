@@ -1,0 +1,284 @@
+//! Routing one publish, in the order its steps run: budget the retained
+//! copy, match and merge (the router), check read access, persist what
+//! must survive a crash, keep the retained copy, build the deliveries,
+//! submit to the store, enqueue and count what was dropped.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::{Broker, OneshotSinkAck, SessionSlot, Target};
+use crate::auth::Acl;
+use crate::codec::{QoS, Will};
+use crate::session::{Delivery, Enqueued, Message, StoredMessage};
+use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Ticket};
+
+/// What routing a publish produced.
+#[derive(Debug)]
+pub struct Published {
+    /// Sessions (and shared groups) that were offered the message.
+    pub matched: usize,
+    /// Durable once everything this publish must keep is on disk: the
+    /// publisher's PUBACK/PUBREC waits for it.
+    pub ticket: Ticket,
+    /// A matching subscriber (a bridge with a full buffer and the `block`
+    /// policy) asks publishers to slow down.
+    pub saturated: bool,
+    /// Not routed at all: the caller asked to refuse when saturated.
+    pub refused: bool,
+    /// One per bridge with `ack = "sink"` that took a QoS 1/2 copy: the
+    /// publisher's acknowledgement waits for all of them.
+    pub sink_acks: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// The deliveries of one publish, ready to enqueue, and the sink
+/// acknowledgements the publisher waits for.
+struct Prepared {
+    deliveries: Vec<(Arc<SessionSlot>, Delivery)>,
+    sink_acks: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Broker {
+    /// Routes a message: stores it if retained, then queues one delivery per
+    /// matching session (one per shared group). A session with overlapping
+    /// subscriptions gets a single copy at the highest granted QoS carrying
+    /// every matching subscription identifier. What must survive a crash
+    /// (the retained copy, QoS 1/2 deliveries to persistent sessions) goes
+    /// to the store first; the returned ticket says when it is durable.
+    pub fn publish(&self, message: Message) -> Published {
+        self.publish_with(message, false)
+    }
+
+    /// As [`Broker::publish`]; with `refuse_if_saturated`, a message that
+    /// would reach a saturated subscriber is not routed at all (the caller
+    /// answers v5 0x97 quota exceeded and the publisher retries later).
+    pub fn publish_with(&self, message: Message, refuse_if_saturated: bool) -> Published {
+        let mut message = match self.budget_retained(message, refuse_if_saturated) {
+            Ok(m) => m,
+            Err(refused) => return refused,
+        };
+        let access = self.access();
+        let acl = access.acl.as_ref();
+        // One call through the seam per publish: match and merge.
+        let mut targets = self.router.route(&message, acl);
+        keep_readers(&mut targets, acl, &message.topic);
+        let saturated = targets.iter().any(|t| t.slot.is_saturated());
+        if saturated && refuse_if_saturated {
+            return Published {
+                saturated,
+                ..Published::refused()
+            };
+        }
+        let mut ops = Vec::new();
+        self.persist_message(&mut message, &targets, &mut ops);
+        let message = Arc::new(message);
+        self.keep_retained(&message, &mut ops);
+        let prepared = self.prepare_deliveries(&message, targets, &mut ops);
+        // Before queueing: a later delete of a queued entry must follow its put.
+        let ticket = self.store.submit(ops);
+        let matched = self.enqueue(prepared.deliveries);
+        Published {
+            matched,
+            ticket,
+            saturated,
+            refused: false,
+            sink_acks: prepared.sink_acks,
+        }
+    }
+
+    /// Gives the message its disk copy when something must survive a
+    /// crash: a retained message, or a QoS 1/2 delivery to a persistent
+    /// session.
+    fn persist_message(&self, message: &mut Message, targets: &[Target], ops: &mut Vec<Op>) {
+        if !self.store.is_enabled() {
+            return;
+        }
+        let keep_for_sessions = targets
+            .iter()
+            .any(|t| t.qos != QoS::AtMostOnce && t.slot.is_persistent());
+        if !(keeps_retained(message) || keep_for_sessions) {
+            return;
+        }
+        let id = self.store.next_message_id();
+        ops.push(Op::PutMessage {
+            id,
+            record: message_record(message),
+        });
+        message.stored = Some(Arc::new(StoredMessage::new(id, self.release.clone())));
+    }
+
+    /// Stores, replaces or clears the topic's retained message, in memory
+    /// and (when it has a disk copy) in the store's retained index.
+    fn keep_retained(&self, message: &Arc<Message>, ops: &mut Vec<Op>) {
+        if !message.retain {
+            return;
+        }
+        self.retained.put(message);
+        if !self.store.is_enabled() {
+            return;
+        }
+        let topic = message.topic.clone();
+        ops.push(match message.stored_id() {
+            Some(message_id) if keeps_retained(message) => Op::PutRetained { topic, message_id },
+            _ => Op::DeleteRetained { topic },
+        });
+    }
+
+    /// One delivery per target; an outbox entry for each QoS 1/2 delivery
+    /// to a persistent session; a sink acknowledgement for each bridge
+    /// that acknowledges on its sink.
+    fn prepare_deliveries(
+        &self,
+        message: &Arc<Message>,
+        targets: Vec<Target>,
+        ops: &mut Vec<Op>,
+    ) -> Prepared {
+        let mut deliveries = Vec::with_capacity(targets.len());
+        let mut sink_acks = Vec::new();
+        for t in targets {
+            let sink_ack = (t.qos != QoS::AtMostOnce && t.slot.acks_on_sink()).then(|| {
+                let (signal, wait) = OneshotSinkAck::pair();
+                sink_acks.push(wait);
+                signal
+            });
+            let mut d = Delivery {
+                message: Arc::clone(message),
+                qos: t.qos,
+                retain: t.retain,
+                subscription_ids: t.subscription_ids,
+                seq: None,
+                sink_ack,
+                shared_group: t.share,
+            };
+            d.seq = outbox_entry(&t.slot, &d, ops);
+            deliveries.push((t.slot, d));
+        }
+        Prepared {
+            deliveries,
+            sink_acks,
+        }
+    }
+
+    /// Queues each delivery; counts (and logs, sparingly) those a full
+    /// queue dropped. Returns how many were offered.
+    fn enqueue(&self, deliveries: Vec<(Arc<SessionSlot>, Delivery)>) -> usize {
+        let matched = deliveries.len();
+        for (slot, d) in deliveries {
+            if slot.deliver(d, &self.store) != Enqueued::Queued {
+                self.count_drop(&slot);
+            }
+        }
+        matched
+    }
+
+    fn count_drop(&self, slot: &SessionSlot) {
+        let total = self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let session_drops = slot.state.lock().dropped;
+        // Never silent, never a log line per message either.
+        if session_drops == 1 || session_drops % 1000 == 0 {
+            tracing::warn!(
+                client_id = %slot.client_id,
+                session_drops,
+                total_drops = total,
+                policy = ?self.config.limits.queue_full_policy,
+                "session queue full, messages dropped"
+            );
+        }
+    }
+
+    /// Publishes a session's will, if its identity may still write the
+    /// topic (the ACL may have been reloaded since CONNECT checked it).
+    pub fn publish_will(&self, will: &Will, slot: &SessionSlot) {
+        if let Some(acl) = &self.access().acl {
+            let user = slot.control.lock().username.clone();
+            if !acl.check_topic(
+                &slot.client_id,
+                user.as_deref(),
+                &will.topic,
+                crate::auth::Access::Write,
+            ) {
+                tracing::info!(client_id = %slot.client_id, topic = %will.topic, "will not published: the ACL no longer allows it");
+                return;
+            }
+        }
+        self.publish(will_message(will, &slot.client_id));
+    }
+}
+
+/// Drops the targets the ACL does not let read `topic`. Shared picks were
+/// checked when they were chosen.
+fn keep_readers(targets: &mut Vec<Target>, acl: Option<&Acl>, topic: &str) {
+    if let Some(acl) = acl {
+        targets.retain(|t| t.shared || t.slot.may_read(acl, topic));
+    }
+}
+
+/// Whether a retained message is kept on disk. `$SYS` values are rewritten
+/// every few seconds and stale after a restart: kept in memory only.
+fn keeps_retained(m: &Message) -> bool {
+    m.retain && !m.payload.is_empty() && !m.topic.starts_with("$SYS/")
+}
+
+/// Journals `d` in `slot`'s outbox when it must survive a crash (a QoS 1/2
+/// delivery of a stored message to a persistent session); returns the
+/// outbox key it got.
+pub(super) fn outbox_entry(slot: &SessionSlot, d: &Delivery, ops: &mut Vec<Op>) -> Option<u64> {
+    let message_id = d.message.stored_id()?;
+    if d.qos == QoS::AtMostOnce || !slot.is_persistent() {
+        return None;
+    }
+    let seq = slot.next_seq();
+    ops.push(Op::PutOutbox {
+        client_id: slot.client_id.clone(),
+        seq,
+        record: OutboxRecord {
+            message_id,
+            qos: d.qos,
+            retain: d.retain,
+            state: OutboxState::Queued,
+            packet_id: 0,
+            subscription_ids: d.subscription_ids.clone(),
+        },
+    });
+    Some(seq)
+}
+
+/// The store's copy of a message.
+pub fn message_record(m: &Message) -> MessageRecord {
+    let now = Instant::now();
+    MessageRecord {
+        topic: m.topic.clone(),
+        payload: m.payload.clone(),
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties.clone(),
+        expires_at_ms: m
+            .expires_at
+            .map(|t| (now_ms() + t.saturating_duration_since(now).as_millis() as u64).max(1))
+            .unwrap_or(0),
+        publisher: m.publisher.clone(),
+        username: m.username.clone(),
+        accepted_ms: m.accepted_ms,
+    }
+}
+
+/// The message a will becomes when it is published.
+pub fn will_message(w: &Will, client_id: &ByteString) -> Message {
+    Message {
+        topic: w.topic.clone(),
+        payload: w.payload.clone(),
+        qos: w.qos,
+        retain: w.retain,
+        properties: Message::forwardable_properties(&w.properties),
+        expires_at: w
+            .properties
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+        publisher: Some(client_id.clone()),
+        username: None,
+        accepted_ms: now_ms(),
+        stored: None,
+    }
+}
