@@ -207,3 +207,75 @@ fn many_offline_sessions_cost_one_task() {
         assert_eq!(alive - before, 1);
     });
 }
+
+/// A router that counts how often the broker calls it, in front of the
+/// local one: the seam lets a double stand in.
+#[derive(Default)]
+struct CountingRouter {
+    inner: LocalRouter,
+    routes: std::sync::atomic::AtomicUsize,
+}
+
+impl Router for CountingRouter {
+    fn subscribe(&self, entry: RouteEntry) -> bool {
+        self.inner.subscribe(entry)
+    }
+
+    fn unsubscribe(&self, filter: &TopicFilter, client: &ByteString) -> bool {
+        self.inner.unsubscribe(filter, client)
+    }
+
+    fn route(&self, message: &Message, acl: Option<&crate::auth::Acl>) -> Vec<Target> {
+        self.routes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.route(message, acl)
+    }
+
+    fn pick_shared(
+        &self,
+        group: &TopicFilter,
+        topic: &str,
+        acl: Option<&crate::auth::Acl>,
+    ) -> Option<RouteEntry> {
+        self.inner.pick_shared(group, topic, acl)
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// Through `Broker::with_seams`: a publish reaching forty subscriptions
+/// of twenty sessions is one call to the router (the dynamic dispatch is
+/// per publish, not per match), and one delivery per session.
+#[test]
+fn a_router_double_stands_in_and_is_called_once_per_publish() {
+    let router = Arc::new(CountingRouter::default());
+    let seams = Seams {
+        router: Arc::clone(&router) as Arc<dyn Router>,
+        retained: Arc::new(LocalRetained::default()),
+    };
+    let broker = Broker::with_seams(Config::default(), Store::disabled(), seams);
+    for i in 0..20 {
+        let (slot, _) = broker.open_session(&ByteString::from(format!("s{i}")), true);
+        for filter in ["a/+", "a/#"] {
+            let filter = TopicFilter::parse(ByteString::from(filter), 32).expect("valid filter");
+            let sub = Subscription {
+                filter,
+                options: SubscriptionOptions::default(),
+                identifier: None,
+            };
+            broker.subscribe(&slot, sub, Instant::now());
+        }
+    }
+    assert_eq!(broker.subscription_count(), 40);
+    let published = broker.publish(Message::from_broker(
+        ByteString::from("a/b"),
+        bytes::Bytes::from_static(b"x"),
+        QoS::AtMostOnce,
+        false,
+        0,
+    ));
+    assert_eq!(published.matched, 20);
+    assert_eq!(router.routes.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -2,6 +2,11 @@
 //! atomically, make everything applied durable. The fjall engine is the one
 //! the broker uses; tests drive the committer with engines that fail or
 //! panic on purpose, and a replicated engine can come in here later.
+//!
+//! This is the store's seam. The broker never names the engine: it holds
+//! a `Store` handle (submit ops, get a `Ticket`, wait for durability), and
+//! `Store::start` runs the committer over any `Backend`. The router and
+//! the retained messages have seams of their own in `broker`.
 
 use super::{FjallBackend, Op, StoreError};
 
