@@ -279,3 +279,35 @@ fn a_router_double_stands_in_and_is_called_once_per_publish() {
     assert_eq!(published.matched, 20);
     assert_eq!(router.routes.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// The thin driver on the real clock (milliseconds): it sleeps until a
+/// far deadline, is woken when an earlier one is planned, fires it, and
+/// ends once the broker is gone.
+#[tokio::test]
+async fn the_timer_task_wakes_for_an_earlier_deadline() {
+    let broker = Broker::new(Config::default(), Store::disabled());
+    let (far, _) = broker.open_session(&ByteString::from("far"), true);
+    let (near, _) = broker.open_session(&ByteString::from("near"), true);
+    let plan = |ends: Duration| crate::session::AfterDisconnect {
+        will_after: None,
+        session_ends_after: Some(ends),
+    };
+    broker.schedule_offline(&far, plan(secs(3600)), 0);
+    tokio::task::yield_now().await;
+    broker.schedule_offline(&near, plan(Duration::from_millis(20)), 0);
+    let deadline = Instant::now() + secs(10);
+    while has_session(&broker, "near") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!has_session(&broker, "near"), "the near expiry fired");
+    assert!(has_session(&broker, "far"));
+    assert_eq!(broker.offline_timer_count(), 1);
+    drop(broker);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(alive, 0, "the timer task ended with the broker");
+}
