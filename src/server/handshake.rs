@@ -10,12 +10,15 @@ use bytestring::ByteString;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::connection::Origin;
-use super::reason_text::{because, because_of};
 use crate::auth::Access;
 use crate::broker::{AccessControl, Broker, SessionSlot};
-use crate::codec::{owned_string, ConnAck, Connect, Properties, ProtocolVersion, ReasonCode};
+use crate::codec::{owned_string, ConnAck, Connect, ProtocolVersion, ReasonCode};
 use crate::config::SessionTakeover;
-use crate::session::{negotiate_keep_alive, NEVER};
+use crate::session::machine::{
+    check_connect, check_will_topic, connack_properties, keep_alive, owner_check, refusal,
+    refusal_because, session_expiry, ClientIdRule, ConnackInputs, OwnerCheck,
+};
+use crate::store::{Op, Ticket};
 
 /// What the connection keeps from a successful CONNECT.
 pub struct Attached {
@@ -26,7 +29,7 @@ pub struct Attached {
     pub keep_alive: u16,
     pub session_expiry_requested_zero: bool,
     /// Durable once the session's record is on disk; CONNACK waits for it.
-    pub ticket: crate::store::Ticket,
+    pub ticket: Ticket,
     /// The authenticated user name (or certificate identity), for the ACL.
     pub username: Option<ByteString>,
 }
@@ -35,21 +38,15 @@ pub struct Attached {
 pub struct Refused(pub ConnAck);
 
 fn refuse(code: ReasonCode) -> Refused {
-    Refused(ConnAck {
-        session_present: false,
-        code,
-        properties: because(code),
-    })
+    Refused(refusal(code))
 }
 
-/// A refusal whose code alone would not say which rule refused.
 fn refuse_because(code: ReasonCode, why: &'static str) -> Refused {
-    Refused(ConnAck {
-        session_present: false,
-        code,
-        properties: because_of(why),
-    })
+    Refused(refusal_because(code, why))
 }
+
+/// A refusal's code and the words for it, before it becomes a CONNACK.
+type Why = (ReasonCode, &'static str);
 
 static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(0);
 
@@ -65,14 +62,14 @@ fn assign_client_id() -> ByteString {
 }
 
 /// Validates CONNECT, takes over any connection of the same client id,
-/// opens or resumes the session and builds the CONNACK.
+/// opens or resumes the session and builds the CONNACK. The rules are
+/// `session::machine`'s; this part authenticates, waits and writes.
 pub async fn attach(
     broker: &Arc<Broker>,
     connect: &Connect,
     origin: &Origin,
 ) -> Result<Attached, Refused> {
     let limits = &broker.config.limits;
-    let v5 = connect.protocol.is_v5();
     if connect.properties.authentication_method.is_some() {
         // No enhanced authentication method is offered (yet).
         return Err(refuse(ReasonCode::BadAuthenticationMethod));
@@ -82,79 +79,139 @@ pub async fn attach(
     let username = authenticate(broker, connect, origin, &access)
         .map_err(refuse)?
         .map(|u| owned_string(&u));
-    let mut assigned = None;
-    let client_id = if connect.client_id.is_empty() {
-        if !v5 && !connect.clean_start {
-            return Err(refuse(ReasonCode::ClientIdentifierNotValid));
-        }
-        let id = assign_client_id();
-        assigned = Some(id.clone());
-        id
-    } else {
-        if connect.client_id.len() > 65_535
-            || connect
-                .client_id
-                .starts_with(sluice_bridges::CLIENT_ID_PREFIX)
-        {
-            // Bridge sessions are the broker's own.
-            return Err(refuse(ReasonCode::ClientIdentifierNotValid));
-        }
-        owned_string(&connect.client_id)
+    // Bridge sessions are the broker's own.
+    let (client_id, assigned) = match check_connect(connect, sluice_bridges::CLIENT_ID_PREFIX) {
+        Ok(ClientIdRule::Given(id)) => (id, false),
+        Ok(ClientIdRule::Assign) => (assign_client_id(), true),
+        Err(code) => return Err(refuse(code)),
     };
-
-    // Session expiry: v3.1.1 clean session ends with the connection, a
-    // persistent one never expires; v5 says it in CONNECT, capped by config.
-    let requested_expiry = if v5 {
-        connect.properties.session_expiry_interval.unwrap_or(0)
-    } else if connect.clean_start {
-        0
-    } else {
-        NEVER
-    };
-    let session_expiry = requested_expiry.min(limits.max_session_expiry);
-
-    if let Some(will) = &connect.will {
-        check_will_topic(&will.topic, limits, v5)
-            .map_err(|code| refuse_because(code, "will topic not allowed"))?;
+    let expiry = session_expiry(connect, limits.max_session_expiry);
+    let because = |(code, why)| refuse_because(code, why);
+    check_will(broker, connect, &client_id, username.as_ref(), &access).map_err(because)?;
+    let foreign = owner_differs(broker, &client_id, username.as_ref()).map_err(because)?;
+    let clean_start = connect.clean_start || foreign;
+    if !broker.admits_session(&client_id) {
+        tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");
+        return Err(refuse(if connect.protocol.is_v5() {
+            ReasonCode::QuotaExceeded
+        } else {
+            ReasonCode::ServerUnavailable
+        }));
     }
-    if let (Some(acl), Some(will)) = (&access.acl, &connect.will) {
-        if !acl.check_topic(&client_id, username.as_deref(), &will.topic, Access::Write) {
+    let (slot, guard, session_present) = take_session(broker, &client_id, clean_start).await?;
+    let kick = install(&slot, connect, expiry.granted, &username);
+    let ticket = keep_on_disk(broker, &slot, origin, session_present, expiry.granted);
+    let (keep_alive, server_keep_alive) = keep_alive(connect, limits.max_keep_alive);
+    let properties = connack_properties(
+        connect,
+        &ConnackInputs {
+            client_id: &client_id,
+            assigned,
+            server_keep_alive,
+            expiry,
+            receive_maximum: limits.receive_maximum,
+            max_packet_size: limits.max_packet_size,
+            topic_alias_maximum: limits.topic_alias_maximum,
+            response_prefix: &broker.config.response_information_prefix,
+        },
+    );
+    Ok(Attached {
+        slot,
+        guard,
+        kick,
+        connack: ConnAck {
+            // A new session is never "present", whatever clean start said.
+            session_present: session_present && !clean_start,
+            code: ReasonCode::Success,
+            properties,
+        },
+        keep_alive,
+        session_expiry_requested_zero: expiry.requested == 0,
+        ticket,
+        username,
+    })
+}
+
+/// The will's topic obeys a PUBLISH's limits, and this identity must be
+/// allowed to write it.
+fn check_will(
+    broker: &Broker,
+    connect: &Connect,
+    client_id: &ByteString,
+    username: Option<&ByteString>,
+    access: &AccessControl,
+) -> Result<(), Why> {
+    let Some(will) = &connect.will else {
+        return Ok(());
+    };
+    let limits = &broker.config.limits;
+    let v5 = connect.protocol.is_v5();
+    check_will_topic(
+        &will.topic,
+        limits.max_topic_length,
+        limits.max_topic_levels,
+        v5,
+    )
+    .map_err(|code| (code, "will topic not allowed"))?;
+    if let Some(acl) = &access.acl {
+        if !acl.check_topic(
+            client_id,
+            username.map(|u| &**u),
+            &will.topic,
+            Access::Write,
+        ) {
             tracing::info!(client_id = %client_id, topic = %will.topic, "will topic not writable for this client");
-            return Err(refuse_because(
+            return Err((
                 ReasonCode::NotAuthorized,
                 "will topic not writable for this client",
             ));
         }
     }
+    Ok(())
+}
 
-    // A session belongs to the identity that created it (checked before
-    // the current connection is told to leave).
-    let clean_start = match session_owner_check(broker, &client_id, username.as_ref()) {
-        OwnerCheck::Same => connect.clean_start,
-        OwnerCheck::ForeignDiscard => true,
+/// A session belongs to the identity that created it (checked before the
+/// current connection is told to leave): `true` when another identity's
+/// session may be taken, its state discarded (a clean start).
+fn owner_differs(
+    broker: &Broker,
+    client_id: &ByteString,
+    identity: Option<&ByteString>,
+) -> Result<bool, Why> {
+    let existing = broker.find_session(client_id).map(|s| {
+        let c = s.control.lock();
+        (c.username.clone(), c.owner_unknown)
+    });
+    let any_identity = broker.config.session_takeover == SessionTakeover::AnyIdentity;
+    let existing = existing
+        .as_ref()
+        .map(|(owner, unknown)| (owner.as_ref(), *unknown));
+    match owner_check(existing, identity, any_identity) {
+        OwnerCheck::Same => Ok(false),
+        OwnerCheck::ForeignDiscard => Ok(true),
         OwnerCheck::ForeignRefused => {
             tracing::info!(client_id = %client_id, "client id belongs to a session of another identity");
             broker
                 .stats
                 .takeover_refused
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(refuse_because(
+            Err((
                 ReasonCode::NotAuthorized,
                 "client id in use by a session of another identity",
-            ));
+            ))
         }
-    };
-
-    if !broker.admits_session(&client_id) {
-        tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");
-        return Err(refuse(if v5 {
-            ReasonCode::QuotaExceeded
-        } else {
-            ReasonCode::ServerUnavailable
-        }));
     }
-    let takeover_guard = take_over(broker, &client_id).await;
-    let (slot, session_present) = broker.open_session(&client_id, clean_start);
+}
+
+/// Takes over any connection serving `client_id`, opens or resumes the
+/// session and holds its connection lock.
+async fn take_session(
+    broker: &Arc<Broker>,
+    client_id: &ByteString,
+    clean_start: bool,
+) -> Result<(Arc<SessionSlot>, OwnedMutexGuard<()>, bool), Refused> {
+    let takeover_guard = take_over(broker, client_id).await;
+    let (slot, session_present) = broker.open_session(client_id, clean_start);
     let guard = match takeover_guard {
         Some((old, g)) if Arc::ptr_eq(&old, &slot) => g,
         _ => {
@@ -171,7 +228,17 @@ pub async fn attach(
             }
         }
     };
+    Ok((slot, guard, session_present))
+}
 
+/// Makes the session this connection's: its will, expiry and owner, and
+/// the channel that tells it to leave. The session is online from here.
+fn install(
+    slot: &SessionSlot,
+    connect: &Connect,
+    session_expiry: u32,
+    username: &Option<ByteString>,
+) -> oneshot::Receiver<ReasonCode> {
     let (kick_tx, kick_rx) = oneshot::channel();
     {
         let mut ctrl = slot.control.lock();
@@ -189,89 +256,36 @@ pub async fn attach(
         ctrl.owner_unknown = false;
     }
     slot.set_online(true);
+    kick_rx
+}
+
+/// Writes (or deletes) the session's stored copy; CONNACK waits for the
+/// returned ticket.
+fn keep_on_disk(
+    broker: &Broker,
+    slot: &Arc<SessionSlot>,
+    origin: &Origin,
+    session_present: bool,
+    session_expiry: u32,
+) -> Ticket {
     let persistent = session_expiry != 0 && broker.store().is_enabled();
     slot.set_persistent(persistent);
     slot.state.lock().set_policy(
         origin
             .listener
             .queue_full_policy
-            .unwrap_or(limits.queue_full_policy),
+            .unwrap_or(broker.config.limits.queue_full_policy),
     );
-    let ticket = if persistent {
-        broker.persist_session(&slot, 0)
+    if persistent {
+        broker.persist_session(slot, 0)
+    } else if session_present {
+        // Resumed without expiry: the stored copy has no future.
+        broker.store().submit(vec![Op::DeleteSession {
+            client_id: slot.client_id.clone(),
+        }])
     } else {
-        if session_present {
-            // Resumed without expiry: the stored copy has no future.
-            broker.store().submit(vec![crate::store::Op::DeleteSession {
-                client_id: client_id.clone(),
-            }])
-        } else {
-            crate::store::Ticket::default()
-        }
-    };
-
-    let (keep_alive, server_keep_alive) =
-        negotiate_keep_alive(connect.keep_alive, limits.max_keep_alive);
-    let mut properties = Properties::default();
-    if v5 {
-        properties.assigned_client_identifier = assigned;
-        properties.server_keep_alive = server_keep_alive;
-        if session_expiry != requested_expiry {
-            properties.session_expiry_interval = Some(session_expiry);
-        }
-        if limits.receive_maximum != u16::MAX {
-            properties.receive_maximum = Some(limits.receive_maximum);
-        }
-        properties.maximum_packet_size = Some(limits.max_packet_size);
-        if limits.topic_alias_maximum > 0 {
-            properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
-        }
-        if connect.properties.request_response_information == Some(1) {
-            properties.response_information = Some(ByteString::from(format!(
-                "{}{}",
-                broker.config.response_information_prefix, client_id
-            )));
-        }
+        Ticket::default()
     }
-    let keep_alive = if v5 { keep_alive } else { connect.keep_alive };
-    Ok(Attached {
-        slot,
-        guard,
-        kick: kick_rx,
-        connack: ConnAck {
-            // A new session is never "present", whatever clean start said.
-            session_present: session_present && !clean_start,
-            code: ReasonCode::Success,
-            properties,
-        },
-        keep_alive,
-        session_expiry_requested_zero: requested_expiry == 0,
-        ticket,
-        username,
-    })
-}
-
-/// A will is a PUBLISH made later: its topic obeys the same limits, and
-/// like a PUBLISH it may not write to `$SYS` (the broker's own topics). A
-/// topic a PUBLISH would be refused is refused here, at CONNECT, where the
-/// client can still be told: v5 0x90 for limits, 0x87 for `$SYS`; 3.1.1
-/// has only "not authorized" (rc 5) for both.
-fn check_will_topic(
-    topic: &str,
-    limits: &crate::config::Limits,
-    v5: bool,
-) -> Result<(), ReasonCode> {
-    if topic.starts_with("$SYS/") || topic == "$SYS" {
-        return Err(ReasonCode::NotAuthorized);
-    }
-    if topic.len() > limits.max_topic_length || topic.split('/').count() > limits.max_topic_levels {
-        return Err(if v5 {
-            ReasonCode::TopicNameInvalid
-        } else {
-            ReasonCode::NotAuthorized
-        });
-    }
-    Ok(())
 }
 
 /// Decides who the client is: the certificate identity where the listener
@@ -321,39 +335,6 @@ fn authenticate(
 /// session. Connections leave within a couple of seconds of being told
 /// (their writes are bounded), so this is a backstop, not a wait.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
-
-/// Whether the connecting identity may use the session under its client id.
-#[derive(Debug, PartialEq, Eq)]
-enum OwnerCheck {
-    /// No session, or one created by this identity.
-    Same,
-    /// Another identity's session, and the operator lets it be taken over:
-    /// its state is discarded first, never handed over.
-    ForeignDiscard,
-    /// Another identity's session: refused (v5 0x87, 3.1.1 rc 5).
-    ForeignRefused,
-}
-
-fn session_owner_check(
-    broker: &Broker,
-    client_id: &ByteString,
-    identity: Option<&ByteString>,
-) -> OwnerCheck {
-    let Some(existing) = broker.find_session(client_id) else {
-        return OwnerCheck::Same;
-    };
-    let (owner, unknown) = {
-        let c = existing.control.lock();
-        (c.username.clone(), c.owner_unknown)
-    };
-    if unknown || owner.as_ref() == identity {
-        return OwnerCheck::Same;
-    }
-    match broker.config.session_takeover {
-        SessionTakeover::SameIdentity => OwnerCheck::ForeignRefused,
-        SessionTakeover::AnyIdentity => OwnerCheck::ForeignDiscard,
-    }
-}
 
 /// Closes any connection serving `client_id` (v5: DISCONNECT 0x8E) and
 /// waits until it has let go of the session.

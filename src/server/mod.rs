@@ -5,13 +5,11 @@
 mod closing;
 mod connection;
 mod handshake;
+mod host;
 mod listener;
 mod opening;
 pub mod origin;
-mod outgoing;
-mod rate;
 mod read_chunk;
-mod reason_text;
 mod tls;
 mod websocket;
 

@@ -167,25 +167,9 @@ fn takeover_in_v311_closes_first_connection() {
     assert_eq!(&*second.expect_publish().payload, b"x");
 }
 
-#[test]
-fn keep_alive_timeout_closes_with_0x8d() {
-    let s = Sluice::start();
-    let mut c = connect_packet(V5, "sleepy", true);
-    c.keep_alive = 1;
-    let (mut raw, _) = Raw::connect_with(s.port, c);
-    let started = std::time::Instant::now();
-    let got = raw.until_closed();
-    assert_eq!(
-        got,
-        vec![Packet::Disconnect(Disconnect::new(
-            ReasonCode::KeepAliveTimeout
-        ))]
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(1400),
-        "closed too early"
-    );
-}
+// Keep alive expiry (1.5 x the interval, DISCONNECT 0x8D) runs on
+// simulated time in `session::machine` tests; the real broker's end of it
+// is `will::will_is_published_on_keep_alive_timeout` (0x8D and the will).
 
 #[test]
 fn pingreq_keeps_connection_alive() {
@@ -193,7 +177,10 @@ fn pingreq_keeps_connection_alive() {
     let mut c = connect_packet(V4, "pinger", true);
     c.keep_alive = 1;
     let (mut raw, _) = Raw::connect_with(s.port, c);
-    for _ in 0..4 {
+    // 1.8 s in all: past the 1.5 s a silent client gets. The rule itself
+    // (each packet moves the deadline) is tested on simulated time in
+    // `session::machine`.
+    for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(600));
         raw.send(&Packet::PingReq);
         assert_eq!(raw.recv(), Some(Packet::PingResp));
