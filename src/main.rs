@@ -209,8 +209,8 @@ fn init_logging(config: &Config) -> (SetLogLevel, bool) {
         .with(output)
         .init();
     let set_log_level: SetLogLevel = Box::new(move |level: &str| {
-        let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
-        handle.reload(f).map_err(|e| e.to_string())
+        let f = EnvFilter::try_new(with_quiet_storage(level))?;
+        Ok(handle.reload(f)?)
     });
     (set_log_level, log_from_env)
 }

@@ -117,12 +117,8 @@ impl Config {
         let mut names = HashSet::new();
         for (i, b) in self.bridges.iter().enumerate() {
             let key = |k: &str| format!("bridges[{i}].{k}");
-            b.validate(|f| {
-                crate::topic::TopicFilter::parse(f.into(), max_levels)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| Problem::new(key(&e.key), e.message))?;
+            b.validate(|f| crate::topic::TopicFilter::parse(f.into(), max_levels).map(drop))
+                .map_err(|e| Problem::new(key(&e.key), e.message))?;
             if !names.insert(b.name.clone()) {
                 return Err(Problem::new(
                     key("name"),
