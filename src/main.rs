@@ -24,10 +24,9 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: the broker allocates and frees
 /// on different threads (a message is built by its publisher's task and
-/// dropped by the last subscriber's), where glibc spent 12-18% of the
-/// broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
-/// Measured: durable QoS 1 +17% msg/s, fan-out +20% deliveries per CPU
-/// second, idle connections +2% memory.
+/// dropped by the last subscriber's), where glibc's malloc spends much of
+/// the broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
+/// BENCHMARKS.md ("Allocator") has what it measured.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

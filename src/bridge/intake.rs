@@ -21,8 +21,9 @@ use crate::store::{now_ms, Store};
 const INTAKE_BATCH: usize = 2048;
 
 /// Records per buffer append: each append is one fsync, so larger chunks
-/// are what lets the bridge keep up with the broker (64 capped it near
-/// 20k records/s). A chunk over the quota is split into single records.
+/// are what lets the bridge keep up with the broker (BENCHMARKS.md,
+/// "Bridge buffer fsyncs"). A chunk over the quota is split into single
+/// records.
 const APPEND_CHUNK: usize = 1024;
 
 /// The transform's input; `origin` (the message as the broker accepted
