@@ -24,10 +24,9 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: the broker allocates and frees
 /// on different threads (a message is built by its publisher's task and
-/// dropped by the last subscriber's), where glibc spent 12-18% of the
-/// broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
-/// Measured: durable QoS 1 +17% msg/s, fan-out +20% deliveries per CPU
-/// second, idle connections +2% memory.
+/// dropped by the last subscriber's), where glibc's malloc spends much of
+/// the broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
+/// BENCHMARKS.md ("Allocator") has what it measured.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -97,31 +96,8 @@ fn passwd(file: &std::path::Path, user: &str, password: Option<String>) -> anyho
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Passwd {
-        file,
-        user,
-        password,
-    }) = &cli.command
-    {
-        return match passwd(file, user, password.clone()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match Config::load(Some(file)) {
-            Ok(_) => {
-                println!("{}: configuration OK", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(command) = &cli.command {
+        return run_command(command);
     }
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -139,46 +115,13 @@ fn main() -> ExitCode {
     if let Some(bind) = cli.bind {
         config.listeners = vec![ListenerConfig::tcp(bind)];
     }
-    // An empty RUST_LOG counts as unset.
-    let log_from_env = std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
-    let filter = if log_from_env {
-        EnvFilter::try_from_env("RUST_LOG")
-            .unwrap_or_else(|_| EnvFilter::new(with_quiet_storage(&config.log_level)))
-    } else {
-        EnvFilter::new(with_quiet_storage(&config.log_level))
-    };
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    // The filter sits behind a reload handle: the level changes at run time.
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let output = match config.log_format {
-        LogFormat::Human => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .boxed(),
-        // One JSON object per line, for log collectors.
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_writer(std::io::stderr)
-            .boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(output)
-        .init();
-    let set_log_level: SetLogLevel = Box::new(move |level: &str| {
-        let f = EnvFilter::try_new(with_quiet_storage(level)).map_err(|e| e.to_string())?;
-        handle.reload(f).map_err(|e| e.to_string())
-    });
+    let (set_log_level, from_env) = init_logging(&config);
     if let Some(addr) = cli.admin_bind {
         config.admin.bind = addr;
     }
     let logging = Logging {
         set_log_level,
-        from_env: log_from_env,
+        from_env,
         config_file: cli.config.clone(),
     };
 
@@ -204,6 +147,73 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sluice passwd` and `sluice check-config`: run, say how it went, exit.
+fn run_command(command: &Command) -> ExitCode {
+    match command {
+        Command::Passwd {
+            file,
+            user,
+            password,
+        } => match passwd(file, user, password.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::CheckConfig { file } => match Config::load(Some(file)) {
+            Ok(_) => {
+                println!("{}: configuration OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Installs the log subscriber (text or JSON on stderr) behind a reload
+/// handle; returns how to change its filter and whether `RUST_LOG` set it.
+fn init_logging(config: &Config) -> (SetLogLevel, bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // An empty RUST_LOG counts as unset.
+    let log_from_env = std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty());
+    let filter = if log_from_env {
+        EnvFilter::try_from_env("RUST_LOG")
+            .unwrap_or_else(|_| EnvFilter::new(with_quiet_storage(&config.log_level)))
+    } else {
+        EnvFilter::new(with_quiet_storage(&config.log_level))
+    };
+    // The filter sits behind a reload handle: the level changes at run time.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = match config.log_format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+        // One JSON object per line, for log collectors.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    let set_log_level: SetLogLevel = Box::new(move |level: &str| {
+        let f = EnvFilter::try_new(with_quiet_storage(level))?;
+        Ok(handle.reload(f)?)
+    });
+    (set_log_level, log_from_env)
+}
+
 /// The storage engine's own info lines are noise to an operator.
 fn with_quiet_storage(level: &str) -> String {
     if level.contains("fjall") || level.contains("lsm_tree") {
@@ -222,6 +232,66 @@ struct Logging {
 }
 
 async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
+    let listener_configs = config.listeners.clone();
+    let allow_anonymous = config.allow_anonymous;
+    let initial_level = config.log_level.clone();
+    let (broker, store) = start_broker(config)?;
+    let cfg = &broker.config;
+    let bridges = Bridges::start_all(&broker, &cfg.bridges, &cfg.data_dir).await?;
+    let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
+    for l in &listeners {
+        let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
+        tracing::info!(protocol, %addr, "listening");
+    }
+    let bound: Vec<_> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
+    let reloader = Arc::new(Reloader::new(
+        logging.config_file,
+        Arc::clone(&broker),
+        Arc::clone(&bridges),
+        bound.clone(),
+        logging.set_log_level,
+        initial_level,
+        logging.from_env,
+    ));
+    let admin = start_admin(&broker, &bridges, &reloader, bound).await?;
+    tokio::spawn(Arc::clone(&broker).housekeeping(Duration::from_secs(30)));
+    if cfg.sys_interval > 0 {
+        tokio::spawn(sys_topics::run(
+            Arc::clone(&broker),
+            Duration::from_secs(cfg.sys_interval),
+        ));
+    }
+    // Signal handlers are installed before "sluice started": a signal that
+    // comes right after must not find the default action (exit) in place.
+    let (first_signal, second_signal) = signals(store.clone())?;
+    tokio::spawn(reload_on_sighup(Arc::clone(&reloader))?);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
+    let drain_timeout = Duration::from_secs(cfg.drain_timeout_secs);
+    // Keep the broker alive until the store is closed: tearing down its
+    // memory releases messages, which must not read as deletions.
+    let keep_alive = Arc::clone(&broker);
+    // A storage failure shuts the broker down like a signal, and arms a
+    // deadline for the exit (see `ops::store_failure`).
+    let store_failure = tokio::spawn(sluice::ops::store_failure::watch(store.clone()));
+    let shutdown = async move {
+        tokio::select! {
+            () = first_signal => {}
+            _ = store_failure => {}
+        }
+    };
+    server::serve(broker, listeners, shutdown, Duration::from_secs(5)).await;
+    if let Some(state) = &admin {
+        state.ready.store(false, Ordering::Release);
+    }
+    let result = stop(&bridges, &store, drain_timeout).await;
+    drop(second_signal);
+    drop(keep_alive);
+    result
+}
+
+/// Opens the store (or runs in memory), loads the password and ACL files,
+/// and builds the broker with what the store recovered.
+fn start_broker(config: Config) -> anyhow::Result<(Arc<Broker>, Store)> {
     let (store, recovered) = if config.persistence {
         let started = std::time::Instant::now();
         let (store, recovered) =
@@ -255,15 +325,7 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         access.passwords.is_some(),
         anonymous,
     );
-    if let Some(limit) = sluice::ops::process::raise_fd_limit() {
-        let wanted = config.limits.max_connections as u64 + 1024;
-        if limit < wanted {
-            tracing::warn!(open_files = limit, max_connections = config.limits.max_connections, "the open-file limit is below max_connections; raise it (ulimit -n) to hold that many clients");
-        }
-    }
-    let listener_configs = config.listeners.clone();
-    let allow_anonymous = config.allow_anonymous;
-    let initial_level = config.log_level.clone();
+    warn_if_few_open_files(config.limits.max_connections);
     let broker = Broker::new(config, store.clone());
     broker.set_access(access);
     if let Some(recovered) = recovered {
@@ -281,73 +343,54 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             "state recovered"
         );
     }
-    let cfg = &broker.config;
-    let bridges = Bridges::start_all(&broker, &cfg.bridges, &cfg.data_dir).await?;
-    let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
-    for l in &listeners {
-        let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
-        tracing::info!(protocol, %addr, "listening");
-    }
-    let bound: Vec<_> = listeners.iter().map(|l| Arc::clone(&l.ctx)).collect();
-    let reloader = Arc::new(Reloader::new(
-        logging.config_file,
-        Arc::clone(&broker),
-        Arc::clone(&bridges),
-        bound.clone(),
-        logging.set_log_level,
-        initial_level,
-        logging.from_env,
-    ));
-    let admin = if cfg.admin.enabled {
-        let listener = admin::bind(&cfg.admin).await?;
-        let state = AdminState::new(
-            &cfg.admin,
-            Arc::clone(&broker),
-            Arc::clone(&bridges),
-            Arc::clone(&reloader),
-            bound,
-        )?;
-        state.ready.store(true, Ordering::Release);
-        let scheme = if cfg.admin.tls_cert.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        tracing::info!(protocol = "admin", addr = %listener.addr, scheme, "admin API listening");
-        tokio::spawn(admin::serve(listener, Arc::clone(&state)));
-        Some(state)
-    } else {
-        None
-    };
-    tokio::spawn(Arc::clone(&broker).housekeeping(Duration::from_secs(30)));
-    if cfg.sys_interval > 0 {
-        tokio::spawn(sys_topics::run(
-            Arc::clone(&broker),
-            Duration::from_secs(cfg.sys_interval),
-        ));
-    }
-    // Signal handlers are installed before "sluice started": a signal that
-    // comes right after must not find the default action (exit) in place.
-    let (first_signal, second_signal) = signals(store.clone())?;
-    tokio::spawn(reload_on_sighup(Arc::clone(&reloader))?);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "sluice started");
-    let drain_timeout = Duration::from_secs(cfg.drain_timeout_secs);
-    // Keep the broker alive until the store is closed: tearing down its
-    // memory releases messages, which must not read as deletions.
-    let keep_alive = Arc::clone(&broker);
-    // A storage failure shuts the broker down like a signal, and arms a
-    // deadline for the exit (see `ops::store_failure`).
-    let store_failure = tokio::spawn(sluice::ops::store_failure::watch(store.clone()));
-    let shutdown = async move {
-        tokio::select! {
-            () = first_signal => {}
-            _ = store_failure => {}
+    Ok((broker, store))
+}
+
+/// Raises the open-file limit as far as allowed and says so when it is
+/// still below what `max_connections` needs.
+fn warn_if_few_open_files(max_connections: usize) {
+    if let Some(limit) = sluice::ops::process::raise_fd_limit() {
+        let wanted = max_connections as u64 + 1024;
+        if limit < wanted {
+            tracing::warn!(open_files = limit, max_connections, "the open-file limit is below max_connections; raise it (ulimit -n) to hold that many clients");
         }
-    };
-    server::serve(broker, listeners, shutdown, Duration::from_secs(5)).await;
-    if let Some(state) = &admin {
-        state.ready.store(false, Ordering::Release);
     }
+}
+
+/// Binds and serves the admin listener when it is enabled; its state says
+/// whether the broker is ready.
+async fn start_admin(
+    broker: &Arc<Broker>,
+    bridges: &Arc<Bridges>,
+    reloader: &Arc<Reloader>,
+    bound: Vec<Arc<server::ListenerCtx>>,
+) -> anyhow::Result<Option<Arc<AdminState>>> {
+    let cfg = &broker.config;
+    if !cfg.admin.enabled {
+        return Ok(None);
+    }
+    let listener = admin::bind(&cfg.admin).await?;
+    let state = AdminState::new(
+        &cfg.admin,
+        Arc::clone(broker),
+        Arc::clone(bridges),
+        Arc::clone(reloader),
+        bound,
+    )?;
+    state.ready.store(true, Ordering::Release);
+    let scheme = if cfg.admin.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(protocol = "admin", addr = %listener.addr, scheme, "admin API listening");
+    tokio::spawn(admin::serve(listener, Arc::clone(&state)));
+    Ok(Some(state))
+}
+
+/// After the listeners closed: bridges deliver what they can within the
+/// drain timeout (not after a storage failure), stop, and the store closes.
+async fn stop(bridges: &Bridges, store: &Store, drain_timeout: Duration) -> anyhow::Result<()> {
     let failure = store.failure();
     if failure.is_none() {
         let left = bridges.drain(drain_timeout).await;
@@ -357,8 +400,6 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     }
     bridges.stop_all().await;
     store.close();
-    drop(second_signal);
-    drop(keep_alive);
     if let Some(cause) = failure {
         anyhow::bail!("storage failure: {cause}");
     }

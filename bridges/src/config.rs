@@ -35,6 +35,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Why a sink could not be built: the sink's own error, worded as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkBuildError {
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpSinkError),
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaSinkSetupError),
+}
+
 /// Where a bridge sends its records: the `[bridges.sink]` table, whose
 /// `kind` picks the sink.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -77,15 +86,11 @@ impl SinkConfig {
 
     /// Builds the sink; the error names the problem (see [`Self::check`],
     /// which the configuration ran already).
-    pub fn build(&self) -> Result<AnySink, String> {
-        match self {
-            SinkConfig::Http(c) => crate::http::HttpSink::new(c.clone())
-                .map(|s| AnySink::Http(Box::new(s)))
-                .map_err(|e| e.to_string()),
-            SinkConfig::Kafka(c) => crate::kafka::KafkaSink::new(c.clone())
-                .map(AnySink::Kafka)
-                .map_err(|e| e.to_string()),
-        }
+    pub fn build(&self) -> Result<AnySink, SinkBuildError> {
+        Ok(match self {
+            SinkConfig::Http(c) => AnySink::Http(Box::new(crate::http::HttpSink::new(c.clone())?)),
+            SinkConfig::Kafka(c) => AnySink::Kafka(crate::kafka::KafkaSink::new(c.clone())?),
+        })
     }
 }
 
@@ -195,9 +200,9 @@ impl BridgeConfig {
     /// start-up would refuse, so a configuration check refuses the same.
     /// `check_filter` is the broker's rule for a topic filter (its limits
     /// are the broker's). Messages start with the bridge's name.
-    pub fn validate(
+    pub fn validate<E: std::fmt::Display>(
         &self,
-        check_filter: impl Fn(&str) -> Result<(), String>,
+        check_filter: impl Fn(&str) -> Result<(), E>,
     ) -> Result<(), ConfigError> {
         let who = format!("bridge `{}`: ", self.name);
         let invalid = |key: &str, message: &str| ConfigError {

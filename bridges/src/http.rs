@@ -143,22 +143,10 @@ impl HttpSink {
     }
 
     /// Makes one request and waits for its whole answer, within the timeout.
-    async fn deliver(&self, out: Outgoing) -> Result<(), SinkError> {
+    async fn deliver(&self, mut out: Outgoing) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.timeout;
-        let label = out.label;
-
-        let mut req = http::Request::new(Full::new(out.body));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = out.uri;
-        let headers = req.headers_mut();
-        headers.insert(RECORD_ID.clone(), out.ids);
-        if let Some(topic) = out.topic {
-            headers.insert(MQTT_TOPIC.clone(), topic);
-        }
-        for (name, value) in &self.fixed_headers {
-            headers.append(name.clone(), value.clone());
-        }
-
+        let label = std::mem::take(&mut out.label);
+        let req = self.request(out);
         let response = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -201,6 +189,40 @@ impl HttpSink {
         if verdict == Verdict::Delivered {
             return Ok(());
         }
+        let message = self.refusal(&label, status, retry_after, location, body.as_deref());
+        Err(match verdict {
+            Verdict::Retry => SinkError::Retryable(message),
+            _ => SinkError::Permanent(message),
+        })
+    }
+
+    /// The request for one outgoing body: method, URI, the record ids and
+    /// topic headers, then the configured headers.
+    fn request(&self, out: Outgoing) -> http::Request<Full<Bytes>> {
+        let mut req = http::Request::new(Full::new(out.body));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = out.uri;
+        let headers = req.headers_mut();
+        headers.insert(RECORD_ID.clone(), out.ids);
+        if let Some(topic) = out.topic {
+            headers.insert(MQTT_TOPIC.clone(), topic);
+        }
+        for (name, value) in &self.fixed_headers {
+            headers.append(name.clone(), value.clone());
+        }
+        req
+    }
+
+    /// Why the endpoint did not take the records, for the bridge's status
+    /// and log; remembers a `Retry-After` in seconds for the next attempt.
+    fn refusal(
+        &self,
+        label: &str,
+        status: http::StatusCode,
+        retry_after: Option<String>,
+        location: Option<String>,
+        body: Option<&[u8]>,
+    ) -> String {
         let mut message = format!("{label}: HTTP {status}");
         if let Some(secs) = retry_after
             .as_deref()
@@ -217,14 +239,11 @@ impl HttpSink {
         if let Some(location) = location.filter(|_| status.is_redirection()) {
             message.push_str(&format!(" (redirects to {location}, not followed)"));
         }
-        if let Some(quote) = body.as_deref().and_then(quote_body) {
+        if let Some(quote) = body.and_then(quote_body) {
             message.push_str(": ");
             message.push_str(&quote);
         }
-        Err(match verdict {
-            Verdict::Retry => SinkError::Retryable(message),
-            _ => SinkError::Permanent(message),
-        })
+        message
     }
 }
 

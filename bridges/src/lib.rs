@@ -25,6 +25,6 @@ pub mod sink;
 pub mod transform;
 
 pub use any_sink::AnySink;
-pub use config::{BridgeAck, BridgeConfig, SinkConfig, CLIENT_ID_PREFIX};
+pub use config::{BridgeAck, BridgeConfig, SinkBuildError, SinkConfig, CLIENT_ID_PREFIX};
 pub use record::{Input, Record};
 pub use sink::{Sink, SinkError};

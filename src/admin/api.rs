@@ -393,6 +393,6 @@ pub struct LogLevelRequest {
 pub async fn set_log_level(State(s): Shared, Json(req): Json<LogLevelRequest>) -> Response {
     match s.reloader.set_log_level(&req.level).await {
         Ok(()) => Json(json!({"level": req.level})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

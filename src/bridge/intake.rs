@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sluice_bridges::buffer::{Buffer, BufferError};
-use sluice_bridges::transform::runner::Runner;
+use sluice_bridges::transform::runner::{Outcome, Runner};
 use sluice_bridges::{Input, Record};
 
 use super::running::Shared;
@@ -21,8 +21,9 @@ use crate::store::{now_ms, Store};
 const INTAKE_BATCH: usize = 2048;
 
 /// Records per buffer append: each append is one fsync, so larger chunks
-/// are what lets the bridge keep up with the broker (64 capped it near
-/// 20k records/s). A chunk over the quota is split into single records.
+/// are what lets the bridge keep up with the broker (BENCHMARKS.md,
+/// "Bridge buffer fsyncs"). A chunk over the quota is split into single
+/// records.
 const APPEND_CHUNK: usize = 1024;
 
 /// The transform's input; `origin` (the message as the broker accepted
@@ -49,58 +50,35 @@ fn input_of(p: &Publish, origin: Option<&Message>) -> Input {
     }
 }
 
+/// What the bridge owes a message it took: the publisher's acknowledgement
+/// when it waits for the sink (`ack = "sink"`), and the broker's message
+/// id (a stable header across a crash).
+type Extras = (Option<Arc<dyn SinkAck>>, Option<u64>);
+
+/// One round's messages, taken from the session under one lock.
+struct Batch {
+    publishes: Vec<Publish>,
+    extras: Vec<Extras>,
+    /// The messages as the broker accepted them (for the transform's input).
+    origins: Vec<Option<Arc<Message>>>,
+}
+
 /// Runs until the bridge is stopped. The transform runs on the runner's
 /// own thread under its budget, never on the runtime's workers, and the
 /// wait for it gives way to a stop.
 pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
     let slot = Arc::clone(&shared.slot);
     let mut stop = shared.stop.clone();
-    // What a previous run (or the broker before a crash) took from the
-    // session but never acknowledged comes first, in its original order.
-    let mut carried: Vec<Publish> = slot
-        .state
-        .lock()
-        .resend(Instant::now())
-        .into_iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let mut carried = unacknowledged(&shared);
     loop {
         if shared.stopping() {
             return;
         }
-        type Extras = (Option<Arc<dyn SinkAck>>, Option<u64>);
-        let (batch, extras, origins): (Vec<Publish>, Vec<Extras>, Vec<Option<Arc<Message>>>) = {
-            let mut state = slot.state.lock();
-            let now = Instant::now();
-            let mut batch = std::mem::take(&mut carried);
-            let mut origins: Vec<Option<Arc<Message>>> = batch
-                .iter()
-                .map(|p| p.packet_id.and_then(|id| state.message_of(id)))
-                .collect();
-            while batch.len() < INTAKE_BATCH {
-                let next = state.next_delivery(now, 4096, |d, id| {
-                    (build_publish(d, id, false, now), Arc::clone(&d.message))
-                });
-                match next {
-                    Some((p, m)) => {
-                        batch.push(p);
-                        origins.push(Some(m));
-                    }
-                    None => break,
-                }
-            }
-            let extras = batch
-                .iter()
-                .map(|p| match p.packet_id {
-                    Some(id) => (state.take_sink_ack(id), state.message_id_of(id)),
-                    None => (None, None),
-                })
-                .collect();
-            (batch, extras, origins)
-        };
+        let Batch {
+            publishes: batch,
+            extras,
+            origins,
+        } = take_batch(&shared, std::mem::take(&mut carried));
         if batch.is_empty() {
             tokio::select! {
                 _ = slot.notify.notified() => {}
@@ -115,72 +93,10 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             .map(|(p, m)| input_of(p, m.as_deref()))
             .collect();
         drop(origins);
-        let outcomes = tokio::select! {
-            r = runner.apply_all(inputs) => r,
-            // The batch stays in flight in the session for the next run.
-            _ = stop.changed() => return,
+        let Some(outcomes) = transform(&shared, &runner, &mut stop, inputs).await else {
+            return;
         };
-        let outcomes = match outcomes {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(bridge = %shared.name, error = %e, "bridge intake stopped: its messages wait in its session until it restarts");
-                *shared.failed.lock() = Some(e.to_string());
-                while !shared.stopping() {
-                    if stop.changed().await.is_err() {
-                        return;
-                    }
-                }
-                return;
-            }
-        };
-        let mut next_id = shared.buffer.lock().next_id();
-        let mut records: Vec<Record> = Vec::with_capacity(batch.len());
-        let mut dropped = 0u64;
-        for ((p, (signal, message_id)), outcome) in batch.iter().zip(extras).zip(outcomes) {
-            match outcome {
-                Ok(Some(mut r)) => {
-                    r.id = next_id;
-                    if let Some(m) = message_id {
-                        // Stable across a crash that buffers the message
-                        // again under a new record id.
-                        r.headers.push((
-                            sluice_bridges::record::MESSAGE_ID_HEADER.to_owned(),
-                            bytes::Bytes::from(m.to_string()),
-                        ));
-                    }
-                    if let Some(signal) = signal {
-                        shared.sink_acks.lock().push_back((r.id, signal));
-                    }
-                    records.push(r);
-                    next_id += 1;
-                }
-                Ok(None) => {
-                    dropped += 1;
-                    if let Some(signal) = signal {
-                        signal.fire();
-                    }
-                }
-                Err(e) => {
-                    // The input as it came, so it can be replayed by hand.
-                    let raw = Record {
-                        id: 0,
-                        destination: String::new(),
-                        key: None,
-                        payload: p.payload.clone(),
-                        headers: vec![(
-                            "mqtt-topic".into(),
-                            bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
-                        )],
-                        timestamp_ms: now_ms(),
-                    };
-                    dead_letter(&shared, raw, format!("transform failed: {e}")).await;
-                    if let Some(signal) = signal {
-                        signal.fire();
-                    }
-                }
-            }
-        }
-        BridgeStats::add(&shared.stats.dropped_by_transform, dropped);
+        let records = to_records(&shared, &batch, extras, outcomes).await;
         let produced = records.len() as u64;
         // Append durably, retrying while the buffer is full (block policy):
         // meanwhile messages wait in the session queue, bounded by its limits.
@@ -200,6 +116,149 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
         }
         slot.flush_journal(&store);
         shared.wake.notify_one();
+    }
+}
+
+/// What a previous run (or the broker before a crash) took from the
+/// session but never acknowledged: it comes first, in its original order.
+fn unacknowledged(shared: &Shared) -> Vec<Publish> {
+    shared
+        .slot
+        .state
+        .lock()
+        .resend(Instant::now())
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `carried` and then up to [`INTAKE_BATCH`] messages from the session,
+/// with what each owes (see [`Extras`]).
+fn take_batch(shared: &Shared, carried: Vec<Publish>) -> Batch {
+    let mut state = shared.slot.state.lock();
+    let now = Instant::now();
+    let mut batch = carried;
+    let mut origins: Vec<Option<Arc<Message>>> = batch
+        .iter()
+        .map(|p| p.packet_id.and_then(|id| state.message_of(id)))
+        .collect();
+    while batch.len() < INTAKE_BATCH {
+        let next = state.next_delivery(now, 4096, |d, id| {
+            (build_publish(d, id, false, now), Arc::clone(&d.message))
+        });
+        match next {
+            Some((p, m)) => {
+                batch.push(p);
+                origins.push(Some(m));
+            }
+            None => break,
+        }
+    }
+    let extras = batch
+        .iter()
+        .map(|p| match p.packet_id {
+            Some(id) => (state.take_sink_ack(id), state.message_id_of(id)),
+            None => (None, None),
+        })
+        .collect();
+    Batch {
+        publishes: batch,
+        extras,
+        origins,
+    }
+}
+
+/// Runs the transform over the batch; `None` when the bridge stops first
+/// (the batch stays in flight in the session for the next run) or the
+/// runner failed (its messages wait in the session until a restart).
+async fn transform(
+    shared: &Shared,
+    runner: &Runner,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    inputs: Vec<Input>,
+) -> Option<Vec<Outcome>> {
+    let outcomes = tokio::select! {
+        r = runner.apply_all(inputs) => r,
+        _ = stop.changed() => return None,
+    };
+    match outcomes {
+        Ok(o) => Some(o),
+        Err(e) => {
+            tracing::error!(bridge = %shared.name, error = %e, "bridge intake stopped: its messages wait in its session until it restarts");
+            *shared.failed.lock() = Some(e.to_string());
+            while !shared.stopping() {
+                if stop.changed().await.is_err() {
+                    return None;
+                }
+            }
+            None
+        }
+    }
+}
+
+/// The records the transform produced, numbered from the buffer's next
+/// id; a dropped message fires its acknowledgement at once, a failed one
+/// goes to the dead-letter file as it came.
+async fn to_records(
+    shared: &Arc<Shared>,
+    batch: &[Publish],
+    extras: Vec<Extras>,
+    outcomes: Vec<Outcome>,
+) -> Vec<Record> {
+    let mut next_id = shared.buffer.lock().next_id();
+    let mut records: Vec<Record> = Vec::with_capacity(batch.len());
+    let mut dropped = 0u64;
+    for ((p, (signal, message_id)), outcome) in batch.iter().zip(extras).zip(outcomes) {
+        match outcome {
+            Ok(Some(mut r)) => {
+                r.id = next_id;
+                if let Some(m) = message_id {
+                    // Stable across a crash that buffers the message
+                    // again under a new record id.
+                    r.headers.push((
+                        sluice_bridges::record::MESSAGE_ID_HEADER.to_owned(),
+                        bytes::Bytes::from(m.to_string()),
+                    ));
+                }
+                if let Some(signal) = signal {
+                    shared.sink_acks.lock().push_back((r.id, signal));
+                }
+                records.push(r);
+                next_id += 1;
+            }
+            Ok(None) => {
+                dropped += 1;
+                if let Some(signal) = signal {
+                    signal.fire();
+                }
+            }
+            Err(e) => {
+                dead_letter(shared, raw_record(p), format!("transform failed: {e}")).await;
+                if let Some(signal) = signal {
+                    signal.fire();
+                }
+            }
+        }
+    }
+    BridgeStats::add(&shared.stats.dropped_by_transform, dropped);
+    records
+}
+
+/// The input as it came, so it can be replayed by hand.
+fn raw_record(p: &Publish) -> Record {
+    Record {
+        id: 0,
+        destination: String::new(),
+        key: None,
+        payload: p.payload.clone(),
+        headers: vec![(
+            "mqtt-topic".into(),
+            bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
+        )],
+        timestamp_ms: now_ms(),
     }
 }
 

@@ -136,7 +136,10 @@ impl Bridges {
     /// changed ones restart on the same buffer so nothing buffered is lost.
     /// Every new bridge is built before anything stops, so a bad definition
     /// leaves the running set untouched.
-    pub async fn reload(&self, configs: &[BridgeConfig]) -> Result<BridgeChanges, String> {
+    pub async fn reload(
+        &self,
+        configs: &[BridgeConfig],
+    ) -> Result<BridgeChanges, BridgeStartError> {
         let mut running = self.running.lock().await;
         let mut changes = BridgeChanges::default();
         // Only what is new or changed is built (a Kafka producer starts
@@ -147,7 +150,7 @@ impl Bridges {
                 .iter()
                 .any(|r| r.name() == c.name && r.shared.config == *c);
             if !unchanged {
-                prepared.insert(c.name.clone(), prepare(c).map_err(|e| e.to_string())?);
+                prepared.insert(c.name.clone(), prepare(c)?);
             }
         }
         let old: Vec<RunningBridge> = std::mem::take(&mut *running);
@@ -239,7 +242,7 @@ fn prepare(cfg: &BridgeConfig) -> Result<Prepared, BridgeStartError> {
     };
     Ok(Prepared {
         transform: cfg.compile_transform().map_err(|e| err(e.to_string()))?,
-        sink: cfg.sink.build().map_err(err)?,
+        sink: cfg.sink.build().map_err(|e| err(e.to_string()))?,
     })
 }
 

@@ -41,38 +41,89 @@ pub fn check_topic_name(topic: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-impl Connect {
-    pub fn decode(r: &mut Reader) -> Result<Connect, DecodeError> {
-        let name = r.string()?;
-        let level = r.u8()?;
-        let protocol = match (&*name, level) {
-            ("MQTT", 4) => ProtocolVersion::V311,
-            ("MQTT", 5) => ProtocolVersion::V5,
-            ("MQIsdp", 3) => ProtocolVersion::V31,
-            ("MQTT", _) | ("MQIsdp", _) => {
-                return Err(DecodeError::UnsupportedProtocolVersion(level))
-            }
-            _ => return Err(DecodeError::Protocol("unknown protocol name")),
-        };
-        let flags = r.u8()?;
+/// The flags byte of CONNECT (spec 3.1.2.3), checked.
+struct ConnectFlags {
+    clean_start: bool,
+    /// The will's QoS and retain flag when the will flag is set.
+    will: Option<(QoS, bool)>,
+    username: bool,
+    password: bool,
+}
+
+impl ConnectFlags {
+    fn decode(flags: u8, protocol: ProtocolVersion) -> Result<ConnectFlags, DecodeError> {
         if flags & 0x01 != 0 {
             return Err(DecodeError::Malformed("CONNECT reserved flag set"));
         }
-        let clean_start = flags & 0x02 != 0;
         let will_flag = flags & 0x04 != 0;
         let will_qos = (flags >> 3) & 0x03;
         let will_retain = flags & 0x20 != 0;
-        let password_flag = flags & 0x40 != 0;
-        let username_flag = flags & 0x80 != 0;
+        let password = flags & 0x40 != 0;
+        let username = flags & 0x80 != 0;
         if !will_flag && (will_qos != 0 || will_retain) {
             return Err(DecodeError::Malformed(
                 "will QoS or retain set without will flag",
             ));
         }
         let will_qos = QoS::from_u8(will_qos).ok_or(DecodeError::Malformed("will QoS 3"))?;
-        if password_flag && !username_flag && !protocol.is_v5() {
+        if password && !username && !protocol.is_v5() {
             return Err(DecodeError::Malformed("password without user name"));
         }
+        Ok(ConnectFlags {
+            clean_start: flags & 0x02 != 0,
+            will: will_flag.then_some((will_qos, will_retain)),
+            username,
+            password,
+        })
+    }
+}
+
+/// The protocol name and level (spec 3.1.2.1, 3.1.2.2).
+fn decode_protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
+    let name = r.string()?;
+    let level = r.u8()?;
+    match (&*name, level) {
+        ("MQTT", 4) => Ok(ProtocolVersion::V311),
+        ("MQTT", 5) => Ok(ProtocolVersion::V5),
+        ("MQIsdp", 3) => Ok(ProtocolVersion::V31),
+        ("MQTT", _) | ("MQIsdp", _) => Err(DecodeError::UnsupportedProtocolVersion(level)),
+        _ => Err(DecodeError::Protocol("unknown protocol name")),
+    }
+}
+
+impl Will {
+    /// The will's part of the CONNECT payload: properties (5.0), topic,
+    /// payload.
+    fn decode(
+        r: &mut Reader,
+        protocol: ProtocolVersion,
+        (qos, retain): (QoS, bool),
+    ) -> Result<Will, DecodeError> {
+        let properties = if protocol.is_v5() {
+            Properties::decode(r, PropertyScope::Will)?
+        } else {
+            Properties::default()
+        };
+        let topic = r.string()?;
+        if topic.is_empty() {
+            return Err(DecodeError::TopicNameInvalid("empty will topic"));
+        }
+        check_topic_name(&topic)?;
+        let payload = r.binary()?;
+        Ok(Will {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        })
+    }
+}
+
+impl Connect {
+    pub fn decode(r: &mut Reader) -> Result<Connect, DecodeError> {
+        let protocol = decode_protocol(r)?;
+        let flags = ConnectFlags::decode(r.u8()?, protocol)?;
         let keep_alive = r.u16()?;
         let properties = if protocol.is_v5() {
             Properties::decode(r, PropertyScope::Connect)?
@@ -85,34 +136,16 @@ impl Connect {
             ));
         }
         let client_id = r.string()?;
-        let will = if will_flag {
-            let properties = if protocol.is_v5() {
-                Properties::decode(r, PropertyScope::Will)?
-            } else {
-                Properties::default()
-            };
-            let topic = r.string()?;
-            if topic.is_empty() {
-                return Err(DecodeError::TopicNameInvalid("empty will topic"));
-            }
-            check_topic_name(&topic)?;
-            let payload = r.binary()?;
-            Some(Will {
-                topic,
-                payload,
-                qos: will_qos,
-                retain: will_retain,
-                properties,
-            })
-        } else {
-            None
+        let will = match flags.will {
+            Some(will) => Some(Will::decode(r, protocol, will)?),
+            None => None,
         };
-        let username = if username_flag {
+        let username = if flags.username {
             Some(r.string()?)
         } else {
             None
         };
-        let password = if password_flag {
+        let password = if flags.password {
             Some(r.binary()?)
         } else {
             None
@@ -122,7 +155,7 @@ impl Connect {
         }
         Ok(Connect {
             protocol,
-            clean_start,
+            clean_start: flags.clean_start,
             keep_alive,
             properties,
             client_id,

@@ -140,62 +140,52 @@ pub fn decode_packet(
         // chunk per large packet.
         *buf = BytesMut::from(&buf[..]);
     }
-    let mut r = Reader::new(body);
+    decode_body(packet_type, flags, Reader::new(body), version).map(Some)
+}
+
+/// The flags a packet type's fixed header must carry (spec 2.1.3), `None`
+/// where they carry information (PUBLISH) or the type is reserved for this
+/// version (0, and AUTH before 5.0).
+fn required_flags(packet_type: u8, v: ProtocolVersion) -> Option<u8> {
+    match packet_type {
+        6 | 8 | 10 => Some(2),
+        1 | 2 | 4 | 5 | 7 | 9 | 11..=14 => Some(0),
+        15 if v.is_v5() => Some(0),
+        _ => None,
+    }
+}
+
+/// Decodes a whole packet body by the type from its fixed header, after
+/// checking the header's reserved flags.
+fn decode_body(
+    packet_type: u8,
+    flags: u8,
+    mut r: Reader,
+    version: Option<ProtocolVersion>,
+) -> Result<Packet, DecodeError> {
     let v = version.unwrap_or(ProtocolVersion::V311);
-    let expect_flags = |want: u8| {
-        if flags == want {
-            Ok(())
-        } else {
-            Err(DecodeError::Malformed("reserved fixed header flags"))
-        }
-    };
+    if required_flags(packet_type, v).is_some_and(|want| flags != want) {
+        return Err(DecodeError::Malformed("reserved fixed header flags"));
+    }
+    let r = &mut r;
     let packet = match packet_type {
         1 => {
-            expect_flags(0)?;
             if version.is_some() {
                 return Err(DecodeError::Protocol("second CONNECT"));
             }
-            Packet::Connect(Box::new(Connect::decode(&mut r)?))
+            Packet::Connect(Box::new(Connect::decode(r)?))
         }
-        2 => {
-            expect_flags(0)?;
-            Packet::ConnAck(ConnAck::decode(&mut r, v)?)
-        }
-        3 => Packet::Publish(Publish::decode(flags, &mut r, v)?),
-        4 => {
-            expect_flags(0)?;
-            Packet::PubAck(Ack::decode(AckKind::PubAck, &mut r, v)?)
-        }
-        5 => {
-            expect_flags(0)?;
-            Packet::PubRec(Ack::decode(AckKind::PubRec, &mut r, v)?)
-        }
-        6 => {
-            expect_flags(2)?;
-            Packet::PubRel(Ack::decode(AckKind::PubRel, &mut r, v)?)
-        }
-        7 => {
-            expect_flags(0)?;
-            Packet::PubComp(Ack::decode(AckKind::PubComp, &mut r, v)?)
-        }
-        8 => {
-            expect_flags(2)?;
-            Packet::Subscribe(Subscribe::decode(&mut r, v)?)
-        }
-        9 => {
-            expect_flags(0)?;
-            Packet::SubAck(SubAck::decode(&mut r, v)?)
-        }
-        10 => {
-            expect_flags(2)?;
-            Packet::Unsubscribe(Unsubscribe::decode(&mut r, v)?)
-        }
-        11 => {
-            expect_flags(0)?;
-            Packet::UnsubAck(UnsubAck::decode(&mut r, v)?)
-        }
+        2 => Packet::ConnAck(ConnAck::decode(r, v)?),
+        3 => Packet::Publish(Publish::decode(flags, r, v)?),
+        4 => Packet::PubAck(Ack::decode(AckKind::PubAck, r, v)?),
+        5 => Packet::PubRec(Ack::decode(AckKind::PubRec, r, v)?),
+        6 => Packet::PubRel(Ack::decode(AckKind::PubRel, r, v)?),
+        7 => Packet::PubComp(Ack::decode(AckKind::PubComp, r, v)?),
+        8 => Packet::Subscribe(Subscribe::decode(r, v)?),
+        9 => Packet::SubAck(SubAck::decode(r, v)?),
+        10 => Packet::Unsubscribe(Unsubscribe::decode(r, v)?),
+        11 => Packet::UnsubAck(UnsubAck::decode(r, v)?),
         12 | 13 => {
-            expect_flags(0)?;
             if !r.is_empty() {
                 return Err(DecodeError::Malformed("bytes in PINGREQ/PINGRESP"));
             }
@@ -205,17 +195,11 @@ pub fn decode_packet(
                 Packet::PingResp
             }
         }
-        14 => {
-            expect_flags(0)?;
-            Packet::Disconnect(Disconnect::decode(&mut r, v)?)
-        }
-        15 if v.is_v5() => {
-            expect_flags(0)?;
-            Packet::Auth(Auth::decode(&mut r)?)
-        }
+        14 => Packet::Disconnect(Disconnect::decode(r, v)?),
+        15 if v.is_v5() => Packet::Auth(Auth::decode(r)?),
         _ => return Err(DecodeError::Malformed("reserved packet type")),
     };
-    Ok(Some(packet))
+    Ok(packet)
 }
 
 /// Size of `packet` on the wire, fixed header included.

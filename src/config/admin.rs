@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::validate::{is_host_pattern, is_origin_pattern, must_exist, Problem};
+
 /// Settings of the admin listener.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,5 +64,55 @@ impl Default for AdminConfig {
             request_timeout_secs: 10,
             max_body_bytes: 2 << 20,
         }
+    }
+}
+
+impl AdminConfig {
+    /// Everything wrong with the `[admin]` table, keys named in full.
+    pub(super) fn validate(&self) -> Result<(), Problem> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(Problem::new(
+                "admin.tls_cert",
+                "admin.tls_cert and admin.tls_key go together",
+            ));
+        }
+        must_exist([
+            ("admin.tls_cert", self.tls_cert.as_ref()),
+            ("admin.tls_key", self.tls_key.as_ref()),
+            ("admin.token_file", self.token_file.as_ref()),
+        ])?;
+        if self.request_timeout_secs == 0 {
+            return Err(Problem::new(
+                "admin.request_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(Problem::new(
+                "admin.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| !is_host_pattern(h)) {
+            return Err(Problem::new(
+                "admin.allowed_hosts",
+                format!("`{bad}` is not `*`, `name` or `name:port`"),
+            ));
+        }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin_pattern(o)) {
+            return Err(Problem::new(
+                "admin.allowed_origins",
+                format!("`{bad}` is not `*` or `http(s)://host[:port]`"),
+            ));
+        }
+        if let (None, Some(var)) = (&self.token_file, &self.token_env) {
+            if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                return Err(Problem::new(
+                    "admin.token_env",
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -9,13 +9,24 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::bridge::{BridgeChanges, Bridges};
+use crate::bridge::{BridgeChanges, BridgeStartError, Bridges};
 use crate::broker::{AccessControl, Broker};
 use crate::config::{Config, ConfigError};
 use crate::server::ListenerCtx;
 
 /// Replaces the running log filter; errors name what was wrong.
-pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), LogLevelError> + Send + Sync>;
+
+/// Why a log filter was not put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum LogLevelError {
+    /// Not a valid tracing filter.
+    #[error(transparent)]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    /// The running subscriber is gone (shutting down).
+    #[error(transparent)]
+    Reload(#[from] tracing_subscriber::reload::Error),
+}
 
 /// Why a reload changed nothing. The messages are the causes' own: the
 /// admin API and the SIGHUP log show them as they are.
@@ -25,12 +36,12 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Access(#[from] AuthError),
-    /// A bridge could not be built (the bridges report text).
+    /// A bridge could not be built.
     #[error("{0}")]
-    Bridges(String),
+    Bridges(#[from] BridgeStartError),
     /// The new log filter was refused.
     #[error("{0}")]
-    LogLevel(String),
+    LogLevel(#[from] LogLevelError),
 }
 
 /// What a reload did.
@@ -81,7 +92,7 @@ impl Reloader {
     }
 
     /// Sets the log filter now (admin API), whatever `RUST_LOG` said.
-    pub async fn set_log_level(&self, level: &str) -> Result<(), String> {
+    pub async fn set_log_level(&self, level: &str) -> Result<(), LogLevelError> {
         let mut current = self.lock.lock().await;
         (self.set_log_level)(level)?;
         *current = level.to_owned();
@@ -96,14 +107,10 @@ impl Reloader {
         let access = AccessControl::load(config.password_file.as_ref(), config.acl_file.as_ref())?;
         // Config::load compiled every transform; the bridges' reload builds
         // every sink before it stops anything.
-        let bridges = self
-            .bridges
-            .reload(&config.bridges)
-            .await
-            .map_err(ReloadError::Bridges)?;
+        let bridges = self.bridges.reload(&config.bridges).await?;
         self.broker.set_access(access);
         if !self.log_level_from_env && *level != config.log_level {
-            (self.set_log_level)(&config.log_level).map_err(ReloadError::LogLevel)?;
+            (self.set_log_level)(&config.log_level)?;
             *level = config.log_level.clone();
         }
         let mut tls_listeners_reloaded = 0;

@@ -16,7 +16,6 @@ mod closing;
 mod connect;
 mod kafka_peer;
 mod limits;
-mod load_generator;
 mod malformed;
 mod operations;
 mod ownership;

@@ -1,4 +1,4 @@
-"""The live dashboard (examples/dashboard, served at /dashboard/ by the admin
+"""The live dashboard (src/admin/dashboard, served at /dashboard/ by the admin
 listener) in headless Chromium, connected back to the broker over WSS with
 the development certificates.
 

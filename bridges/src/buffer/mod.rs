@@ -29,27 +29,31 @@
 //! processes from opening the same directory, so the caller must not.
 //! See `format` for the bytes on disk.
 
+mod cursor;
 mod dead_letter;
+mod error;
 mod format;
+mod open;
 mod reader;
 mod recovery;
+mod space;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
-use format::HEADER_LEN;
 use reader::{approx_size, Reader};
-use recovery::{list_segments, read_cursor, scan_segment};
 
 pub use dead_letter::{DeadLetterPolicy, DEFAULT_DEAD_LETTER_MAX_BYTES};
+use error::io_err;
+pub use error::BufferError;
 
 /// Default size at which the active segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
@@ -144,63 +148,6 @@ pub struct Recovery {
     pub damaged_headers: u64,
 }
 
-/// Why a buffer operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BufferError {
-    /// The quota would be exceeded under `FullPolicy::Block`; retry after
-    /// the sink has acknowledged records.
-    #[error("bridge buffer full")]
-    Full,
-    /// The batch alone exceeds the quota (or a field exceeds 4 GiB): it can
-    /// never be appended.
-    #[error("batch of {bytes} bytes can never fit the buffer quota of {max_bytes} bytes")]
-    TooLarge { bytes: u64, max_bytes: u64 },
-    /// Record ids must increase strictly across appends and restarts.
-    #[error("record id {id} is below the buffer's next id {next_id}")]
-    IdNotIncreasing { id: u64, next_id: u64 },
-    /// `ack` was asked for more records than the buffer holds.
-    #[error("cannot acknowledge {requested} records, the buffer holds {available}")]
-    AckOutOfRange { requested: usize, available: usize },
-    /// `dead_letter` on an empty buffer.
-    #[error("the buffer holds no record")]
-    Empty,
-    #[error("invalid buffer configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// The cursor file cannot be trusted. Deleting it makes the buffer
-    /// resend every record still on disk (duplicates, no loss).
-    #[error("cursor file {} is unreadable ({reason}); delete it to resend every buffered record", path.display())]
-    CorruptCursor { path: PathBuf, reason: String },
-    /// A segment written by another format version.
-    #[error("segment {} has format version {version}, this build reads version {}", path.display(), format::SEGMENT_VERSION)]
-    UnsupportedVersion { path: PathBuf, version: u32 },
-    /// A failed append could not be undone on disk; reopen the buffer,
-    /// whose recovery scan will sort out the partial write.
-    #[error("a failed append could not be rolled back; reopen the buffer")]
-    Poisoned,
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BufferError {
-    let path = path.to_path_buf();
-    move |source| BufferError::Io { op, path, source }
-}
-
-/// The persisted cursor.
-#[derive(Debug, Serialize, Deserialize)]
-struct CursorFile {
-    version: u32,
-    /// Every record with a smaller id is acknowledged.
-    acked_below: u64,
-    /// One past the highest id ever appended.
-    next_id: u64,
-}
-
 #[derive(Debug)]
 struct Segment {
     first_id: u64,
@@ -261,127 +208,6 @@ impl std::fmt::Debug for Buffer {
 }
 
 impl Buffer {
-    /// Opens or creates the buffer in `config.dir` and recovers from a
-    /// crash: a torn write at the end of the last segment is cut off,
-    /// damaged records elsewhere are skipped and counted (see
-    /// [`Buffer::recovery`]), and acknowledged segments left behind are
-    /// deleted. Fails rather than start over when the cursor file or a
-    /// segment's format version cannot be trusted.
-    pub fn open(config: BufferConfig) -> Result<Buffer, BufferError> {
-        if config.segment_bytes < MIN_SEGMENT_BYTES {
-            return Err(BufferError::InvalidConfig(
-                "segment_bytes must be at least 64",
-            ));
-        }
-        if config.max_bytes < config.segment_bytes {
-            return Err(BufferError::InvalidConfig(
-                "max_bytes must be at least segment_bytes",
-            ));
-        }
-        fs::create_dir_all(&config.dir).map_err(io_err("create", &config.dir))?;
-        let dir = File::open(&config.dir).map_err(io_err("open", &config.dir))?;
-        let tmp = config.dir.join(CURSOR_TMP);
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("remove", &tmp)(e));
-            }
-            _ => {}
-        }
-
-        let cursor = read_cursor(&config.dir.join(CURSOR_FILE))?;
-        let acked_below = cursor.as_ref().map_or(0, |c| c.acked_below);
-        let mut next_id = cursor.as_ref().map_or(0, |c| c.next_id).max(acked_below);
-
-        let files = list_segments(&config.dir)?;
-        let count = files.len();
-        let mut recovery = Recovery::default();
-        let mut segments = VecDeque::with_capacity(files.len());
-        let mut len = 0;
-        let mut last_sealed = false;
-        for (i, (first_id, path)) in files.into_iter().enumerate() {
-            let is_last = i + 1 == count;
-            let scan = scan_segment(&path, is_last, acked_below, config.fsync, &mut recovery)?;
-            len += scan.unacked;
-            next_id = next_id.max(first_id);
-            if let Some(max_id) = scan.max_id {
-                next_id = next_id.max(max_id.saturating_add(1));
-            }
-            if is_last && scan.sealed {
-                // A new segment must not take this one's name.
-                next_id = next_id.max(first_id.saturating_add(1));
-                last_sealed = true;
-            }
-            segments.push_back(Segment {
-                first_id,
-                path,
-                size: scan.size,
-                records: scan.records,
-                known_corrupt: scan.known_corrupt,
-            });
-        }
-        let writer = match segments.back() {
-            Some(last) if !last_sealed => Some(open_append(&last.path)?),
-            _ => None,
-        };
-        recovery.records = len;
-        if recovery.torn_bytes > 0 || recovery.corrupt_records > 0 || recovery.damaged_headers > 0 {
-            tracing::warn!(
-                dir = %config.dir.display(),
-                torn_bytes = recovery.torn_bytes,
-                corrupt_records = recovery.corrupt_records,
-                corrupt_bytes = recovery.corrupt_bytes,
-                damaged_headers = recovery.damaged_headers,
-                "bridge buffer repaired after a crash or disk damage"
-            );
-        }
-
-        let dead_path = config.dir.join(DEAD_LETTER_FILE);
-        let dead = dead_letter::DeadLetterFile::open(
-            dead_path.clone(),
-            config.dead_letter_max_bytes,
-            config.dead_letter_policy,
-        )
-        .map_err(io_err("read", &dead_path))?;
-        let front = segments.front().map_or(0, |s| s.first_id);
-        let mut buffer = Buffer {
-            config,
-            dir,
-            segments,
-            writer,
-            acked_below,
-            next_id,
-            len,
-            ahead: VecDeque::new(),
-            ahead_bytes: 0,
-            reader: Reader {
-                segment: front,
-                pos: HEADER_LEN,
-                handle: None,
-            },
-            peeked: 0,
-            shift: 0,
-            dropped_total: 0,
-            corrupt_total: recovery.corrupt_records,
-            recovery,
-            dead,
-            poisoned: false,
-            unsynced: Vec::new(),
-        };
-        // The cursor is persisted before segments are deleted; a crash in
-        // between leaves acknowledged segments behind.
-        buffer.delete_acked_segments();
-        buffer.recovery.segments = buffer.segments.len();
-        buffer.fill(1)?;
-        tracing::debug!(
-            dir = %buffer.config.dir.display(),
-            records = buffer.len,
-            segments = buffer.segments.len(),
-            next_id = buffer.next_id,
-            "bridge buffer opened"
-        );
-        Ok(buffer)
-    }
-
     /// Appends `records` in order: all of them or none. Ids must increase
     /// strictly and be at least [`Buffer::next_id`]. Durable on return when
     /// `config.fsync`. When the quota would be exceeded: `Err(Full)` under
@@ -468,9 +294,6 @@ impl Buffer {
         Ok(())
     }
 
-    /// Moves the first record (of the last `peek`) to `dir/dead-letter.jsonl`
-    /// with `reason`, then acknowledges it. A crash in between may write
-    /// the line twice.
     /// Writes `record` straight to the dead-letter file, in the same format
     /// as [`Buffer::dead_letter`], for records that never entered the log
     /// (a payload the transform refused, a record larger than the quota).
@@ -499,6 +322,9 @@ impl Buffer {
         self.dead.bytes()
     }
 
+    /// Moves the first record (of the last `peek`) to `dir/dead-letter.jsonl`
+    /// with `reason`, then acknowledges it. A crash in between may write
+    /// the line twice.
     pub fn dead_letter(&mut self, reason: &str) -> Result<(), BufferError> {
         if self.shift > 0 {
             // DropOldest already removed the record the sink refused.
@@ -608,143 +434,6 @@ impl Buffer {
         self.len = self.len.saturating_sub(n as u64);
         self.delete_acked_segments();
         self.keep_front();
-        Ok(())
-    }
-
-    /// Bytes the frames of `sizes` add to the log, given the size of the
-    /// segment open for appending.
-    fn plan(&self, mut active: Option<u64>, sizes: &[u64]) -> u64 {
-        let mut added = 0;
-        for &size in sizes {
-            match active {
-                Some(current)
-                    if current == HEADER_LEN || current + size <= self.config.segment_bytes =>
-                {
-                    active = Some(current + size);
-                    added += size;
-                }
-                _ => {
-                    active = Some(HEADER_LEN + size);
-                    added += HEADER_LEN + size;
-                }
-            }
-        }
-        added
-    }
-
-    fn writable_size(&self) -> Option<u64> {
-        self.writer
-            .as_ref()
-            .and(self.segments.back())
-            .map(|s| s.size)
-    }
-
-    /// Frees space until frames of `sizes` fit the quota; returns how many
-    /// unacknowledged records were dropped.
-    fn make_room(&mut self, sizes: &[u64]) -> Result<u64, BufferError> {
-        let mut dropped = 0;
-        loop {
-            let needed = self.plan(self.writable_size(), sizes);
-            if self.bytes() + needed <= self.config.max_bytes {
-                return Ok(dropped);
-            }
-            if self.len == 0 && !self.segments.is_empty() {
-                // Only acknowledged records left (in the active segment):
-                // start afresh.
-                self.discard_acked_log()?;
-                continue;
-            }
-            match self.config.full_policy {
-                FullPolicy::Block => return Err(BufferError::Full),
-                FullPolicy::DropOldest => {
-                    if self.segments.is_empty() {
-                        return Err(BufferError::Full);
-                    }
-                    dropped += self.drop_oldest_segment()?;
-                }
-            }
-        }
-    }
-
-    /// Deletes every segment when no unacknowledged record is left.
-    fn discard_acked_log(&mut self) -> Result<(), BufferError> {
-        let acked_below = self.acked_below.max(self.next_id);
-        self.persist_cursor(acked_below)?;
-        self.acked_below = acked_below;
-        self.writer = None;
-        self.reader.handle = None;
-        self.ahead.clear();
-        self.ahead_bytes = 0;
-        for segment in self.segments.drain(..) {
-            remove_segment(&segment.path);
-        }
-        Ok(())
-    }
-
-    /// Drops the oldest segment with its unacknowledged records; returns
-    /// how many records were dropped.
-    fn drop_oldest_segment(&mut self) -> Result<u64, BufferError> {
-        let Some(oldest) = self.segments.front() else {
-            return Ok(0);
-        };
-        let boundary = self.segments.get(1).map_or(self.next_id, |s| s.first_id);
-        let later: u64 = self.segments.iter().skip(1).map(|s| s.records).sum();
-        let dropped = if self.acked_below <= boundary {
-            self.len.saturating_sub(later)
-        } else {
-            0
-        };
-        let oldest_id = oldest.first_id;
-        let acked_below = self.acked_below.max(boundary);
-        self.persist_cursor(acked_below)?;
-        self.acked_below = acked_below;
-        self.len -= dropped;
-        self.dropped_total += dropped;
-        while self.ahead.front().is_some_and(|r| r.id < acked_below) {
-            if let Some(record) = self.ahead.pop_front() {
-                self.ahead_bytes = self.ahead_bytes.saturating_sub(approx_size(&record));
-            }
-            if self.peeked > 0 {
-                self.peeked -= 1;
-                self.shift += 1;
-            }
-        }
-        if let Some(segment) = self.segments.pop_front() {
-            if self.segments.is_empty() {
-                self.writer = None;
-            }
-            if self.reader.segment == oldest_id {
-                self.reader.handle = None;
-            }
-            remove_segment(&segment.path);
-        }
-        tracing::warn!(
-            dir = %self.config.dir.display(),
-            dropped,
-            "bridge buffer over quota: dropped the oldest records"
-        );
-        Ok(dropped)
-    }
-
-    /// Writes the cursor atomically: temp file, fsync, rename, fsync dir.
-    fn persist_cursor(&mut self, acked_below: u64) -> Result<(), BufferError> {
-        let cursor = CursorFile {
-            version: CURSOR_VERSION,
-            acked_below,
-            next_id: self.next_id,
-        };
-        let json = serde_json::to_vec(&cursor).unwrap_or_default();
-        let tmp = self.config.dir.join(CURSOR_TMP);
-        let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        file.write_all(&json).map_err(io_err("write", &tmp))?;
-        if self.config.fsync {
-            file.sync_all().map_err(io_err("fsync", &tmp))?;
-        }
-        let path = self.config.dir.join(CURSOR_FILE);
-        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-        if self.config.fsync {
-            self.sync_dir()?;
-        }
         Ok(())
     }
 

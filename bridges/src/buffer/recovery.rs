@@ -1,32 +1,15 @@
-//! What `open` does before the buffer runs: read the cursor, list the
-//! segments, and scan each one, cutting a torn tail off the last segment
+//! What `open` does before the buffer runs: list the segments and scan
+//! each one, cutting a torn tail off the last segment
 //! and counting damage anywhere else.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::format::{self, Frame, Header, HEADER_LEN};
-use super::{io_err, BufferError, CursorFile, Recovery, CURSOR_VERSION, SEGMENT_EXT};
-
-pub(super) fn read_cursor(path: &Path) -> Result<Option<CursorFile>, BufferError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", path)(e)),
-    };
-    let corrupt = |reason: String| BufferError::CorruptCursor {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let cursor: CursorFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    if cursor.version != CURSOR_VERSION {
-        return Err(corrupt(format!("unknown version {}", cursor.version)));
-    }
-    Ok(Some(cursor))
-}
+use super::{io_err, BufferError, Recovery, SEGMENT_EXT};
 
 /// Segment files in `dir`, sorted by their first record id.
 pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
@@ -86,16 +69,7 @@ pub(super) fn scan_segment(
         Header::Torn if is_last => {
             // Died while creating the segment: no record reached it.
             recovery.torn_bytes += data.len() as u64;
-            let mut file = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .map_err(io_err("open", path))?;
-            file.write_all(&format::segment_header())
-                .map_err(io_err("write", path))?;
-            if fsync {
-                file.sync_all().map_err(io_err("fsync", path))?;
-            }
+            rewrite_header(path, fsync)?;
             scan.size = HEADER_LEN;
             return Ok(scan);
         }
@@ -111,6 +85,25 @@ pub(super) fn scan_segment(
             scan.sealed = true;
         }
     }
+    let tail = scan_frames(&data, is_last, acked_below, &mut scan, recovery);
+    if let Some(pos) = tail {
+        // Nothing intact follows: the write the crash tore.
+        recovery.torn_bytes += (data.len() - pos) as u64;
+        cut_at(path, pos as u64, fsync)?;
+        scan.size = pos as u64;
+    }
+    Ok(scan)
+}
+
+/// Reads the frames after the header into `scan`, skipping damage. Returns
+/// where a torn tail starts (last, unsealed segment only), to be cut off.
+fn scan_frames(
+    data: &Bytes,
+    is_last: bool,
+    acked_below: u64,
+    scan: &mut Scan,
+    recovery: &mut Recovery,
+) -> Option<usize> {
     let end = data.len();
     let mut pos = HEADER_LEN as usize;
     while pos < end {
@@ -123,27 +116,14 @@ pub(super) fn scan_segment(
                 scan.max_id = Some(scan.max_id.map_or(record.id, |m| m.max(record.id)));
                 pos += len;
             }
-            Frame::Incomplete | Frame::Corrupt => match format::resync(&data, pos + 1) {
+            Frame::Incomplete | Frame::Corrupt => match format::resync(data, pos + 1) {
                 Some(next) => {
                     recovery.corrupt_records += 1;
                     recovery.corrupt_bytes += (next - pos) as u64;
                     scan.known_corrupt.push(pos as u64);
                     pos = next;
                 }
-                None if is_last && !scan.sealed => {
-                    // Nothing intact follows: the write the crash tore.
-                    recovery.torn_bytes += (end - pos) as u64;
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(io_err("open", path))?;
-                    file.set_len(pos as u64).map_err(io_err("truncate", path))?;
-                    if fsync {
-                        file.sync_all().map_err(io_err("fsync", path))?;
-                    }
-                    scan.size = pos as u64;
-                    break;
-                }
+                None if is_last && !scan.sealed => return Some(pos),
                 None => {
                     recovery.corrupt_records += 1;
                     recovery.corrupt_bytes += (end - pos) as u64;
@@ -153,5 +133,33 @@ pub(super) fn scan_segment(
             },
         }
     }
-    Ok(scan)
+    None
+}
+
+/// Writes a fresh header over a segment whose header a crash tore.
+fn rewrite_header(path: &Path, fsync: bool) -> Result<(), BufferError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    file.write_all(&format::segment_header())
+        .map_err(io_err("write", path))?;
+    if fsync {
+        file.sync_all().map_err(io_err("fsync", path))?;
+    }
+    Ok(())
+}
+
+/// Truncates a segment to `len` bytes.
+fn cut_at(path: &Path, len: u64, fsync: bool) -> Result<(), BufferError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    file.set_len(len).map_err(io_err("truncate", path))?;
+    if fsync {
+        file.sync_all().map_err(io_err("fsync", path))?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::format::Frame;
+use super::format::{Frame, HEADER_LEN};
 use super::*;
 
 fn record(id: u64) -> Record {

@@ -68,8 +68,7 @@ pub struct KafkaSinkConfig {
     /// Records handed to librdkafka at once and awaited together; also what
     /// the delivery loop hands to one `send`. 5000 by default: deep enough
     /// that the round trip and the buffer's cursor write per batch are
-    /// amortized (1000 held the bridge at 47% of direct production, 5000 at
-    /// 69%).
+    /// amortized (BENCHMARKS.md, "Kafka bridge", has the comparison).
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// How long librdkafka keeps trying to deliver a record (including

@@ -12,10 +12,10 @@ use axum::{Json, Router};
 
 use super::AdminState;
 
-const INDEX: &str = include_str!("../../examples/dashboard/index.html");
-const APP: &str = include_str!("../../examples/dashboard/app.js");
-const MQTT: &str = include_str!("../../examples/dashboard/mqtt-ws.js");
-const STYLE: &str = include_str!("../../examples/dashboard/style.css");
+const INDEX: &str = include_str!("index.html");
+const APP: &str = include_str!("app.js");
+const MQTT: &str = include_str!("mqtt-ws.js");
+const STYLE: &str = include_str!("style.css");
 
 fn file(content_type: &'static str, body: &'static str) -> Response {
     (

@@ -1,0 +1,236 @@
+//! A publisher: writes PUBLISH packets straight into a buffer at the
+//! configured rate, within its window of unacknowledged QoS 1/2 messages,
+//! and holds back while subscribers are owed too much (closed loop).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use bytes::{BufMut, BytesMut};
+use sluice::codec::{
+    decode_packet, encode_packet, put_varint, Ack, Packet, PacketId, ProtocolVersion, QoS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{Shared, HEADER};
+
+pub struct PubConfig {
+    pub index: u32,
+    pub topic: String,
+    pub qos: QoS,
+    pub version: ProtocolVersion,
+    pub size: usize,
+    pub rate: f64,
+    pub window: usize,
+}
+
+/// Writes one PUBLISH straight into `buf`: cheaper than building a packet.
+fn put_publish(
+    buf: &mut BytesMut,
+    cfg: &PubConfig,
+    packet_id: u16,
+    seq: u64,
+    now_ns: u64,
+) -> anyhow::Result<()> {
+    let v5 = cfg.version.is_v5();
+    let id_len = if cfg.qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + cfg.topic.len() + id_len + usize::from(v5) + cfg.size;
+    buf.put_u8(0x30 | (cfg.qos.as_u8() << 1));
+    put_varint(buf, u32::try_from(remaining)?)?;
+    buf.put_u16(cfg.topic.len() as u16);
+    buf.put_slice(cfg.topic.as_bytes());
+    if id_len > 0 {
+        buf.put_u16(packet_id);
+    }
+    if v5 {
+        buf.put_u8(0);
+    }
+    buf.put_u32(cfg.index);
+    buf.put_u64(seq);
+    buf.put_u64(now_ns);
+    buf.put_bytes(0, cfg.size - HEADER);
+    Ok(())
+}
+
+/// Reads the broker's acknowledgements (QoS 1/2): PUBACK and PUBCOMP give
+/// a window slot back, PUBREC asks the publisher for a PUBREL.
+fn spawn_ack_reader(
+    mut rd: OwnedReadHalf,
+    window: Arc<Semaphore>,
+    rel_tx: mpsc::UnboundedSender<u16>,
+    v: ProtocolVersion,
+    shared: Arc<Shared>,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            while let Some(p) = decode_packet(&mut buf, Some(v), usize::MAX)? {
+                match p {
+                    Packet::PubAck(_) | Packet::PubComp(_) => window.add_permits(1),
+                    Packet::PubRec(a) => {
+                        let _ = rel_tx.send(a.packet_id.get());
+                    }
+                    _ => {}
+                }
+            }
+            if shared.done.load(Ordering::Acquire) {
+                return anyhow::Ok(());
+            }
+            match tokio::time::timeout(Duration::from_millis(200), rd.read_buf(&mut buf)).await {
+                Ok(Ok(0)) => bail!("broker closed the publisher connection"),
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// One publisher's connection and its state between writes.
+struct Publisher {
+    wr: OwnedWriteHalf,
+    cfg: PubConfig,
+    shared: Arc<Shared>,
+    window: Arc<Semaphore>,
+    rel_rx: mpsc::UnboundedReceiver<u16>,
+    buf: BytesMut,
+}
+
+pub async fn publisher(
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    cfg: PubConfig,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    let window = Arc::new(Semaphore::new(cfg.window));
+    let (rel_tx, rel_rx) = mpsc::unbounded_channel::<u16>();
+    let acks = (cfg.qos != QoS::AtMostOnce).then(|| {
+        spawn_ack_reader(
+            rd,
+            Arc::clone(&window),
+            rel_tx,
+            cfg.version,
+            Arc::clone(&shared),
+        )
+    });
+    let mut p = Publisher {
+        wr,
+        cfg,
+        shared,
+        window,
+        rel_rx,
+        buf: BytesMut::with_capacity(64 * 1024),
+    };
+    p.publish_until_stopped().await?;
+    p.wait_for_acks().await?;
+    if let Some(a) = acks {
+        a.abort();
+    }
+    Ok(())
+}
+
+impl Publisher {
+    async fn publish_until_stopped(&mut self) -> anyhow::Result<()> {
+        let period = (self.cfg.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / self.cfg.rate));
+        let started = Instant::now();
+        let mut seq: u64 = 0;
+        let mut packet_id: u16 = 0;
+        let mut unflushed = 0u64;
+        let shared = Arc::clone(&self.shared);
+        while !shared.stop.load(Ordering::Relaxed) {
+            self.queue_pubrels()?;
+            if shared.max_owed > 0 && shared.owed() > shared.max_owed {
+                self.flush().await?;
+                tokio::time::sleep(Duration::from_micros(500)).await;
+                continue;
+            }
+            if let Some(period) = period {
+                let due = started + period.mul_f64(seq as f64);
+                if Instant::now() < due {
+                    self.flush().await?;
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
+            if self.cfg.qos != QoS::AtMostOnce {
+                if !self.take_window_slot().await? {
+                    continue;
+                }
+                packet_id = if packet_id == u16::MAX {
+                    1
+                } else {
+                    packet_id + 1
+                };
+            }
+            let now_ns = shared.epoch.elapsed().as_nanos() as u64;
+            put_publish(&mut self.buf, &self.cfg, packet_id, seq, now_ns)?;
+            seq += 1;
+            unflushed += 1;
+            if shared.measuring.load(Ordering::Relaxed) {
+                shared.sent_window.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.buf.len() >= 16 * 1024 || period.is_some() || unflushed >= 64 {
+                shared.sent_total.fetch_add(unflushed, Ordering::Relaxed);
+                unflushed = 0;
+                self.flush().await?;
+            }
+        }
+        shared.sent_total.fetch_add(unflushed, Ordering::Relaxed);
+        self.flush().await
+    }
+
+    /// A slot in the window of unacknowledged messages; waits briefly for
+    /// one (after writing what is buffered). False if none came.
+    async fn take_window_slot(&mut self) -> anyhow::Result<bool> {
+        if let Ok(p) = self.window.try_acquire() {
+            p.forget();
+            return Ok(true);
+        }
+        self.flush().await?;
+        match tokio::time::timeout(Duration::from_millis(100), self.window.acquire()).await {
+            Ok(Ok(p)) => {
+                p.forget();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// PUBRELs for the PUBRECs the ack reader passed on.
+    fn queue_pubrels(&mut self) -> anyhow::Result<()> {
+        while let Ok(id) = self.rel_rx.try_recv() {
+            if let Some(id) = PacketId::new(id) {
+                encode_packet(
+                    &Packet::PubRel(Ack::new(id)),
+                    self.cfg.version,
+                    &mut self.buf,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for outstanding acknowledgements (bounded).
+    async fn wait_for_acks(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.cfg.qos != QoS::AtMostOnce
+            && self.window.available_permits() < self.cfg.window
+            && Instant::now() < deadline
+        {
+            self.queue_pubrels()?;
+            self.flush().await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.buf.is_empty() {
+            self.wr.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
