@@ -4,13 +4,16 @@ generator (sluice-bench), on 127.0.0.1.
 
     python3 examples/bench/compare.py [--rounds 3] [--duration 10] [--only SCENARIO,...]
                                       [--brokers sluice,sluice-1t,mosquitto,rumqttd] [--out DIR]
+                                      [--baseline PATH]
 
 Installs what is missing (Debian's mosquitto, `cargo install rumqttd
 --version 0.20.0`, matplotlib), builds Sluice in release mode, then runs
 every scenario against every broker, alternating brokers within each
 round, ROUNDS times. Prints the medians and the ratios, and writes
 DIR/results.json, DIR/results.md (the table for BENCHMARKS.md) and
-DIR/chart.png. Every broker runs in memory, with limits raised so that no
+DIR/chart.png. `--baseline PATH` adds the broker "sluice-baseline": another
+Sluice binary (e.g. a release build of an earlier commit) run with the same
+settings, for before/after comparisons in one run. Every broker runs in memory, with limits raised so that no
 broker drops messages for a slow subscriber. Each run is bounded by
 --duration (plus a warm-up); the whole comparison stops by itself.
 """
@@ -31,6 +34,8 @@ from common import free_port, stop, wait_port
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BENCH = os.path.join(ROOT, "target", "release", "sluice-bench")
 SLUICE = os.path.join(ROOT, "target", "release", "sluice")
+# Set by --baseline: the binary run as broker "sluice-baseline".
+BASELINE = ""
 
 # name -> (description, sluice-bench arguments, the metric compared, unit)
 SCENARIOS = {
@@ -76,7 +81,7 @@ def start_broker(name, workdir):
     """Starts one broker on a free port; returns (process, port)."""
     port = free_port()
     log = open(os.path.join(workdir, f"{name}.log"), "w")
-    if name in SLUICE_VARIANTS:
+    if name in SLUICE_VARIANTS or name == "sluice-baseline":
         env = dict(os.environ)
         env.update({
             "SLUICE__LOG_LEVEL": "warn",
@@ -86,8 +91,9 @@ def start_broker(name, workdir):
             "SLUICE__LIMITS__MAX_TOTAL_QUEUED_BYTES": "16000000000",
             "SLUICE__LIMITS__MAX_INFLIGHT_MESSAGES": "1000",
         })
-        env.update(SLUICE_VARIANTS[name])
-        cmd = [SLUICE, "--bind", f"127.0.0.1:{port}", "--in-memory", "--admin-bind", "127.0.0.1:0"]
+        env.update(SLUICE_VARIANTS.get(name, {}))
+        exe = BASELINE if name == "sluice-baseline" else SLUICE
+        cmd = [exe, "--bind", f"127.0.0.1:{port}", "--in-memory", "--admin-bind", "127.0.0.1:0"]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     elif name == "mosquitto":
         conf = os.path.join(workdir, "mosquitto.conf")
@@ -160,7 +166,12 @@ def main():
     p.add_argument("--only", default="")
     p.add_argument("--brokers", default="sluice,sluice-1t,mosquitto,rumqttd")
     p.add_argument("--out", default=os.path.join(ROOT, "target", "bench-compare"))
+    p.add_argument("--baseline", default="", help="another sluice binary, run as broker sluice-baseline")
     args = p.parse_args()
+    global BASELINE
+    BASELINE = os.path.abspath(args.baseline) if args.baseline else ""
+    if "sluice-baseline" in args.brokers.split(",") and not BASELINE:
+        p.error("broker sluice-baseline needs --baseline PATH")
     # Thousands of connections need as many descriptors in the generator
     # and the broker (both inherit this limit).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -199,9 +210,12 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"raw": raw, "summary": summary, "args": vars(args)}, f, indent=1)
     ours_names = [b for b in brokers if b in SLUICE_VARIANTS]
+    with_baseline = "sluice-baseline" in brokers and "sluice" in brokers
     header = " | ".join(f"{b} vs best other" for b in ours_names)
+    if with_baseline:
+        header += " | sluice vs sluice-baseline"
     lines = ["| scenario | " + " | ".join(brokers) + f" | {header} (>1: Sluice better) |",
-             "|---" * (len(brokers) + 1 + len(ours_names)) + "|"]
+             "|---" * (len(brokers) + 1 + len(ours_names) + int(with_baseline)) + "|"]
     for s in scenarios:
         desc, _, metric, unit = SCENARIOS[s]
         cells = []
@@ -215,15 +229,12 @@ def main():
             if s.startswith("conn") and cps:
                 cell += f", {cps:,.0f} conn/s"
             cells.append(cell)
-        others = [summary[s][b]["median"] for b in brokers if b not in SLUICE_VARIANTS and summary[s][b]["median"]]
-        ratios = []
-        for name in ours_names:
-            ours = summary[s][name]["median"]
-            ratio = "n/a"
-            if ours and others:
-                best = min(others) if metric in LOWER_IS_BETTER else max(others)
-                ratio = f"{best / ours:.2f}×" if metric in LOWER_IS_BETTER else f"{ours / best:.2f}×"
-            ratios.append(ratio)
+        others = [summary[s][b]["median"] for b in brokers
+                  if b not in SLUICE_VARIANTS and b != "sluice-baseline" and summary[s][b]["median"]]
+        ratios = [ratio_of(summary[s][name]["median"], others, metric) for name in ours_names]
+        if with_baseline:
+            before = summary[s]["sluice-baseline"]["median"]
+            ratios.append(ratio_of(summary[s]["sluice"]["median"], [before] if before else [], metric))
         lines.append(f"| {desc} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "results.md"), "w") as f:
@@ -232,6 +243,14 @@ def main():
     print(table)
     chart(summary, scenarios, brokers, os.path.join(args.out, "chart.png"))
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ratio_of(ours, others, metric):
+    """Ours against the best of `others`, as a factor where >1 is better."""
+    if not ours or not others:
+        return "n/a"
+    best = min(others) if metric in LOWER_IS_BETTER else max(others)
+    return f"{best / ours:.2f}×" if metric in LOWER_IS_BETTER else f"{ours / best:.2f}×"
 
 
 def chart(summary, scenarios, brokers, path):
@@ -244,7 +263,7 @@ def chart(summary, scenarios, brokers, path):
     axes = [ax for row in grid for ax in row]
     for ax in axes[len(scenarios):]:
         ax.axis("off")
-    colors = {"sluice": "#1f77b4", "sluice-1t": "#17becf", "mosquitto": "#7f7f7f", "rumqttd": "#ff7f0e"}
+    colors = {"sluice": "#1f77b4", "sluice-1t": "#17becf", "sluice-baseline": "#9ecae1", "mosquitto": "#7f7f7f", "rumqttd": "#ff7f0e"}
     for ax, s in zip(axes, scenarios):
         desc, _, metric, unit = SCENARIOS[s]
         vals = [summary[s][b]["median"] or 0 for b in brokers]
