@@ -14,7 +14,10 @@
 //! not resolved (none exist; `crate::` is the house style for those).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod source_scan;
+use source_scan::rust_files;
 
 /// Floors, bottom first. Keep in step with docs/ARCHITECTURE.md.
 const FLOORS: &[(&str, u8)] = &[
@@ -187,20 +190,6 @@ fn module_of(src_dir: &Path, file: &Path) -> Option<String> {
     match first.as_str() {
         "lib.rs" | "main.rs" | "bin" => None,
         f => Some(f.trim_end_matches(".rs").to_owned()),
-    }
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
     }
 }
 

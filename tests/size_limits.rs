@@ -17,6 +17,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+mod source_scan;
+use source_scan::rust_files;
+
 const MAX_FILE_LINES: usize = 600;
 const MAX_FN_LINES: usize = 80;
 
@@ -213,20 +216,6 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
         found.push((name, start, line_of(close) - start + 1));
     }
     found
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// Files declared only for tests: `#[cfg(test)] mod x;` in their parent.
