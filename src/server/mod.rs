@@ -6,6 +6,7 @@ mod closing;
 mod connection;
 mod handshake;
 mod host;
+pub mod idle;
 mod listener;
 mod opening;
 pub mod origin;
