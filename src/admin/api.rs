@@ -145,14 +145,15 @@ pub async fn kick_client(State(s): Shared, Path(id): Path<String>) -> Response {
     let Some(slot) = find(&s, &id) else {
         return error(StatusCode::NOT_FOUND, format!("no session `{id}`"));
     };
-    let kick = slot.control.lock().kick.take();
-    match kick {
-        Some(k) if slot.is_online() => {
-            let _ = k.send(ReasonCode::AdministrativeAction);
+    if !slot.is_online() {
+        return error(StatusCode::CONFLICT, format!("`{id}` is not connected"));
+    }
+    match slot.kick(ReasonCode::AdministrativeAction) {
+        true => {
             tracing::info!(client_id = %id, "client disconnected by the admin API");
             Json(json!({"disconnected": id})).into_response()
         }
-        _ => error(StatusCode::CONFLICT, format!("`{id}` is not connected")),
+        false => error(StatusCode::CONFLICT, format!("`{id}` is not connected")),
     }
 }
 

@@ -51,6 +51,12 @@ impl Lifecycle {
         self.shutdown.subscribe()
     }
 
+    /// Whether shutdown has begun (read by a connection parking itself,
+    /// which must not miss it).
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }

@@ -45,7 +45,7 @@ pub use restore::RestoreSummary;
 pub use retained::{LocalRetained, RetainedBackend, RetainedStore};
 pub use router::{LocalRouter, RouteEntry, Router, Target};
 pub use signals::{OneshotSinkAck, StoreRelease};
-pub use slot::{Control, SessionSlot, Subscription};
+pub use slot::{set_parked_waker, Control, ParkedWaker, SessionSlot, Subscription};
 pub use stats::{SessionTotals, Stats, TOP_DROPPING_SESSIONS};
 
 use crate::codec::QoS;
@@ -175,6 +175,10 @@ impl Broker {
 
     pub fn begin_shutdown(&self) {
         self.lifecycle.begin_shutdown();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.lifecycle.is_shutting_down()
     }
 
     /// Reserves a connection slot; false when at `max_connections`.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
@@ -14,6 +14,20 @@ use crate::codec::{ProtocolVersion, ReasonCode, SubscriptionOptions, Will};
 use crate::session::{Change, Delivery, Enqueued, QueueLimits, SessionState};
 use crate::store::{Op, SessionRecord, Store, SubscriptionRecord, Ticket};
 use crate::topic::TopicFilter;
+
+/// Wakes a connection parked in the server's idle table (a connection
+/// with nothing to do is a record there, not a task waiting on `notify`).
+/// The server floor implements it and registers it once.
+pub trait ParkedWaker: Send + Sync {
+    fn wake(&self, token: u64);
+}
+
+static PARKED_WAKER: OnceLock<Box<dyn ParkedWaker>> = OnceLock::new();
+
+/// Registers the idle table's waker (the first registration stays).
+pub fn set_parked_waker(waker: Box<dyn ParkedWaker>) {
+    let _ = PARKED_WAKER.set(waker);
+}
 
 /// One subscription of a session.
 #[derive(Debug, Clone)]
@@ -76,6 +90,9 @@ pub struct SessionSlot {
     ack_on_sink: AtomicBool,
     /// Next outbox key for deliveries persisted for this session.
     next_seq: AtomicU64,
+    /// The idle table's token while the serving connection is parked
+    /// there, else 0.
+    parked: AtomicU64,
     /// Held by the serving connection for its lifetime, so a takeover waits
     /// until the previous connection has finished with the session.
     pub connection_lock: Arc<tokio::sync::Mutex<()>>,
@@ -96,8 +113,39 @@ impl SessionSlot {
             acl_exempt: AtomicBool::new(false),
             ack_on_sink: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
+            parked: AtomicU64::new(0),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Wakes the serving connection, whether it waits as a task or is
+    /// parked in the idle table.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+        let token = self.parked.load(Ordering::SeqCst);
+        if token != 0 {
+            if let Some(waker) = PARKED_WAKER.get() {
+                waker.wake(token);
+            }
+        }
+    }
+
+    /// Notes that the serving connection is parked under `token` (0: it
+    /// is a task again).
+    pub fn set_parked(&self, token: u64) {
+        self.parked.store(token, Ordering::SeqCst);
+    }
+
+    /// Tells the serving connection, if any, to leave with `reason`;
+    /// whether there was one to tell.
+    pub fn kick(&self, reason: ReasonCode) -> bool {
+        let kick = self.control.lock().kick.take();
+        let Some(k) = kick else {
+            return false;
+        };
+        let _ = k.send(reason);
+        self.wake();
+        true
     }
 
     pub fn is_online(&self) -> bool {
@@ -187,7 +235,7 @@ impl SessionSlot {
             outcome
         };
         if outcome != Enqueued::DroppedNew {
-            self.notify.notify_one();
+            self.wake();
         }
         outcome
     }

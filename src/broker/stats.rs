@@ -41,6 +41,9 @@ pub struct Stats {
     pub connected_total_by_protocol: [AtomicU64; 2],
     /// Most clients connected at once.
     pub max_connected: AtomicUsize,
+    /// Connections parked in the idle table now (idle, held as records
+    /// rather than tasks).
+    pub connections_parked: AtomicUsize,
 }
 
 impl Stats {

@@ -345,10 +345,7 @@ async fn take_over(
     let deadline = Instant::now() + TAKEOVER_WAIT;
     loop {
         let old = broker.find_session(client_id)?;
-        let kick = old.control.lock().kick.take();
-        if let Some(k) = kick {
-            let _ = k.send(ReasonCode::SessionTakenOver);
-        }
+        old.kick(ReasonCode::SessionTakenOver);
         let lock = old.connection_lock.clone();
         match tokio::time::timeout(Duration::from_millis(100), lock.lock_owned()).await {
             Ok(g) => {

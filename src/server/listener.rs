@@ -125,11 +125,17 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Counts a connection against the global and the listener limit for as
-/// long as it lives.
-struct Permit {
+/// long as it lives (as a task or parked in the idle table).
+pub(super) struct Permit {
     broker: Arc<Broker>,
     ctx: Arc<ListenerCtx>,
     global: bool,
+}
+
+impl Permit {
+    pub(super) fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
 }
 
 impl Drop for Permit {
@@ -164,13 +170,11 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     let on_listener = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
     ctx.accepted_total.fetch_add(1, Ordering::Relaxed);
     let over_limit = !global || (ctx.max_connections > 0 && on_listener > ctx.max_connections);
-    let _permit = Permit {
+    let permit = Permit {
         broker: Arc::clone(&broker),
         ctx: Arc::clone(&ctx),
         global,
     };
-    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
-    let max_frame = broker.config.limits.max_packet_size as usize + 16;
     let origin = |identity| Origin {
         listener: Arc::clone(&ctx),
         peer,
@@ -181,7 +185,7 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
     // per connection). The other transports are boxed: inline, their
     // handshakes would make every task as large as the largest.
     match ctx.protocol {
-        ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None)).await,
+        ListenerProtocol::Tcp => connection::run(broker, stream, peer, origin(None), permit).await,
         ListenerProtocol::Ws => {
             Box::pin(over_websocket(
                 broker,
@@ -189,16 +193,12 @@ async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, p
                 peer,
                 origin(None),
                 &ctx.ws_path,
-                timeout,
-                max_frame,
+                permit,
             ))
             .await;
         }
         ListenerProtocol::Tls | ListenerProtocol::Wss => {
-            Box::pin(over_tls(
-                broker, &ctx, stream, peer, origin, timeout, max_frame,
-            ))
-            .await;
+            Box::pin(over_tls(broker, &ctx, stream, peer, origin, permit)).await;
         }
     }
 }
@@ -212,12 +212,12 @@ async fn over_tls(
     stream: TcpStream,
     peer: SocketAddr,
     origin: impl Fn(Option<String>) -> Origin,
-    timeout: Duration,
-    max_frame: usize,
+    permit: Permit,
 ) {
     let Some(tls) = ctx.tls.as_ref() else {
         return;
     };
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
     let acceptor = tls.acceptor();
     let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
@@ -232,19 +232,10 @@ async fn over_tls(
     };
     let identity = tls.identity(stream.get_ref().1.peer_certificates());
     if ctx.protocol == ListenerProtocol::Tls {
-        connection::run(broker, stream, peer, origin(identity)).await;
+        connection::run(broker, stream, peer, origin(identity), permit).await;
         return;
     }
-    over_websocket(
-        broker,
-        stream,
-        peer,
-        origin(identity),
-        &ctx.ws_path,
-        timeout,
-        max_frame,
-    )
-    .await;
+    over_websocket(broker, stream, peer, origin(identity), &ctx.ws_path, permit).await;
 }
 
 /// Completes the WebSocket upgrade (under the connect timeout) on any
@@ -255,14 +246,16 @@ async fn over_websocket<S>(
     peer: SocketAddr,
     origin: Origin,
     path: &str,
-    timeout: Duration,
-    max_frame: usize,
+    permit: Permit,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    websocket::WsIo<S>: super::transport::Transport,
 {
+    let timeout = Duration::from_secs(broker.config.limits.connect_timeout_secs);
+    let max_frame = broker.config.limits.max_packet_size as usize + 16;
     let origins = &origin.listener.ws_origins;
     match tokio::time::timeout(timeout, websocket::accept(stream, path, max_frame, origins)).await {
-        Ok(Ok(ws)) => connection::run(broker, ws, peer, origin).await,
+        Ok(Ok(ws)) => connection::run(broker, ws, peer, origin, permit).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
         Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
     }

@@ -10,8 +10,10 @@ pub mod idle;
 mod listener;
 mod opening;
 pub mod origin;
+mod parking;
 mod read_chunk;
 mod tls;
+mod transport;
 mod websocket;
 
 use std::future::Future;
@@ -44,6 +46,8 @@ pub async fn serve(
         t.abort();
     }
     broker.begin_shutdown();
+    // Parked connections say goodbye as tasks do.
+    parking::wake_all(&broker);
     let deadline = tokio::time::Instant::now() + drain_timeout;
     while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

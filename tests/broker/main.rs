@@ -14,6 +14,7 @@ mod clients_mosquitto;
 mod clients_rumqttc;
 mod closing;
 mod connect;
+mod idle_parking;
 mod kafka_peer;
 mod limits;
 mod malformed;

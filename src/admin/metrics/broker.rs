@@ -87,6 +87,13 @@ impl Snapshot {
             Gauge,
             &connected,
         )?;
+        family(
+            e,
+            "sluice_connections_parked",
+            "Idle connections parked in the idle table now (records, not tasks).",
+            Gauge,
+            &[(vec![], gauge(self.connections_parked))],
+        )?;
         let totals: Vec<_> = (0..2)
             .map(|i| {
                 (

@@ -28,6 +28,7 @@ pub(super) struct Snapshot {
     pub(super) connected_by_protocol: [u64; 2],
     pub(super) connected_total_by_protocol: [u64; 2],
     pub(super) connections_total: u64,
+    pub(super) connections_parked: u64,
     pub(super) listeners: Vec<ListenerSnapshot>,
     pub(super) dropped: Vec<(&'static str, u64)>,
     pub(super) auth_failures: u64,
@@ -72,6 +73,7 @@ impl Snapshot {
             connected_total_by_protocol: [0, 1]
                 .map(|i| s.connected_total_by_protocol[i].load(Ordering::Relaxed)),
             connections_total: s.connections_total.load(Ordering::Relaxed),
+            connections_parked: s.connections_parked.load(Ordering::Relaxed) as u64,
             listeners: listeners
                 .iter()
                 .map(|l| ListenerSnapshot {

@@ -43,6 +43,7 @@ fn snapshot(store_enabled: bool, process: Option<ProcessStats>) -> Snapshot {
         connected_by_protocol: [9, 10],
         connected_total_by_protocol: [11, 12],
         connections_total: 13,
+        connections_parked: 8,
         listeners: vec![
             ListenerSnapshot {
                 name: "tcp://127.0.0.1:1883".to_owned(),

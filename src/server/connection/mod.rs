@@ -10,16 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tracing::Instrument;
 
 use super::closing::linger;
 use super::handshake::Attached;
 use super::host::{BrokerHost, Held};
-use super::listener::ListenerCtx;
+use super::listener::{ListenerCtx, Permit};
 use super::opening::open;
+use super::parking::{park, parking_available};
 use super::read_chunk::read_chunk;
+use super::transport::Transport;
+
+mod writing;
 use crate::broker::{Broker, SessionSlot};
 use crate::codec::{ConnAck, Connect, ReasonCode};
 use crate::session::machine::{ending, Setup};
@@ -37,19 +40,6 @@ const MAX_HELD_BYTES: usize = 64 * 1024;
 /// a takeover or shutdown completes within it whatever the client does.
 pub(super) const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(2);
 
-/// Why a write to the client did not complete.
-#[derive(Debug)]
-enum WriteStop {
-    /// The socket failed, or held acks can never be sent.
-    Io,
-    /// Told to leave (takeover, admin kick) while waiting or writing.
-    Kicked(ReasonCode),
-    Shutdown,
-    /// No progress within `limits.write_timeout_secs`: the client stopped
-    /// reading.
-    Stalled,
-}
-
 /// What woke the serving loop.
 enum Wake {
     Kicked(ReasonCode),
@@ -60,6 +50,16 @@ enum Wake {
     Timer,
     /// Something else: durability, a sink's confirmation, new deliveries.
     Other,
+    /// Idle for `limits.park_after_idle_ms`: time to park.
+    Park,
+}
+
+/// How the serving loop stopped.
+#[derive(Debug)]
+enum Served {
+    Ended(Exit),
+    /// Idle: the connection goes to the idle table (plain TCP only).
+    Park,
 }
 
 /// Where a connection came from: its listener's rules and, for TLS with
@@ -80,29 +80,70 @@ pub struct Origin {
 /// freed when it ends: its CONNECT, CONNACK and `attach` state are a few
 /// KB that an established connection, idle for hours, must not carry. What
 /// stays inline in the task is only the serving phase.
-pub async fn run<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, origin: Origin)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let Some((mut conn, stream, span)) = Box::pin(open(broker, stream, peer, origin)).await else {
+pub async fn run<S: Transport>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    origin: Origin,
+    permit: Permit,
+) {
+    let Some((conn, stream, span)) = Box::pin(open(broker, stream, peer, origin)).await else {
         return;
     };
-    async move {
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let exit = conn.serve(&mut reader, &mut writer).await;
-        tracing::debug!(?exit, "client disconnected");
-        let last_words = conn.last_words;
-        // The session is let go (a takeover proceeds, the will is
-        // scheduled) before the socket lingers.
-        conn.finish(exit);
-        if let Some(started) = last_words {
-            // Boxed: only connections that end this way pay for its state.
-            let mut stream = reader.unsplit(writer);
-            Box::pin(linger(&mut stream, started + FINAL_WRITE_BUDGET)).await;
+    serve_established(conn, stream, permit)
+        .instrument(span)
+        .await
+}
+
+/// The serving phase, from CONNACK or from the idle table, to the end or
+/// back to the idle table.
+pub(super) async fn serve_established<S: Transport>(
+    mut conn: Connection,
+    stream: S,
+    permit: Permit,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let exit = match conn.serve(&mut reader, &mut writer, S::PARKS).await {
+        Served::Ended(exit) => exit,
+        Served::Park => {
+            match reader.unsplit(writer).into_socket() {
+                Ok(socket) => park(conn, socket, permit),
+                Err(e) => {
+                    // The socket is gone: as after any lost connection.
+                    tracing::debug!(error = %e, "could not take the socket out of the reactor");
+                    conn.finish(Exit::Closed);
+                }
+            }
+            return;
         }
+    };
+    tracing::debug!(?exit, "client disconnected");
+    let last_words = conn.last_words;
+    // The session is let go (a takeover proceeds, the will is scheduled)
+    // before the socket lingers.
+    conn.finish(exit);
+    if let Some(started) = last_words {
+        // Boxed: only connections that end this way pay for its state.
+        let mut stream = reader.unsplit(writer);
+        Box::pin(linger(&mut stream, started + FINAL_WRITE_BUDGET)).await;
     }
-    .instrument(span)
-    .await
+    drop(permit);
+}
+
+/// A parked connection's state: its protocol machine and its hold on the
+/// session. Everything else of a [`Connection`] is empty when it is idle,
+/// or the broker's.
+pub(super) struct Resting {
+    machine: Machine,
+    slot: Arc<SessionSlot>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+    kick: tokio::sync::oneshot::Receiver<ReasonCode>,
+}
+
+impl Resting {
+    pub(super) fn slot(&self) -> &Arc<SessionSlot> {
+        &self.slot
+    }
 }
 
 pub(super) struct Connection {
@@ -162,6 +203,34 @@ impl Connection {
         }
     }
 
+    /// What a parked connection keeps (called when idle: nothing read,
+    /// held or to write); the rest is rebuilt by [`Connection::wake_up`].
+    pub(super) fn rest(self) -> Resting {
+        Resting {
+            machine: self.machine,
+            slot: self.slot,
+            guard: self._guard,
+            kick: self.kick,
+        }
+    }
+
+    /// A parked connection's task again.
+    pub(super) fn wake_up(broker: Arc<Broker>, r: Resting) -> Connection {
+        Connection {
+            machine: r.machine,
+            slot: r.slot,
+            _guard: r.guard,
+            kick: r.kick,
+            rbuf: BytesMut::new(),
+            connack: None,
+            store: broker.store().clone(),
+            held: Held::default(),
+            write_timeout: Duration::from_secs(broker.config.limits.write_timeout_secs),
+            last_words: None,
+            broker,
+        }
+    }
+
     /// The machine and the broker as its host, for one call.
     fn split(&mut self) -> (&mut Machine, BrokerHost<'_>, &mut BytesMut) {
         let host = BrokerHost {
@@ -190,10 +259,19 @@ impl Connection {
         machine.drain(now, &mut host);
     }
 
-    async fn serve<S>(&mut self, reader: &mut ReadHalf<S>, writer: &mut WriteHalf<S>) -> Exit
+    async fn serve<S>(
+        &mut self,
+        reader: &mut ReadHalf<S>,
+        writer: &mut WriteHalf<S>,
+        parks: bool,
+    ) -> Served
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Parking is for plain TCP, when configured and the idle table runs.
+        let park_after = self.broker.config.limits.park_after_idle_ms;
+        let park_after = (parks && park_after > 0 && parking_available())
+            .then(|| Duration::from_millis(park_after));
         let mut shutdown = self.broker.shutdown_signal();
         if let Some(ack) = self.connack.take() {
             let now = Instant::now();
@@ -202,7 +280,7 @@ impl Connection {
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process(false) {
-            return self.end(writer, exit).await;
+            return Served::Ended(self.end(writer, exit).await);
         }
         self.drain();
         loop {
@@ -215,19 +293,25 @@ impl Connection {
             let durable_now = self.store.is_durable(self.held.pending);
             if self.ready_to_write(durable_now) {
                 if let Err(stop) = self.flush_out(writer, &mut shutdown).await {
-                    return self.stopped_writing(writer, stop).await;
+                    return Served::Ended(self.stopped_writing(writer, stop).await);
                 }
             }
             if *shutdown.borrow() {
                 let exit = self.machine.shutting_down();
-                return self.end(writer, exit).await;
+                return Served::Ended(self.end(writer, exit).await);
             }
-            let wake = self.wait(reader, &mut shutdown, durable_now).await;
+            let park_at = park_after
+                .filter(|_| self.is_idle(durable_now))
+                .map(|after| Instant::now() + after);
+            let wake = self.wait(reader, &mut shutdown, durable_now, park_at).await;
+            if matches!(wake, Wake::Park) {
+                return Served::Park;
+            }
             if let Err(exit) = self.on_wake(wake) {
                 if exit != Exit::Closed {
-                    return self.end(writer, exit).await;
+                    return Served::Ended(self.end(writer, exit).await);
                 }
-                return exit;
+                return Served::Ended(exit);
             }
             self.drain();
             if self.rbuf.is_empty() {
@@ -246,11 +330,19 @@ impl Connection {
         reader: &mut ReadHalf<S>,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
         durable_now: bool,
+        park_at: Option<Instant>,
     ) -> Wake
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let deadline = self.machine.poll_timeout();
+        let machine_deadline = self.machine.poll_timeout();
+        // One timer: the machine's deadline, or parking if that comes first.
+        let parking_first = park_at.is_some_and(|p| machine_deadline.is_none_or(|m| p < m));
+        let deadline = if parking_first {
+            park_at
+        } else {
+            machine_deadline
+        };
         let timer = async {
             match deadline {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -287,8 +379,32 @@ impl Connection {
             }
             read = read_chunk(&mut *reader, &mut self.rbuf), if !paused => Wake::Read(read),
             _ = self.slot.notify.notified() => Wake::Other,
-            _ = timer => Wake::Timer,
+            _ = timer => if parking_first { Wake::Park } else { Wake::Timer },
         }
+    }
+
+    /// Whether there is nothing to do but wait for the client: nothing to
+    /// write or waiting to be written, nothing unread, no pause.
+    fn is_idle(&self, durable_now: bool) -> bool {
+        durable_now
+            && !self.machine.has_output()
+            && self.held.sink_waits.is_empty()
+            && !self.held.sink_failed
+            && self.rbuf.is_empty()
+            && !self.machine.is_paused()
+    }
+
+    /// When the machine next needs the clock (the keep-alive deadline).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.machine.poll_timeout()
+    }
+
+    pub(super) fn slot(&self) -> &Arc<SessionSlot> {
+        &self.slot
+    }
+
+    pub(super) fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// Acts on what woke the loop; `Err` ends the connection (anything
@@ -310,151 +426,13 @@ impl Connection {
                 // A pause may have ended: what waits in the buffer goes on.
                 None => self.process(false),
             },
-            Wake::Other => Ok(()),
+            Wake::Other | Wake::Park => Ok(()),
         }
-    }
-
-    /// Writes the buffer once what it acknowledges is durable. Every wait
-    /// in here gives way to a kick, a takeover or shutdown, and the socket
-    /// write itself is bounded by `limits.write_timeout_secs`: a client
-    /// that stops reading can neither pin its session nor its task.
-    async fn flush_out<S: AsyncWrite>(
-        &mut self,
-        writer: &mut WriteHalf<S>,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), WriteStop> {
-        if !self.machine.has_output() {
-            return Ok(());
-        }
-        let write_timeout = self.write_timeout;
-        let Connection {
-            kick,
-            held,
-            store,
-            machine,
-            broker,
-            ..
-        } = self;
-        let wbuf = machine.output();
-        let work = async {
-            let ticket = std::mem::take(&mut held.pending);
-            store.wait(ticket).await;
-            for wait in std::mem::take(&mut held.sink_waits) {
-                held.sink_failed |= wait.await.is_err();
-            }
-            if held.sink_failed {
-                // A bridge lost the message from memory before its sink had
-                // it: no PUBACK; the client resends after reconnecting.
-                tracing::warn!(
-                    "bridge could not confirm a message to its sink; closing so the client resends"
-                );
-                wbuf.clear();
-                return Err(WriteStop::Io);
-            }
-            broker
-                .stats
-                .bytes_sent
-                .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
-            match tokio::time::timeout(write_timeout, flush(writer, wbuf)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(WriteStop::Io),
-                Err(_) => Err(WriteStop::Stalled),
-            }
-        };
-        tokio::select! {
-            biased;
-            reason = kick => Err(WriteStop::Kicked(reason.unwrap_or(ReasonCode::SessionTakenOver))),
-            _ = shutdown.changed() => Err(WriteStop::Shutdown),
-            done = work => done,
-        }
-    }
-
-    /// The last write of a connection that is ending (DISCONNECT, acks of
-    /// what was read): best effort, within [`FINAL_WRITE_BUDGET`]. Once it
-    /// went out, `last_words` has the connection linger so it arrives.
-    async fn end<S: AsyncWrite>(&mut self, writer: &mut WriteHalf<S>, exit: Exit) -> Exit {
-        if !self.machine.has_output() {
-            return exit;
-        }
-        let started = Instant::now();
-        let Connection {
-            held,
-            store,
-            machine,
-            ..
-        } = self;
-        let wbuf = machine.output();
-        let work = async {
-            store.wait(std::mem::take(&mut held.pending)).await;
-            for wait in std::mem::take(&mut held.sink_waits) {
-                held.sink_failed |= wait.await.is_err();
-            }
-            !held.sink_failed && flush(writer, wbuf).await.is_ok()
-        };
-        match tokio::time::timeout(FINAL_WRITE_BUDGET, work).await {
-            Ok(true) => self.last_words = Some(started),
-            Ok(false) => {}
-            Err(_) => tracing::debug!("last write to the client did not complete in time"),
-        }
-        self.machine.output().clear();
-        exit
-    }
-
-    /// Ends the connection after a write that could not complete.
-    async fn stopped_writing<S: AsyncWrite>(
-        &mut self,
-        writer: &mut WriteHalf<S>,
-        stop: WriteStop,
-    ) -> Exit {
-        match stop {
-            WriteStop::Io => Exit::Closed,
-            WriteStop::Kicked(reason) => {
-                let exit = self.machine.kicked(reason);
-                self.end(writer, exit).await
-            }
-            WriteStop::Shutdown => {
-                let exit = self.machine.shutting_down();
-                self.end(writer, exit).await
-            }
-            WriteStop::Stalled => {
-                let total = self
-                    .broker
-                    .stats
-                    .slow_consumers_disconnected
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                tracing::warn!(
-                    timeout_secs = self.write_timeout.as_secs(),
-                    total,
-                    "client stopped reading; disconnected"
-                );
-                // Nothing more can reach a client that does not read.
-                self.machine.output().clear();
-                Exit::Closed
-            }
-        }
-    }
-
-    /// Whether the write buffer should go out now. What it acknowledges
-    /// may still be on its way to disk, or to a bridge's sink (`ack =
-    /// "sink"`): then the connection goes on reading (a group commit takes
-    /// a few milliseconds, and a publisher read a kilobyte at a time would
-    /// otherwise get a dozen messages into each commit, or each request to
-    /// the sink), unless too much is held. `durable_now` is the caller's
-    /// one reading of whether what the buffer acknowledges is on disk.
-    fn ready_to_write(&mut self, durable_now: bool) -> bool {
-        if !self.machine.has_output() {
-            return false;
-        }
-        let sinks_confirmed = self.held.sinks_confirmed();
-        self.held.sink_failed
-            || self.machine.output().len() >= MAX_HELD_BYTES
-            || (sinks_confirmed && durable_now)
     }
 
     /// After the socket is gone: will, session expiry, or nothing if the
     /// session moved to a new connection.
-    fn finish(self, exit: Exit) {
+    pub(super) fn finish(self, exit: Exit) {
         let slot = self.slot;
         let broker = self.broker;
         broker.stats.client_disconnected(self.machine.version());
@@ -482,17 +460,6 @@ impl Connection {
         }
         broker.schedule_offline(&slot, plan, generation);
     }
-}
-
-async fn flush<S: AsyncWrite>(
-    writer: &mut WriteHalf<S>,
-    wbuf: &mut BytesMut,
-) -> std::io::Result<()> {
-    let r = writer.write_all(wbuf).await;
-    wbuf.clear();
-    r?;
-    // TLS and WebSocket buffer: push the batch out now.
-    writer.flush().await
 }
 
 #[cfg(test)]
