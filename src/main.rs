@@ -26,7 +26,10 @@ use tracing_subscriber::EnvFilter;
 /// on different threads (a message is built by its publisher's task and
 /// dropped by the last subscriber's), where glibc's malloc spends much of
 /// the broker's CPU (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`).
-/// BENCHMARKS.md ("Allocator") has what it measured.
+/// BENCHMARKS.md ("Allocator") has what it measured. The `system-alloc`
+/// feature keeps the system allocator, for heap profilers (valgrind's
+/// massif and dhat see only malloc).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -237,6 +237,10 @@ impl<T: Send + 'static> IdleTable<T> {
             for (value, why) in ready.drain(..) {
                 resume(value, why);
             }
+            if ready.capacity() > 64 {
+                // A mass wake-up (shutdown) leaves no lasting allocation.
+                ready = Vec::new();
+            }
         }
     }
 
