@@ -16,6 +16,7 @@
 mod args;
 mod conn;
 mod cpu;
+mod frames;
 mod pubsub;
 mod report;
 

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bytes::{BufMut, BytesMut};
-use sluice::codec::{
-    decode_packet, encode_packet, put_varint, Ack, Packet, PacketId, ProtocolVersion, QoS,
-};
+use bytes::{Buf, BufMut, BytesMut};
+use sluice::codec::{encode_packet, put_varint, Ack, Packet, PacketId, ProtocolVersion, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::subscriber::{IDLE_CHECK, READ_CHUNK};
 use super::{Shared, HEADER};
+use crate::frames::{self, frame_at};
 
 pub struct PubConfig {
     pub index: u32,
@@ -57,33 +57,49 @@ fn put_publish(
 }
 
 /// Reads the broker's acknowledgements (QoS 1/2): PUBACK and PUBCOMP give
-/// a window slot back, PUBREC asks the publisher for a PUBREL.
+/// a window slot back, PUBREC asks the publisher for a PUBREL. Walks the
+/// packets in place, as the subscribers do.
 fn spawn_ack_reader(
     mut rd: OwnedReadHalf,
     window: Arc<Semaphore>,
     rel_tx: mpsc::UnboundedSender<u16>,
-    v: ProtocolVersion,
     shared: Arc<Shared>,
 ) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(4096);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let idle = tokio::time::sleep(IDLE_CHECK);
+        tokio::pin!(idle);
         loop {
-            while let Some(p) = decode_packet(&mut buf, Some(v), usize::MAX)? {
-                match p {
-                    Packet::PubAck(_) | Packet::PubComp(_) => window.add_permits(1),
-                    Packet::PubRec(a) => {
-                        let _ = rel_tx.send(a.packet_id.get());
+            let mut pos = 0;
+            let mut acked = 0;
+            while let Some(f) = frame_at(&buf[pos..])? {
+                match f.kind() {
+                    frames::PUBACK | frames::PUBCOMP => acked += 1,
+                    frames::PUBREC => {
+                        if let Some(id) = buf.get(pos + f.body_start..pos + f.body_start + 2) {
+                            let _ = rel_tx.send(u16::from_be_bytes([id[0], id[1]]));
+                        }
                     }
                     _ => {}
                 }
+                pos += f.end;
             }
+            buf.advance(pos);
+            window.add_permits(acked);
             if shared.done.load(Ordering::Acquire) {
                 return anyhow::Ok(());
             }
-            match tokio::time::timeout(Duration::from_millis(200), rd.read_buf(&mut buf)).await {
-                Ok(Ok(0)) => bail!("broker closed the publisher connection"),
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(e)) => return Err(e.into()),
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                r = rd.read_buf(&mut buf) => {
+                    if r? == 0 {
+                        bail!("broker closed the publisher connection");
+                    }
+                }
+                () = &mut idle => idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK),
             }
         }
     })
@@ -112,7 +128,6 @@ pub async fn publisher(
             rd,
             Arc::clone(&window),
             rel_tx,
-            cfg.version,
             Arc::clone(&shared),
         )
     });
