@@ -83,4 +83,9 @@ pub enum Scenario {
         #[arg(long, default_value_t = 4)]
         source_addresses: u8,
     },
+    /// Not a scenario: a null broker on --host:--port that answers and
+    /// forwards PUBLISH to exact-topic subscribers, doing as little as it
+    /// can. Runs until stopped; a scenario run against it measures the
+    /// generator's own ceiling.
+    Reflector,
 }

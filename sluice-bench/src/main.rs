@@ -18,6 +18,7 @@ mod conn;
 mod cpu;
 mod frames;
 mod pubsub;
+mod reflector;
 mod report;
 
 use clap::Parser;
@@ -41,6 +42,9 @@ fn main() -> std::process::ExitCode {
                 connections,
                 source_addresses,
             } => conn::run(&args, *connections, *source_addresses).await,
+            args::Scenario::Reflector => reflector::run(&args.host, args.port)
+                .await
+                .map(|()| report::Report::conn(serde_json::Value::Null)),
             _ => pubsub::run(&args).await,
         }
     });

@@ -24,6 +24,7 @@ use crate::report::Report;
 pub use client::connect;
 use client::{connect_with, qos, version};
 use publisher::{publisher, PubConfig};
+pub use subscriber::{put_ack, READ_CHUNK};
 use subscriber::{subscriber, SubStats};
 
 /// Bytes at the start of every payload: publisher index, sequence, send time.
@@ -77,7 +78,9 @@ impl Plan {
                 let topics: Vec<String> = (0..*pairs).map(|i| format!("{p}/{i}")).collect();
                 (topics.clone(), topics, 1)
             }
-            Scenario::Conn { .. } => unreachable!("handled by conn::run"),
+            Scenario::Conn { .. } | Scenario::Reflector => {
+                unreachable!("not a publish/subscribe scenario")
+            }
         };
         Plan {
             pub_topics,

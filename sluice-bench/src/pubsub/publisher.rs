@@ -6,15 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use bytes::{Buf, BufMut, BytesMut};
 use sluice::codec::{encode_packet, put_varint, Ack, Packet, PacketId, ProtocolVersion, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::subscriber::{IDLE_CHECK, READ_CHUNK};
+use super::subscriber::{read_more, IDLE_CHECK, READ_CHUNK};
 use super::{Shared, HEADER};
 use crate::frames::{self, frame_at};
 
@@ -89,18 +88,7 @@ fn spawn_ack_reader(
             if shared.done.load(Ordering::Acquire) {
                 return anyhow::Ok(());
             }
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            tokio::select! {
-                biased;
-                r = rd.read_buf(&mut buf) => {
-                    if r? == 0 {
-                        bail!("broker closed the publisher connection");
-                    }
-                }
-                () = &mut idle => idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK),
-            }
+            read_more(&mut rd, &mut buf, idle.as_mut(), "publisher").await?;
         }
     })
 }
@@ -123,14 +111,8 @@ pub async fn publisher(
 ) -> anyhow::Result<()> {
     let window = Arc::new(Semaphore::new(cfg.window));
     let (rel_tx, rel_rx) = mpsc::unbounded_channel::<u16>();
-    let acks = (cfg.qos != QoS::AtMostOnce).then(|| {
-        spawn_ack_reader(
-            rd,
-            Arc::clone(&window),
-            rel_tx,
-            Arc::clone(&shared),
-        )
-    });
+    let acks = (cfg.qos != QoS::AtMostOnce)
+        .then(|| spawn_ack_reader(rd, Arc::clone(&window), rel_tx, Arc::clone(&shared)));
     let mut p = Publisher {
         wr,
         cfg,

@@ -6,6 +6,7 @@
 //! with a broker delivering millions of messages a second on the same
 //! cores. Every message received in one read gets that read's time.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use hdrhistogram::Histogram;
 use sluice::codec::ProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Sleep;
 
 use super::{Shared, HEADER};
 use crate::frames::{self, frame_at, publish_parts};
@@ -89,8 +91,6 @@ pub async fn subscriber(
         },
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
-    // One timer for the whole run, re-armed only when it fires: a timeout
-    // around every read cost a timer registration per read.
     let idle = tokio::time::sleep(IDLE_CHECK);
     tokio::pin!(idle);
     loop {
@@ -105,19 +105,33 @@ pub async fn subscriber(
         if shared.done.load(Ordering::Acquire) {
             return Ok(tracker.stats);
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        tokio::select! {
-            biased;
-            r = rd.read_buf(&mut buf) => {
-                if r? == 0 {
-                    bail!("broker closed a subscriber connection");
-                }
-            }
-            () = &mut idle => idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK),
-        }
+        read_more(&mut rd, &mut buf, idle.as_mut(), "subscriber").await?;
     }
+}
+
+/// Reads more into `buf`, or returns empty-handed when the `idle` timer
+/// fires (re-arming it), so that the caller looks whether the run is over.
+/// One timer for the whole run: a timeout around every read cost a timer
+/// registration per read.
+pub async fn read_more(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    mut idle: Pin<&mut Sleep>,
+    who: &str,
+) -> anyhow::Result<()> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio::select! {
+        biased;
+        r = rd.read_buf(buf) => {
+            if r? == 0 {
+                bail!("broker closed a {who} connection");
+            }
+        }
+        () = &mut idle => idle.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK),
+    }
+    Ok(())
 }
 
 /// Counts and acknowledges every whole packet in `buf`, then drops them
