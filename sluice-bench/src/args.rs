@@ -47,8 +47,9 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Subscribers keep persistent sessions (clean start 0, v5 session
-    /// expiry 1 h), so a durable broker must store what it queues for them.
+    /// Subscribers (and the conn scenario's connections) keep persistent
+    /// sessions (clean start 0, v5 session expiry 1 h), so a durable broker
+    /// must store what it queues for them.
     #[arg(long, global = true)]
     pub persistent_subscribers: bool,
     /// Prefix of client ids and topics, so runs do not collide.

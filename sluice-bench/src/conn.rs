@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::args::Args;
 use crate::cpu::{self, Memory};
-use crate::pubsub::{connect, subscribe_one};
+use crate::pubsub::{connect_with, subscribe_one};
 use crate::report::Report;
 
 /// How the connections are opened and held.
@@ -61,7 +61,8 @@ pub async fn run(args: &Args, plan: &ConnPlan) -> anyhow::Result<Report> {
         let id = format!("{id:-<width$}", width = plan.client_id_len);
         let subscribe = plan.subscribe.then(|| format!("{}/idle/{j}", args.prefix));
         tasks.spawn(async move {
-            let (rd, mut wr, buf) = connect(&a, &id, 300, source).await?;
+            let persistent = a.persistent_subscribers;
+            let (rd, mut wr, buf) = connect_with(&a, &id, 300, source, persistent).await?;
             if let Some(topic) = subscribe {
                 subscribe_one(&a, &mut wr, &topic).await?;
             }
