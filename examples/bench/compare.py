@@ -3,7 +3,7 @@
 generator (sluice-bench), on 127.0.0.1.
 
     python3 examples/bench/compare.py [--rounds 3] [--duration 10] [--only SCENARIO,...]
-                                      [--brokers sluice,sluice-1t,mosquitto,rumqttd] [--out DIR]
+                                      [--brokers sluice,sluice-1t,mosquitto,rumqttd,null] [--out DIR]
                                       [--baseline PATH]
 
 Installs what is missing (Debian's mosquitto, `cargo install rumqttd

@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use crate::frames::PublishParts;
 
 /// QoS 0 bytes an outbox holds before it drops more: a subscriber that
-/// stops reading must not grow the reflector without bound (QoS 1 is never
-/// dropped; the generator's window bounds it).
-const MAX_PENDING_QOS0: usize = 64 * 1024 * 1024;
+/// falls behind (open-loop fan-out) must not grow the reflector without
+/// bound; 100 subscribers hold 400 MB at most. QoS 1 is never dropped:
+/// the generator's window bounds it.
+const MAX_PENDING_QOS0: usize = 4 * 1024 * 1024;
 
 /// Bytes waiting for one connection's writer task.
 #[derive(Default)]
