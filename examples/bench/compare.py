@@ -342,7 +342,9 @@ def main_table(summary, rows, brokers):
         cells = []
         for b in brokers:
             m = summary[row].get(b, {}).get("median")
-            cells.append("—" if b not in summary[row] else "n/a" if m is None else f"{m:,.0f} {unit}")
+            # The reflector's own memory says nothing about the generator.
+            absent = b not in summary[row] or (b == NULL and metric == "rss_per_connection")
+            cells.append("—" if absent else "n/a" if m is None else f"{m:,.0f} {unit}")
         med = lambda b: summary[row].get(b, {}).get("median")
         lines.append([desc] + cells + ratios(med, brokers, metric in LOWER_IS_BETTER))
     return table(heads, lines)
