@@ -101,8 +101,8 @@ pub enum Scenario {
         settle: f64,
     },
     /// Not a scenario: a null broker on --host:--port that answers and
-    /// forwards PUBLISH to exact-topic subscribers, doing as little as it
-    /// can. Runs until stopped; a scenario run against it measures the
+    /// forwards PUBLISH to the subscribers of its exact topic or of a
+    /// PREFIX/# above it, doing as little as it can. Runs until stopped; a scenario run against it measures the
     /// generator's own ceiling.
     Reflector,
 }
