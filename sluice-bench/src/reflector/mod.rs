@@ -3,8 +3,9 @@
 //!
 //! It answers CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ and QoS 1/2
 //! PUBLISH, and forwards every PUBLISH to the connections subscribed to
-//! exactly its topic (no wildcards, no sessions, no retained messages, no
-//! retries, delivery at QoS 0 or 1). It does as little as possible per
+//! exactly its topic or to a `PREFIX/#` above it (no other wildcards, no
+//! sessions, no retained messages, no retries, delivery at QoS 0 or 1).
+//! It does as little as possible per
 //! message: 64 KB reads, packets walked in place, a run of QoS 0 packets
 //! for the same subscribers copied once per subscriber as it came, one
 //! write per wake-up. A scenario run against it tells what the generator
