@@ -3,7 +3,7 @@
 generator (sluice-bench), on 127.0.0.1.
 
     python3 examples/bench/compare.py [--rounds 3] [--duration 10] [--only SCENARIO,...]
-                                      [--brokers sluice,sluice-1t,mosquitto,rumqttd] [--out DIR]
+                                      [--brokers sluice,sluice-1t,mosquitto,rumqttd,null] [--out DIR]
                                       [--baseline PATH]
 
 Installs what is missing (Debian's mosquitto, `cargo install rumqttd
@@ -16,6 +16,17 @@ Sluice binary (e.g. a release build of an earlier commit) run with the same
 settings, for before/after comparisons in one run. Every broker runs in memory, with limits raised so that no
 broker drops messages for a slow subscriber. Each run is bounded by
 --duration (plus a warm-up); the whole comparison stops by itself.
+
+Broker "null" is sluice-bench's reflector, a null broker that only answers
+and forwards: what the generator reaches against it is the generator's
+ceiling on this machine (it shares the cores with the reflector, so the
+true ceiling is higher still). A broker result near that ceiling measures
+the generator, not the broker.
+
+The durable scenarios (*_durable) run against the Sluice variants only,
+each twice per round: with persistence on (`fsync = "batch"`, a fresh data
+directory per run) and in memory, both with persistent subscriber sessions
+so that every message must be stored; results.md reports the ratio.
 """
 
 import argparse
@@ -48,9 +59,27 @@ SCENARIOS = {
     # 18,000, not 20,000: this machine's hard open-file limit is 20,000 per
     # process, and the generator needs a descriptor per connection too.
     "conn_18k": ("18,000 idle connections, keep alive 300", ["conn", "-n", "18000", "--source-addresses", "4"], "rss_per_connection", "B/conn"),
+    # The same, each connection subscribed (QoS 1) to a topic of its own, as
+    # devices that listen for commands are: a subscription costs a broker
+    # memory too (notes in BENCHMARKS.md).
+    "conn_18k_sub": ("18,000 idle connections, keep alive 300, one subscription each", ["--qos", "1", "conn", "-n", "18000", "--source-addresses", "4", "--subscribe"], "rss_per_connection", "B/conn"),
+    "pairs_q1_durable": ("pairs QoS 1 ×50, max, durable (fsync batch)", ["--qos", "1", "--inflight", "100", "--persistent-subscribers", "pairs", "-n", "50"], "received_per_sec", "msg/s"),
+    "pairs_q1_20k_durable": ("pairs QoS 1 ×50 at 20k msg/s, durable (fsync batch), p99 latency", ["--qos", "1", "--rate", "20000", "--persistent-subscribers", "pairs", "-n", "50"], "p99_us", "µs"),
+}
+
+# Run against the Sluice variants only, durable and in memory (see above).
+DURABLE = {"pairs_q1_durable", "pairs_q1_20k_durable"}
+
+# Rows of the table read from another scenario's runs:
+# name -> (description, source scenario, metric, unit).
+DERIVED = {
+    "conn_18k_rate": ("connect rate, 18,000 connections", "conn_18k", "connects_per_sec", "conn/s"),
 }
 
 LOWER_IS_BETTER = {"p99_us", "rss_per_connection"}
+
+# The reflector: never counted as "best other", labelled as the ceiling.
+NULL = "null"
 
 # Sluice as shipped (one worker thread per core), and with one worker
 # thread: on 2 cores shared with the generator, one thread costs less CPU
@@ -77,11 +106,16 @@ def ensure_tools(brokers):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice", "--bin", "sluice-bench"], cwd=ROOT, check=True)
 
 
-def start_broker(name, workdir):
-    """Starts one broker on a free port; returns (process, port)."""
+def is_sluice(name):
+    return name in SLUICE_VARIANTS or name == "sluice-baseline"
+
+
+def start_broker(name, workdir, data_dir=None):
+    """Starts one broker on a free port; returns (process, port). With
+    `data_dir` (Sluice only), persistence is on with fsync "batch"."""
     port = free_port()
     log = open(os.path.join(workdir, f"{name}.log"), "w")
-    if name in SLUICE_VARIANTS or name == "sluice-baseline":
+    if is_sluice(name):
         env = dict(os.environ)
         env.update({
             "SLUICE__LOG_LEVEL": "warn",
@@ -93,8 +127,16 @@ def start_broker(name, workdir):
         })
         env.update(SLUICE_VARIANTS.get(name, {}))
         exe = BASELINE if name == "sluice-baseline" else SLUICE
-        cmd = [exe, "--bind", f"127.0.0.1:{port}", "--in-memory", "--admin-bind", "127.0.0.1:0"]
+        cmd = [exe, "--bind", f"127.0.0.1:{port}", "--admin-bind", "127.0.0.1:0"]
+        if data_dir:
+            env["SLUICE__PERSISTENCE"] = "true"
+            env["SLUICE__FSYNC"] = "batch"
+            cmd += ["--data-dir", data_dir]
+        else:
+            cmd += ["--in-memory"]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+    elif name == NULL:
+        proc = subprocess.Popen([BENCH, "--port", str(port), "reflector"], stdout=log, stderr=log)
     elif name == "mosquitto":
         conf = os.path.join(workdir, "mosquitto.conf")
         with open(conf, "w") as f:
@@ -124,8 +166,9 @@ def start_broker(name, workdir):
 
 
 
-def run_one(broker, scenario, args, workdir):
-    proc, port = start_broker(broker, workdir)
+def run_one(broker, scenario, args, workdir, durable=False):
+    data_dir = tempfile.mkdtemp(prefix="store-", dir=workdir) if durable else None
+    proc, port = start_broker(broker, workdir, data_dir)
     try:
         cmd = [BENCH, "--port", str(port), "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--broker-pid", str(proc.pid), "--json", "--prefix", f"cmp{int(time.time() * 1000) % 100000}"]
@@ -141,6 +184,8 @@ def run_one(broker, scenario, args, workdir):
         return {"error": "timed out"}
     finally:
         stop(proc)
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def value(result, metric):
@@ -181,93 +226,186 @@ def main():
     ensure_tools(brokers)
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="sluice-compare-")
-    raw = {s: {b: [] for b in brokers} for s in scenarios}
+    raw = {s: {b: [] for b in brokers_of(s, brokers)} for s in scenarios}
+    # The in-memory twin of each durable run, same arguments.
+    raw_mem = {s: {b: [] for b in brokers_of(s, brokers)} for s in scenarios if s in DURABLE}
     for rnd in range(args.rounds):
         for s in scenarios:
-            order = brokers[rnd % len(brokers):] + brokers[:rnd % len(brokers)]
+            names = brokers_of(s, brokers)
+            order = names[rnd % len(names):] + names[:rnd % len(names)] if names else []
             for b in order:
-                r = run_one(b, s, args, workdir)
+                r = run_one(b, s, args, workdir, durable=s in DURABLE)
                 raw[s][b].append(r)
                 v = value(r, SCENARIOS[s][2])
-                print(f"round {rnd + 1} {s:15} {b:10} {v if v is not None else r.get('error', '?')}", flush=True)
-    summary = {}
-    for s in scenarios:
-        metric = SCENARIOS[s][2]
-        summary[s] = {}
-        for b in brokers:
-            vals = [value(r, metric) for r in raw[s][b]]
-            vals = [v for v in vals if v is not None]
-            cpus = [per_cpu(r) for r in raw[s][b] if "error" not in r]
-            cpus = [c for c in cpus if c]
-            lost = [r.get("lost", 0) for r in raw[s][b] if "error" not in r]
-            summary[s][b] = {
-                "median": statistics.median(vals) if vals else None,
-                "runs": vals,
-                "msgs_per_broker_cpu_s": statistics.median(cpus) if cpus else None,
-                "lost_max": max(lost) if lost else None,
-                "conn_per_s": statistics.median([r["connects_per_sec"] for r in raw[s][b] if "connects_per_sec" in r]) if any("connects_per_sec" in r for r in raw[s][b]) else None,
-            }
+                print(f"round {rnd + 1} {s:20} {b:10} {v if v is not None else r.get('error', '?')}", flush=True)
+                if s in DURABLE:
+                    r = run_one(b, s, args, workdir)
+                    raw_mem[s][b].append(r)
+                    v = value(r, SCENARIOS[s][2])
+                    print(f"round {rnd + 1} {s:20} {b + ' (mem)':10} {v if v is not None else r.get('error', '?')}", flush=True)
+    rows = scenarios + [d for d, (_, src, _, _) in DERIVED.items() if src in scenarios]
+    summary = {row: {b: summarize(raw[source(row)][b], metric_of(row)) for b in raw[source(row)]} for row in rows}
+    for s in raw_mem:
+        for b, runs in raw_mem[s].items():
+            mem = summarize(runs, metric_of(s))
+            summary[s][b]["in_memory_median"] = mem["median"]
+            summary[s][b]["in_memory_msgs_per_broker_cpu_s"] = mem["msgs_per_broker_cpu_s"]
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"raw": raw, "summary": summary, "args": vars(args)}, f, indent=1)
-    ours_names = [b for b in brokers if b in SLUICE_VARIANTS]
-    with_baseline = "sluice-baseline" in brokers and "sluice" in brokers
-    header = " | ".join(f"{b} vs best other" for b in ours_names)
-    if with_baseline:
-        header += " | sluice vs sluice-baseline"
-    lines = ["| scenario | " + " | ".join(brokers) + f" | {header} (>1: Sluice better) |",
-             "|---" * (len(brokers) + 1 + len(ours_names) + int(with_baseline)) + "|"]
-    for s in scenarios:
-        desc, _, metric, unit = SCENARIOS[s]
-        cells = []
-        for b in brokers:
-            m = summary[s][b]["median"]
-            cell = "n/a" if m is None else f"{m:,.0f} {unit}"
-            cpu = summary[s][b]["msgs_per_broker_cpu_s"]
-            if s == "pairs_q1_20k" and cpu:
-                cell += f" ({cpu / 1000:,.0f}k msg/CPU-s)"
-            cps = summary[s][b]["conn_per_s"]
-            if s.startswith("conn") and cps:
-                cell += f", {cps:,.0f} conn/s"
-            cells.append(cell)
-        others = [summary[s][b]["median"] for b in brokers
-                  if b not in SLUICE_VARIANTS and b != "sluice-baseline" and summary[s][b]["median"]]
-        ratios = [ratio_of(summary[s][name]["median"], others, metric) for name in ours_names]
-        if with_baseline:
-            before = summary[s]["sluice-baseline"]["median"]
-            ratios.append(ratio_of(summary[s]["sluice"]["median"], [before] if before else [], metric))
-        lines.append(f"| {desc} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    table = "\n".join(lines)
+        json.dump({"raw": raw, "raw_in_memory": raw_mem, "summary": summary, "args": vars(args)}, f, indent=1)
+    text = "\n\n".join(t for t in (
+        main_table(summary, rows, brokers),
+        per_cpu_table(summary, rows, brokers),
+        durable_table(summary, [s for s in scenarios if s in DURABLE]),
+    ) if t)
     with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(table + "\n")
+        f.write(text + "\n")
     print()
-    print(table)
-    chart(summary, scenarios, brokers, os.path.join(args.out, "chart.png"))
+    print(text)
+    chart(summary, rows, brokers, os.path.join(args.out, "chart.png"))
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def ratio_of(ours, others, metric):
+def brokers_of(scenario, brokers):
+    """The brokers a scenario runs against: the Sluice variants only for
+    the durable ones."""
+    return [b for b in brokers if is_sluice(b)] if scenario in DURABLE else list(brokers)
+
+
+def source(row):
+    return DERIVED[row][1] if row in DERIVED else row
+
+
+def metric_of(row):
+    return DERIVED[row][2] if row in DERIVED else SCENARIOS[row][2]
+
+
+def describe(row):
+    """(description, metric, unit) of a table row."""
+    if row in DERIVED:
+        desc, _, metric, unit = DERIVED[row]
+        return desc, metric, unit
+    desc, _, metric, unit = SCENARIOS[row]
+    return desc, metric, unit
+
+
+def summarize(runs, metric):
+    ok = [r for r in runs if "error" not in r]
+    vals = [v for v in (value(r, metric) for r in runs) if v is not None]
+    cpus = [c for c in (per_cpu(r) for r in ok) if c]
+    lost = [r.get("lost", 0) for r in ok]
+    rates = [r["connects_per_sec"] for r in ok if "connects_per_sec" in r]
+    return {
+        "median": statistics.median(vals) if vals else None,
+        "runs": vals,
+        "msgs_per_broker_cpu_s": statistics.median(cpus) if cpus else None,
+        "lost_max": max(lost) if lost else None,
+        "conn_per_s": statistics.median(rates) if rates else None,
+    }
+
+
+def column(b):
+    return "null (generator ceiling)" if b == NULL else b
+
+
+def ratio_columns(brokers):
+    """Sluice variants compared with the best other broker (not the
+    reflector, not the baseline), and sluice with its baseline."""
+    ours = [b for b in brokers if b in SLUICE_VARIANTS]
+    heads = [f"{b} vs best other" for b in ours]
+    if "sluice-baseline" in brokers and "sluice" in brokers:
+        heads.append("sluice vs sluice-baseline")
+    return ours, heads
+
+
+def ratios(cells_of, brokers, lower_is_better):
+    """The ratio cells of one row; `cells_of(b)` is broker b's median."""
+    ours, heads = ratio_columns(brokers)
+    others = [cells_of(b) for b in brokers if not is_sluice(b) and b != NULL and cells_of(b)]
+    out = [ratio_of(cells_of(b), others, lower_is_better) for b in ours]
+    if "sluice vs sluice-baseline" in heads:
+        before = cells_of("sluice-baseline")
+        out.append(ratio_of(cells_of("sluice"), [before] if before else [], lower_is_better))
+    return out
+
+
+def table(heads, lines):
+    return "\n".join(["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
+                     + ["| " + " | ".join(cells) + " |" for cells in lines])
+
+
+def main_table(summary, rows, brokers):
+    _, ratio_heads = ratio_columns(brokers)
+    heads = ["scenario"] + [column(b) for b in brokers] + [h + " (>1: Sluice better)" for h in ratio_heads]
+    lines = []
+    for row in rows:
+        desc, metric, unit = describe(row)
+        cells = []
+        for b in brokers:
+            m = summary[row].get(b, {}).get("median")
+            # The reflector's own memory says nothing about the generator.
+            absent = b not in summary[row] or (b == NULL and metric == "rss_per_connection")
+            cells.append("—" if absent else "n/a" if m is None else f"{m:,.0f} {unit}")
+        med = lambda b: summary[row].get(b, {}).get("median")
+        lines.append([desc] + cells + ratios(med, brokers, metric in LOWER_IS_BETTER))
+    return table(heads, lines)
+
+
+def per_cpu_table(summary, rows, brokers):
+    """Messages (fan-out: deliveries) received per broker CPU-second."""
+    _, ratio_heads = ratio_columns(brokers)
+    heads = ["messages received per broker CPU-second"] + [column(b) for b in brokers] + ratio_heads
+    lines = []
+    for row in rows:
+        if row in DERIVED or SCENARIOS[row][2] == "rss_per_connection":
+            continue
+        cpu = lambda b: summary[row].get(b, {}).get("msgs_per_broker_cpu_s")
+        cells = ["—" if b not in summary[row] else "n/a" if not cpu(b) else f"{cpu(b):,.0f}" for b in brokers]
+        lines.append([describe(row)[0]] + cells + ratios(cpu, brokers, False))
+    return table(heads, lines)
+
+
+def durable_table(summary, durable_rows):
+    lines = []
+    for row in durable_rows:
+        desc, metric, unit = describe(row)
+        for b, m in summary[row].items():
+            dur, mem = m.get("median"), m.get("in_memory_median")
+            ratio = f"{dur / mem:.2f}" if dur and mem else "n/a"
+            cpu_d, cpu_m = m.get("msgs_per_broker_cpu_s"), m.get("in_memory_msgs_per_broker_cpu_s")
+            lines.append([desc, b, "n/a" if dur is None else f"{dur:,.0f} {unit}",
+                          "n/a" if mem is None else f"{mem:,.0f} {unit}", ratio,
+                          f"{cpu_d:,.0f}" if cpu_d else "n/a", f"{cpu_m:,.0f}" if cpu_m else "n/a"])
+    if not lines:
+        return ""
+    return table(["durable scenario", "broker", "durable", "in memory", "durable / in memory",
+                  "msg per broker CPU-s durable", "in memory"], lines)
+
+
+def ratio_of(ours, others, lower_is_better):
     """Ours against the best of `others`, as a factor where >1 is better."""
     if not ours or not others:
         return "n/a"
-    best = min(others) if metric in LOWER_IS_BETTER else max(others)
-    return f"{best / ours:.2f}×" if metric in LOWER_IS_BETTER else f"{ours / best:.2f}×"
+    best = min(others) if lower_is_better else max(others)
+    return f"{best / ours:.2f}×" if lower_is_better else f"{ours / best:.2f}×"
 
 
-def chart(summary, scenarios, brokers, path):
+def chart(summary, rows, brokers, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cols = min(4, len(scenarios))
-    rows = (len(scenarios) + cols - 1) // cols
-    fig, grid = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
-    axes = [ax for row in grid for ax in row]
-    for ax in axes[len(scenarios):]:
+    cols = min(4, len(rows))
+    nrows = (len(rows) + cols - 1) // cols
+    fig, grid = plt.subplots(nrows, cols, figsize=(3.4 * cols, 3.2 * nrows), squeeze=False)
+    axes = [ax for r in grid for ax in r]
+    for ax in axes[len(rows):]:
         ax.axis("off")
-    colors = {"sluice": "#1f77b4", "sluice-1t": "#17becf", "sluice-baseline": "#9ecae1", "mosquitto": "#7f7f7f", "rumqttd": "#ff7f0e"}
-    for ax, s in zip(axes, scenarios):
-        desc, _, metric, unit = SCENARIOS[s]
-        vals = [summary[s][b]["median"] or 0 for b in brokers]
-        ax.bar(brokers, vals, color=[colors.get(b, "#999") for b in brokers])
+    colors = {"sluice": "#1f77b4", "sluice-1t": "#17becf", "sluice-baseline": "#9ecae1", "mosquitto": "#7f7f7f",
+              "rumqttd": "#ff7f0e", NULL: "#d9d9d9"}
+    for ax, row in zip(axes, rows):
+        desc, metric, unit = describe(row)
+        names = [b for b in brokers if b in summary[row]]
+        vals = [summary[row][b]["median"] or 0 for b in names]
+        ax.bar(names, vals, color=[colors.get(b, "#999") for b in names])
         ax.set_title(desc, fontsize=8, wrap=True)
         ax.set_ylabel(unit + (" (lower is better)" if metric in LOWER_IS_BETTER else ""), fontsize=7)
         ax.tick_params(labelsize=7)

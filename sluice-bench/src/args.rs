@@ -35,7 +35,10 @@ pub struct Args {
     /// owed to subscribers. 0 = open loop (publish whatever happens).
     #[arg(long, default_value_t = 100_000, global = true)]
     pub max_owed: u64,
-    /// Runtime worker threads of the generator.
+    /// Runtime worker threads of the generator. One is the default from
+    /// measurement (notes in BENCHMARKS.md): on 2 cores shared with the
+    /// broker, a second worker cost more CPU than it gained, and one
+    /// worker beat a current-thread runtime.
     #[arg(long, default_value_t = 1, global = true)]
     pub threads: usize,
     /// The broker's process id, to report its CPU time and memory.
@@ -44,8 +47,9 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Subscribers keep persistent sessions (clean start 0, v5 session
-    /// expiry 1 h), so a durable broker must store what it queues for them.
+    /// Subscribers (and the conn scenario's connections) keep persistent
+    /// sessions (clean start 0, v5 session expiry 1 h), so a durable broker
+    /// must store what it queues for them.
     #[arg(long, global = true)]
     pub persistent_subscribers: bool,
     /// Prefix of client ids and topics, so runs do not collide.
@@ -82,5 +86,23 @@ pub enum Scenario {
         /// How many loopback source addresses to spread over.
         #[arg(long, default_value_t = 4)]
         source_addresses: u8,
+        /// CONNECTs in flight at once (the next starts when one is done).
+        #[arg(long, default_value_t = 500)]
+        in_flight: usize,
+        /// Pad client ids to this many characters (0: `PREFIX-idle-N`).
+        #[arg(long, default_value_t = 0)]
+        client_id_len: usize,
+        /// Each connection subscribes to a topic of its own.
+        #[arg(long)]
+        subscribe: bool,
+        /// Seconds to wait after the last CONNACK before reading the
+        /// broker's memory again.
+        #[arg(long, default_value_t = 5.0)]
+        settle: f64,
     },
+    /// Not a scenario: a null broker on --host:--port that answers and
+    /// forwards PUBLISH to the subscribers of its exact topic or of a
+    /// PREFIX/# above it, doing as little as it can. Runs until stopped; a scenario run against it measures the
+    /// generator's own ceiling.
+    Reflector,
 }

@@ -16,10 +16,27 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Resident set size of `pid`, bytes.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
+/// Resident memory of a process, bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// VmRSS: what `ps` and `top` show.
+    pub rss: u64,
+    /// RssAnon: heap and stacks, without mapped files (the binary).
+    pub anon: u64,
+    /// VmHWM: the highest VmRSS so far.
+    pub peak: u64,
+}
+
+/// Resident memory of `pid`.
+pub fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let kb = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    };
+    Some(Memory {
+        rss: kb("VmRSS:")?,
+        anon: kb("RssAnon:")?,
+        peak: kb("VmHWM:")?,
+    })
 }

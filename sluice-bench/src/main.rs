@@ -16,7 +16,9 @@
 mod args;
 mod conn;
 mod cpu;
+mod frames;
 mod pubsub;
+mod reflector;
 mod report;
 
 use clap::Parser;
@@ -39,7 +41,24 @@ fn main() -> std::process::ExitCode {
             args::Scenario::Conn {
                 connections,
                 source_addresses,
-            } => conn::run(&args, *connections, *source_addresses).await,
+                in_flight,
+                client_id_len,
+                subscribe,
+                settle,
+            } => {
+                let plan = conn::ConnPlan {
+                    connections: *connections,
+                    source_addresses: *source_addresses,
+                    in_flight: *in_flight,
+                    client_id_len: *client_id_len,
+                    subscribe: *subscribe,
+                    settle: *settle,
+                };
+                conn::run(&args, &plan).await
+            }
+            args::Scenario::Reflector => reflector::run(&args.host, args.port)
+                .await
+                .map(|()| report::Report::conn(serde_json::Value::Null)),
             _ => pubsub::run(&args).await,
         }
     });

@@ -34,6 +34,7 @@ impl Report {
             Scenario::Fanout { .. } => "fanout",
             Scenario::Pairs { .. } => "pairs",
             Scenario::Conn { .. } => "conn",
+            Scenario::Reflector => "reflector",
         };
         let q = |p: f64| latency_us.value_at_quantile(p);
         let value = json!({

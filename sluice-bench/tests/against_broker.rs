@@ -130,3 +130,65 @@ fn a_bad_argument_is_refused_before_connecting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--mqtt must be 4 or 5"), "{err}");
 }
+
+/// The reflector (the generator's null broker) on a free port; killed
+/// when dropped.
+struct Reflector {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Reflector {
+    fn start() -> Reflector {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+            .args(["--port", &port.to_string(), "reflector"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the reflector");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Reflector { port, child }
+    }
+}
+
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_reflector_forwards_every_scenario_without_loss() {
+    let r = Reflector::start();
+    for (version, args) in [
+        ("4", &["--qos", "1", "pairs", "-n", "3"][..]),
+        ("5", &["--qos", "1", "pairs", "-n", "3"][..]),
+        (
+            "4",
+            &["--qos", "0", "--rate", "2000", "fanout", "-s", "4"][..],
+        ),
+        (
+            "5",
+            &[
+                "--qos", "2", "--rate", "2000", "fanin", "-p", "3", "-s", "2",
+            ][..],
+        ),
+    ] {
+        let out = bench(r.port, &[&["--mqtt", version], args].concat());
+        assert_eq!(out["lost"], 0, "{args:?}: {out}");
+        assert_eq!(out["duplicates_or_reordered"], 0, "{args:?}: {out}");
+        assert!(
+            out["received"].as_u64().expect("received") > 100,
+            "{args:?}: {out}"
+        );
+    }
+}

@@ -16,14 +16,16 @@ use sluice::codec::{
     SubscriptionOptions,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
 
 use crate::args::{Args, Scenario};
 use crate::cpu;
 use crate::report::Report;
-pub use client::connect;
-use client::{connect_with, qos, version};
+pub use client::{connect, connect_with};
+use client::{qos, version};
 use publisher::{publisher, PubConfig};
+pub use subscriber::{put_ack, READ_CHUNK};
 use subscriber::{subscriber, SubStats};
 
 /// Bytes at the start of every payload: publisher index, sequence, send time.
@@ -77,7 +79,9 @@ impl Plan {
                 let topics: Vec<String> = (0..*pairs).map(|i| format!("{p}/{i}")).collect();
                 (topics.clone(), topics, 1)
             }
-            Scenario::Conn { .. } => unreachable!("handled by conn::run"),
+            Scenario::Conn { .. } | Scenario::Reflector => {
+                unreachable!("not a publish/subscribe scenario")
+            }
         };
         Plan {
             pub_topics,
@@ -160,7 +164,6 @@ async fn start_subscribers(
     shared: &Arc<Shared>,
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<SubStats>>>> {
     let v = version(args)?;
-    let q = qos(args)?;
     let mut subs = Vec::new();
     for (i, filter) in plan.sub_filters.iter().enumerate() {
         let (rd, mut wr, buf) = connect_with(
@@ -171,20 +174,7 @@ async fn start_subscribers(
             args.persistent_subscribers,
         )
         .await?;
-        let sub = Subscribe {
-            packet_id: PacketId::MIN,
-            properties: Properties::default(),
-            filters: vec![(
-                filter.as_str().into(),
-                SubscriptionOptions {
-                    qos: q,
-                    ..Default::default()
-                },
-            )],
-        };
-        let mut out = BytesMut::new();
-        encode_packet(&Packet::Subscribe(sub), v, &mut out)?;
-        wr.write_all(&out).await?;
+        subscribe_one(args, &mut wr, filter).await?;
         subs.push(tokio::spawn(subscriber(
             rd,
             wr,
@@ -195,6 +185,30 @@ async fn start_subscribers(
         )));
     }
     Ok(subs)
+}
+
+/// Sends SUBSCRIBE to `filter` at the run's QoS (the SUBACK is left to
+/// the connection's reader).
+pub async fn subscribe_one(
+    args: &Args,
+    wr: &mut OwnedWriteHalf,
+    filter: &str,
+) -> anyhow::Result<()> {
+    let sub = Subscribe {
+        packet_id: PacketId::MIN,
+        properties: Properties::default(),
+        filters: vec![(
+            filter.into(),
+            SubscriptionOptions {
+                qos: qos(args)?,
+                ..Default::default()
+            },
+        )],
+    };
+    let mut out = BytesMut::new();
+    encode_packet(&Packet::Subscribe(sub), version(args)?, &mut out)?;
+    wr.write_all(&out).await?;
+    Ok(())
 }
 
 /// Connects every publisher and starts its task, the target rate shared
