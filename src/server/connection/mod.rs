@@ -511,12 +511,19 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(std::pin::Pin::new(&mut rx).poll(&mut cx).is_pending());
         drop(waker);
-        assert_eq!(Arc::strong_count(&task), 2, "the channel holds the task's waker");
+        assert_eq!(
+            Arc::strong_count(&task),
+            2,
+            "the channel holds the task's waker"
+        );
         assert_eq!(release_waker(&mut rx), None);
         assert_eq!(Arc::strong_count(&task), 1, "the task's waker was let go");
         // A kick sent meanwhile is not lost.
         let _ = tx.send(ReasonCode::AdministrativeAction);
-        assert_eq!(release_waker(&mut rx), Some(ReasonCode::AdministrativeAction));
+        assert_eq!(
+            release_waker(&mut rx),
+            Some(ReasonCode::AdministrativeAction)
+        );
     }
 
     /// An idle connection's memory is mostly its task's future, which
