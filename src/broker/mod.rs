@@ -47,6 +47,8 @@ pub use router::{LocalRouter, RouteEntry, Router, Target};
 pub use signals::{OneshotSinkAck, StoreRelease};
 pub use slot::{set_parked_waker, Control, ParkedWaker, SessionSlot, Subscription};
 pub use stats::{SessionTotals, Stats, TOP_DROPPING_SESSIONS};
+/// Public for its criterion bench (and the keep-alive deadlines to come).
+pub use timers::TimerWheel;
 
 use crate::codec::QoS;
 use crate::config::Config;

@@ -38,19 +38,25 @@ struct SharedGroup<V> {
     next: AtomicUsize,
 }
 
+/// The tree's maps hash a topic level (or a client id) on every publish:
+/// foldhash instead of SipHash, still seeded per process, so a client
+/// cannot choose colliding levels in advance (SipHash was ~950
+/// instructions of a QoS 1 message's 26k under callgrind).
+type Map<K, T> = HashMap<K, T, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Node<V> {
-    children: HashMap<Box<str>, Node<V>>,
-    subscribers: HashMap<ByteString, V>,
-    shared: HashMap<ByteString, SharedGroup<V>>,
+    children: Map<Box<str>, Node<V>>,
+    subscribers: Map<ByteString, V>,
+    shared: Map<ByteString, SharedGroup<V>>,
 }
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
-            subscribers: HashMap::new(),
-            shared: HashMap::new(),
+            children: Map::default(),
+            subscribers: Map::default(),
+            shared: Map::default(),
         }
     }
 }

@@ -73,4 +73,9 @@ impl<K: Hash + Eq + Clone, V> TimerWheel<K, V> {
     pub fn len(&self) -> usize {
         self.by_deadline.len()
     }
+
+    /// True when no timer is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_deadline.is_empty()
+    }
 }
