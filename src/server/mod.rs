@@ -46,7 +46,13 @@ pub async fn serve(
         t.abort();
     }
     broker.begin_shutdown();
-    // Parked connections say goodbye as tasks do.
+    // Every serving connection is told as a kick (one wake-up source per
+    // connection instead of a shutdown branch polled on every wake-up;
+    // one that attaches after this sees the flag at its next turn), and
+    // parked ones are woken to say goodbye as tasks do.
+    for slot in broker.sessions() {
+        slot.kick(crate::codec::ReasonCode::ServerShuttingDown);
+    }
     parking::wake_all(&broker);
     let deadline = tokio::time::Instant::now() + drain_timeout;
     while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {

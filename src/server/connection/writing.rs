@@ -17,9 +17,9 @@ use crate::session::Exit;
 pub(super) enum WriteStop {
     /// The socket failed, or held acks can never be sent.
     Io,
-    /// Told to leave (takeover, admin kick) while waiting or writing.
+    /// Told to leave (takeover, admin kick, shutdown) while waiting or
+    /// writing.
     Kicked(ReasonCode),
-    Shutdown,
     /// No progress within `limits.write_timeout_secs`: the client stopped
     /// reading.
     Stalled,
@@ -33,7 +33,6 @@ impl Connection {
     pub(super) async fn flush_out<S: AsyncWrite>(
         &mut self,
         writer: &mut WriteHalf<S>,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), WriteStop> {
         if !self.machine.has_output() {
             return Ok(());
@@ -76,7 +75,6 @@ impl Connection {
         tokio::select! {
             biased;
             reason = kick => Err(WriteStop::Kicked(reason.unwrap_or(ReasonCode::SessionTakenOver))),
-            _ = shutdown.changed() => Err(WriteStop::Shutdown),
             done = work => done,
         }
     }
@@ -126,10 +124,6 @@ impl Connection {
             WriteStop::Io => Exit::Closed,
             WriteStop::Kicked(reason) => {
                 let exit = self.machine.kicked(reason);
-                self.end(writer, exit).await
-            }
-            WriteStop::Shutdown => {
-                let exit = self.machine.shutting_down();
                 self.end(writer, exit).await
             }
             WriteStop::Stalled => {

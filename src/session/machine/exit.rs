@@ -24,10 +24,11 @@ pub enum Exit {
 impl Exit {
     /// The exit for being told to leave with `reason` (takeover, kick).
     pub fn kicked(reason: ReasonCode) -> Exit {
-        if reason == ReasonCode::SessionTakenOver {
-            Exit::TakenOver
-        } else {
-            Exit::Violation(reason)
+        match reason {
+            ReasonCode::SessionTakenOver => Exit::TakenOver,
+            // Shutdown reaches connections as a kick with this reason.
+            ReasonCode::ServerShuttingDown => Exit::Shutdown,
+            other => Exit::Violation(other),
         }
     }
 }

@@ -12,6 +12,19 @@ fn shutdown_leaves_will_and_session_as_stored() {
     assert_eq!(e.offline, None);
 }
 
+/// Shutdown reaches connections as a kick with 0x8B (one wake-up source
+/// per connection): it must still mean shutdown, not a violation (which
+/// would publish the will and end sessions).
+#[test]
+fn a_shutdown_kick_is_a_shutdown() {
+    assert_eq!(Exit::kicked(ReasonCode::ServerShuttingDown), Exit::Shutdown);
+    assert_eq!(Exit::kicked(ReasonCode::SessionTakenOver), Exit::TakenOver);
+    assert_eq!(
+        Exit::kicked(ReasonCode::AdministrativeAction),
+        Exit::Violation(ReasonCode::AdministrativeAction)
+    );
+}
+
 #[test]
 fn a_takeover_publishes_a_will_without_delay_only() {
     assert!(ending(Exit::TakenOver, true, 0, 60).will_now);
