@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tracing::Instrument;
 
@@ -105,11 +105,13 @@ pub(super) async fn serve_established<S: Transport>(
     stream: S,
     permit: Permit,
 ) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let exit = match conn.serve(&mut reader, &mut writer, S::PARKS).await {
+    // Not split: reads and writes take turns in the serving loop, and
+    // `tokio::io::split` would put a lock around each of them.
+    let mut stream = stream;
+    let exit = match conn.serve(&mut stream, S::PARKS).await {
         Served::Ended(exit) => exit,
         Served::Park => {
-            match reader.unsplit(writer).into_socket() {
+            match stream.into_socket() {
                 Ok(socket) => park(conn, socket, permit),
                 Err(e) => {
                     // The socket is gone: as after any lost connection.
@@ -127,7 +129,6 @@ pub(super) async fn serve_established<S: Transport>(
     conn.finish(exit);
     if let Some(started) = last_words {
         // Boxed: only connections that end this way pay for its state.
-        let mut stream = reader.unsplit(writer);
         Box::pin(linger(&mut stream, started + FINAL_WRITE_BUDGET)).await;
     }
     drop(permit);
@@ -269,12 +270,7 @@ impl Connection {
         machine.drain(now, &mut host);
     }
 
-    async fn serve<S>(
-        &mut self,
-        reader: &mut ReadHalf<S>,
-        writer: &mut WriteHalf<S>,
-        parks: bool,
-    ) -> Served
+    async fn serve<S>(&mut self, stream: &mut S, parks: bool) -> Served
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -289,7 +285,7 @@ impl Connection {
         }
         // Bytes that came with CONNECT.
         if let Err(exit) = self.process(false) {
-            return Served::Ended(self.end(writer, exit).await);
+            return Served::Ended(self.end(stream, exit).await);
         }
         self.drain();
         loop {
@@ -301,20 +297,20 @@ impl Connection {
             // busy machine).
             let durable_now = self.store.is_durable(self.held.pending);
             if self.ready_to_write(durable_now) {
-                if let Err(stop) = self.flush_out(writer).await {
-                    return Served::Ended(self.stopped_writing(writer, stop).await);
+                if let Err(stop) = self.flush_out(stream).await {
+                    return Served::Ended(self.stopped_writing(stream, stop).await);
                 }
             }
             // Shutdown reaches a waiting connection as a kick (see
             // `server::serve`); this catches one that attached after it.
             if self.broker.is_shutting_down() {
                 let exit = self.machine.shutting_down();
-                return Served::Ended(self.end(writer, exit).await);
+                return Served::Ended(self.end(stream, exit).await);
             }
             let park_at = park_after
                 .filter(|_| self.is_idle(durable_now))
                 .map(|after| Instant::now() + after);
-            let wake = self.wait(reader, durable_now, park_at).await;
+            let wake = self.wait(stream, durable_now, park_at).await;
             let wake = match wake {
                 Wake::Park => match self.release_task_waker() {
                     None => return Served::Park,
@@ -324,7 +320,7 @@ impl Connection {
             };
             if let Err(exit) = self.on_wake(wake) {
                 if exit != Exit::Closed {
-                    return Served::Ended(self.end(writer, exit).await);
+                    return Served::Ended(self.end(stream, exit).await);
                 }
                 return Served::Ended(exit);
             }
@@ -340,12 +336,7 @@ impl Connection {
 
     /// Waits for the next thing to do. Acks wait for the disk or a
     /// bridge's sink; reads go on meanwhile (see `ready_to_write`).
-    async fn wait<S>(
-        &mut self,
-        reader: &mut ReadHalf<S>,
-        durable_now: bool,
-        park_at: Option<Instant>,
-    ) -> Wake
+    async fn wait<S>(&mut self, reader: &mut S, durable_now: bool, park_at: Option<Instant>) -> Wake
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Connection, FINAL_WRITE_BUDGET, MAX_HELD_BYTES};
 use crate::codec::ReasonCode;
@@ -30,9 +30,9 @@ impl Connection {
     /// in here gives way to a kick, a takeover or shutdown, and the socket
     /// write itself is bounded by `limits.write_timeout_secs`: a client
     /// that stops reading can neither pin its session nor its task.
-    pub(super) async fn flush_out<S: AsyncWrite>(
+    pub(super) async fn flush_out<S: AsyncWrite + Unpin>(
         &mut self,
-        writer: &mut WriteHalf<S>,
+        writer: &mut S,
     ) -> Result<(), WriteStop> {
         if !self.machine.has_output() {
             return Ok(());
@@ -82,11 +82,7 @@ impl Connection {
     /// The last write of a connection that is ending (DISCONNECT, acks of
     /// what was read): best effort, within [`FINAL_WRITE_BUDGET`]. Once it
     /// went out, `last_words` has the connection linger so it arrives.
-    pub(super) async fn end<S: AsyncWrite>(
-        &mut self,
-        writer: &mut WriteHalf<S>,
-        exit: Exit,
-    ) -> Exit {
+    pub(super) async fn end<S: AsyncWrite + Unpin>(&mut self, writer: &mut S, exit: Exit) -> Exit {
         if !self.machine.has_output() {
             return exit;
         }
@@ -115,9 +111,9 @@ impl Connection {
     }
 
     /// Ends the connection after a write that could not complete.
-    pub(super) async fn stopped_writing<S: AsyncWrite>(
+    pub(super) async fn stopped_writing<S: AsyncWrite + Unpin>(
         &mut self,
-        writer: &mut WriteHalf<S>,
+        writer: &mut S,
         stop: WriteStop,
     ) -> Exit {
         match stop {
@@ -163,10 +159,7 @@ impl Connection {
     }
 }
 
-async fn flush<S: AsyncWrite>(
-    writer: &mut WriteHalf<S>,
-    wbuf: &mut BytesMut,
-) -> std::io::Result<()> {
+async fn flush<S: AsyncWrite + Unpin>(writer: &mut S, wbuf: &mut BytesMut) -> std::io::Result<()> {
     let r = writer.write_all(wbuf).await;
     wbuf.clear();
     r?;
