@@ -182,3 +182,22 @@ fn parking_can_be_turned_off() {
     c.send(&Packet::PingReq);
     assert_eq!(c.recv(), Some(Packet::PingResp));
 }
+
+#[test]
+fn a_new_connection_that_stays_silent_parks_soon_and_a_talking_one_waits() {
+    // A minute before an idle connection parks, except a new one that
+    // says nothing after its CONNACK (an idle device): 100 ms.
+    let s = Sluice::start_with(&[("SLUICE__LIMITS__PARK_AFTER_IDLE_MS", "60000")]);
+    let (mut silent, _) = Raw::connect(s.port, V4, "silent-device", true);
+    wait_parked(&s, 1);
+    let (mut talker, _) = Raw::connect(s.port, V4, "talker", true);
+    talker.subscribe(1, &[("talk/#", sub_opts(QoS::AtMostOnce))]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        parked(&s),
+        1,
+        "a client that subscribed waits the full minute"
+    );
+    silent.send(&Packet::PingReq);
+    assert_eq!(silent.recv(), Some(Packet::PingResp));
+}

@@ -43,6 +43,14 @@ const MAX_HELD_BYTES: usize = 64 * 1024;
 /// a takeover or shutdown completes within it whatever the client does.
 pub(super) const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(2);
 
+/// How long a new connection that has sent nothing since its CONNACK
+/// stays a task before parking (`limits.park_after_idle_ms` if lower).
+/// Clients that subscribe or publish do it right after CONNACK; one that
+/// stays silent is an idle device, and parking it soon keeps a connect
+/// storm of idle devices from holding thousands of tasks at once (their
+/// memory, once freed, mostly stays with the process).
+const FIRST_PARK_AFTER: Duration = Duration::from_millis(100);
+
 /// What woke the serving loop.
 enum Wake {
     /// Told to leave: takeover, admin kick, shutdown (0x8B).
@@ -278,6 +286,9 @@ impl Connection {
         let park_after = self.broker.config.limits.park_after_idle_ms;
         let park_after = (parks && park_after > 0 && parking_available())
             .then(|| Duration::from_millis(park_after));
+        // A fresh connection that says nothing after its CONNACK is an idle
+        // device: it parks sooner (see `FIRST_PARK_AFTER`).
+        let mut heard_from = self.connack.is_none() || !self.rbuf.is_empty();
         if let Some(ack) = self.connack.take() {
             let now = Instant::now();
             let (machine, mut host, _) = self.split();
@@ -309,8 +320,13 @@ impl Connection {
             }
             let park_at = park_after
                 .filter(|_| self.is_idle(durable_now))
+                .map(|after| match heard_from {
+                    true => after,
+                    false => after.min(FIRST_PARK_AFTER),
+                })
                 .map(|after| Instant::now() + after);
             let wake = self.wait(stream, durable_now, park_at).await;
+            heard_from |= matches!(wake, Wake::Read(_));
             let wake = match wake {
                 Wake::Park => match self.release_task_waker() {
                     None => return Served::Park,
