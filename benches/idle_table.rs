@@ -3,8 +3,8 @@
 //!
 //! - `wheel/reset/N`: a keep-alive reset (cancel the timer, schedule the
 //!   next) among N timers, as each packet of a parked client does.
-//! - `wheel/tick/N`: one second of the wheel with N timers spread over
-//!   ten minutes (the timers of that second fire).
+//! - `wheel/tick/N`: the wheel advanced 301 seconds at once with N timers
+//!   spread over ten minutes (about half of them fire).
 //! - `table/park_wake`: one full cycle of a real socket: park (register
 //!   with the table's epoll set and wheel), wake, and hand-back from the
 //!   table's thread (deregister, cross-thread hand-off).

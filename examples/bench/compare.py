@@ -403,7 +403,8 @@ def chart(summary, rows, brokers, path):
               "rumqttd": "#ff7f0e", NULL: "#d9d9d9"}
     for ax, row in zip(axes, rows):
         desc, metric, unit = describe(row)
-        names = [b for b in brokers if b in summary[row]]
+        # The null broker's own memory says nothing about the generator.
+        names = [b for b in brokers if b in summary[row] and not (b == NULL and metric == "rss_per_connection")]
         vals = [summary[row][b]["median"] or 0 for b in names]
         ax.bar(names, vals, color=[colors.get(b, "#999") for b in names])
         ax.set_title(desc, fontsize=8, wrap=True)
