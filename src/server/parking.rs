@@ -135,7 +135,8 @@ async fn resume(p: ParkedConnection) {
         .fetch_sub(1, Ordering::Relaxed);
     resting.slot().set_parked(0);
     let conn = Connection::wake_up(broker, resting);
-    let peer = socket.peer_addr().ok();
+    // The address the session already holds: no system call per resume.
+    let peer = conn.slot().control.lock().peer;
     let span = tracing::info_span!("conn", client_id = %conn.slot().client_id, peer = ?peer);
     match TcpStream::from_std(socket) {
         Ok(stream) => {

@@ -328,7 +328,7 @@ impl Connection {
             let wake = self.wait(stream, durable_now, park_at).await;
             heard_from |= matches!(wake, Wake::Read(_));
             let wake = match wake {
-                Wake::Park => match self.release_task_waker() {
+                Wake::Park => match release_waker(&mut self.kick) {
                     None => return Served::Park,
                     Some(reason) => Wake::Kicked(reason),
                 },
@@ -411,15 +411,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Before parking: the kick channel still holds this task's waker from
-    /// the last wait, which would keep the finished task's memory (a few
-    /// KB) alive for as long as the connection stays parked. Polling it
-    /// once with a no-op waker lets go of that waker. A kick that came
-    /// meanwhile is returned instead.
-    fn release_task_waker(&mut self) -> Option<ReasonCode> {
-        release_waker(&mut self.kick)
     }
 
     /// Whether there is nothing to do but wait for the client: nothing to
@@ -515,8 +506,11 @@ fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) -> &mut Pin<Box<Sleep>>
     sleep
 }
 
-/// Polls `kick` with a no-op waker, so that it lets go of the waker of
-/// the last task that waited on it; a kick that arrived is returned.
+/// Before parking: the kick channel still holds the waker of the last task
+/// that waited on it, which would keep that finished task's memory (a few
+/// KB) alive for as long as the connection stays parked. Polling it once
+/// with a no-op waker lets go of that waker; a kick that arrived meanwhile
+/// is returned instead.
 fn release_waker(kick: &mut tokio::sync::oneshot::Receiver<ReasonCode>) -> Option<ReasonCode> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match std::pin::Pin::new(kick).poll(&mut cx) {
