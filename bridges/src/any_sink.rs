@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::http::HttpSink;
 use crate::kafka::KafkaSink;
+use crate::mqtt::MqttSink;
 use crate::record::Record;
 use crate::sink::{Sink, SinkError};
 
@@ -14,13 +15,24 @@ pub enum AnySink {
     /// Boxed: far larger than the Kafka handle, and built once per bridge.
     Http(Box<HttpSink>),
     Kafka(KafkaSink),
+    /// Boxed: its settings and TLS connector are far larger than a handle.
+    Mqtt(Box<MqttSink>),
 }
 
 impl Sink for AnySink {
+    fn start(&mut self) {
+        match self {
+            AnySink::Http(s) => s.start(),
+            AnySink::Kafka(s) => s.start(),
+            AnySink::Mqtt(s) => s.start(),
+        }
+    }
+
     async fn send(&mut self, batch: &[Record]) -> Result<(), SinkError> {
         match self {
             AnySink::Http(s) => s.send(batch).await,
             AnySink::Kafka(s) => s.send(batch).await,
+            AnySink::Mqtt(s) => s.send(batch).await,
         }
     }
 
@@ -28,6 +40,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.kind(),
             AnySink::Kafka(s) => s.kind(),
+            AnySink::Mqtt(s) => s.kind(),
         }
     }
 
@@ -35,6 +48,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.max_batch(),
             AnySink::Kafka(s) => s.max_batch(),
+            AnySink::Mqtt(s) => s.max_batch(),
         }
     }
 
@@ -42,6 +56,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.max_batch_bytes(),
             AnySink::Kafka(s) => s.max_batch_bytes(),
+            AnySink::Mqtt(s) => s.max_batch_bytes(),
         }
     }
 
@@ -49,6 +64,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.linger(),
             AnySink::Kafka(s) => s.linger(),
+            AnySink::Mqtt(s) => s.linger(),
         }
     }
 
@@ -56,6 +72,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Http(s) => s.retry_after(),
             AnySink::Kafka(s) => s.retry_after(),
+            AnySink::Mqtt(s) => s.retry_after(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::any_sink::AnySink;
 use crate::buffer::{DeadLetterPolicy, FullPolicy};
 use crate::http::HttpSinkConfig;
 use crate::kafka::KafkaSinkConfig;
+use crate::mqtt::MqttSinkConfig;
 use crate::transform::budget::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_TIMEOUT};
 use crate::transform::{
     Budget, Escape, OnDecodeError, PayloadFormat, Transform, TransformConfig, TransformError,
@@ -42,6 +43,8 @@ pub enum SinkBuildError {
     Http(#[from] crate::http::HttpSinkError),
     #[error(transparent)]
     Kafka(#[from] crate::kafka::KafkaSinkSetupError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttSinkError),
 }
 
 /// Where a bridge sends its records: the `[bridges.sink]` table, whose
@@ -54,6 +57,9 @@ pub enum SinkConfig {
     /// Produce each record to a Kafka topic rendered from a template, with
     /// an idempotent producer (order per partition survives retries).
     Kafka(KafkaSinkConfig),
+    /// Publish each record to a remote MQTT broker (store-and-forward,
+    /// edge to cloud), on a topic rendered from a template.
+    Mqtt(MqttSinkConfig),
 }
 
 impl SinkConfig {
@@ -61,6 +67,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Http(_) => "http",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Mqtt(_) => "mqtt",
         }
     }
 
@@ -77,6 +84,10 @@ impl SinkConfig {
                 Ok(()) => return Ok(()),
                 Err(e) => c.describe(&e),
             },
+            SinkConfig::Mqtt(c) => match c.check() {
+                Ok(()) => return Ok(()),
+                Err(e) => (e.key.to_owned(), e.message),
+            },
         };
         Err(ConfigError {
             key: format!("sink.{key}"),
@@ -85,11 +96,16 @@ impl SinkConfig {
     }
 
     /// Builds the sink; the error names the problem (see [`Self::check`],
-    /// which the configuration ran already).
-    pub fn build(&self) -> Result<AnySink, SinkBuildError> {
+    /// which the configuration ran already). `state_dir` is the bridge's
+    /// own directory (its buffer's), where a sink keeps what must survive
+    /// a restart besides the buffer (the MQTT sink's QoS 2 release log).
+    pub fn build(&self, state_dir: &std::path::Path) -> Result<AnySink, SinkBuildError> {
         Ok(match self {
             SinkConfig::Http(c) => AnySink::Http(Box::new(crate::http::HttpSink::new(c.clone())?)),
             SinkConfig::Kafka(c) => AnySink::Kafka(crate::kafka::KafkaSink::new(c.clone())?),
+            SinkConfig::Mqtt(c) => {
+                AnySink::Mqtt(Box::new(crate::mqtt::MqttSink::new(c.clone(), state_dir)?))
+            }
         })
     }
 }
@@ -166,8 +182,11 @@ pub struct BridgeConfig {
     /// Largest transformed payload (compact JSON), in bytes.
     #[serde(default = "default_transform_max_output_bytes")]
     pub transform_max_output_bytes: usize,
+    /// How payloads decode before the rule: "json", "raw", "cbor",
+    /// "msgpack". Unset: "raw" for an MQTT sink (a broker-to-broker bridge
+    /// forwards bytes as they are), "json" for the others.
     #[serde(default)]
-    pub payload_format: PayloadFormat,
+    pub payload_format: Option<PayloadFormat>,
     #[serde(default)]
     pub on_decode_error: OnDecodeError,
     /// Disk quota of the bridge's buffer.
@@ -280,16 +299,25 @@ impl BridgeConfig {
         Ok(())
     }
 
+    /// The payload format in effect (see the field).
+    pub fn payload_format(&self) -> PayloadFormat {
+        self.payload_format.unwrap_or(match self.sink {
+            SinkConfig::Mqtt(_) => PayloadFormat::Raw,
+            _ => PayloadFormat::Json,
+        })
+    }
+
     /// Compiles the bridge's transform as configured, with the sink's
     /// destination (and key) templates.
     pub fn compile_transform(&self) -> Result<Transform, TransformError> {
         let (destination, destination_escape, key) = match &self.sink {
             SinkConfig::Http(c) => (c.url.clone(), Escape::Url, None),
             SinkConfig::Kafka(c) => (c.topic.clone(), Escape::None, c.key.clone()),
+            SinkConfig::Mqtt(c) => (c.topic.clone(), Escape::None, None),
         };
         Transform::compile(&TransformConfig {
             expression: self.transform.clone(),
-            payload_format: self.payload_format,
+            payload_format: self.payload_format(),
             on_decode_error: self.on_decode_error,
             max_depth: DEFAULT_MAX_DEPTH,
             destination,
@@ -300,6 +328,7 @@ impl BridgeConfig {
                 timeout: Duration::from_millis(self.transform_timeout_ms),
                 max_output_bytes: self.transform_max_output_bytes,
             },
+            mqtt_flags: matches!(self.sink, SinkConfig::Mqtt(_)),
         })
     }
 }

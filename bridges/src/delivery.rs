@@ -50,7 +50,8 @@ pub trait DeliveryHost: Send + Sync + 'static {
 /// exponentially (with jitter, up to 5 s, or as long as the far side's
 /// `Retry-After` asks) and resend; a permanent failure sends the batch one
 /// record at a time to find the culprit, which goes to the dead letter file.
-pub async fn run<S: Sink, H: DeliveryHost>(sink: S, host: Arc<H>) {
+pub async fn run<S: Sink, H: DeliveryHost>(mut sink: S, host: Arc<H>) {
+    sink.start();
     let mut delivery = Delivery {
         stop: host.stop(),
         max: sink.max_batch().max(1),

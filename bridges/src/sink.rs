@@ -20,6 +20,12 @@ pub enum SinkError {
 /// A destination for records. `send` returns once the far side has every
 /// record of the batch (that is the acknowledgement), or an error.
 pub trait Sink: Send {
+    /// Called once when the delivery loop starts, on its runtime: a sink
+    /// that keeps a connection of its own (MQTT) opens it here rather than
+    /// when it is built (a reload builds the new sink while the old one
+    /// still runs).
+    fn start(&mut self) {}
+
     /// Delivers `batch` in order.
     fn send(&mut self, batch: &[Record]) -> impl Future<Output = Result<(), SinkError>> + Send;
 

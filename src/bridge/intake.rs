@@ -33,7 +33,9 @@ fn input_of(p: &Publish, origin: Option<&Message>) -> Input {
     Input {
         topic: p.topic.to_string(),
         payload: p.payload.clone(),
-        qos: p.qos.as_u8(),
+        // The publisher's QoS, not the bridge session's delivery QoS: an MQTT
+        // bridge republishes at it (capped by its rule), a rule sees it.
+        qos: origin.map_or(p.qos, |m| m.qos).as_u8(),
         retain: p.retain,
         client_id: origin.and_then(|m| text(&m.publisher)),
         username: origin.and_then(|m| text(&m.username)),

@@ -91,7 +91,7 @@ impl Bridges {
         {
             let mut running = bridges.running.lock().await;
             for b in configs {
-                let r = start(broker, b, prepare(b)?, data_dir)?;
+                let r = start(broker, b, prepare(b, data_dir)?, data_dir)?;
                 bridges
                     .shared
                     .lock()
@@ -150,7 +150,7 @@ impl Bridges {
                 .iter()
                 .any(|r| r.name() == c.name && r.shared.config == *c);
             if !unchanged {
-                prepared.insert(c.name.clone(), prepare(c)?);
+                prepared.insert(c.name.clone(), prepare(c, &self.data_dir)?);
             }
         }
         let old: Vec<RunningBridge> = std::mem::take(&mut *running);
@@ -230,19 +230,27 @@ fn remove_bridge_session(broker: &Arc<Broker>, name: &str) {
 
 /// What a bridge needs that can fail on its definition alone: checked
 /// before anything running is touched.
+/// The bridge's own directory: its buffer, and what its sink keeps.
+fn bridge_dir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("bridges").join(name)
+}
+
 struct Prepared {
     transform: Transform,
     sink: AnySink,
 }
 
-fn prepare(cfg: &BridgeConfig) -> Result<Prepared, BridgeStartError> {
+fn prepare(cfg: &BridgeConfig, data_dir: &Path) -> Result<Prepared, BridgeStartError> {
     let err = |message: String| BridgeStartError::Setup {
         name: cfg.name.clone(),
         message,
     };
     Ok(Prepared {
         transform: cfg.compile_transform().map_err(|e| err(e.to_string()))?,
-        sink: cfg.sink.build().map_err(|e| err(e.to_string()))?,
+        sink: cfg
+            .sink
+            .build(&bridge_dir(data_dir, &cfg.name))
+            .map_err(|e| err(e.to_string()))?,
     })
 }
 
@@ -257,7 +265,7 @@ fn start(
         message,
     };
     let Prepared { transform, sink } = prepared;
-    let mut buffer_cfg = BufferConfig::new(data_dir.join("bridges").join(&cfg.name));
+    let mut buffer_cfg = BufferConfig::new(bridge_dir(data_dir, &cfg.name));
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);
     buffer_cfg.full_policy = cfg.full_policy;

@@ -98,9 +98,13 @@ fn unknown_keys_and_kinds_are_refused_by_name() {
     let e = serde_json::from_value::<BridgeConfig>(v).unwrap_err();
     assert!(e.to_string().contains("content_type"), "{e}");
     let v = serde_json::json!({"name": "b", "filters": ["a/#"],
-        "sink": {"kind": "mqtt", "url": "u"}});
+        "sink": {"kind": "amqp", "url": "u"}});
     let e = serde_json::from_value::<BridgeConfig>(v).unwrap_err();
-    assert!(e.to_string().contains("mqtt"), "{e}");
+    assert!(e.to_string().contains("amqp"), "{e}");
+    let v = serde_json::json!({"name": "b", "filters": ["a/#"],
+        "sink": {"kind": "mqtt", "address": "h:1883", "client_id": "c", "url": "u"}});
+    let e = serde_json::from_value::<BridgeConfig>(v).unwrap_err();
+    assert!(e.to_string().contains("url"), "{e}");
     let v = serde_json::json!({"name": "b", "filters": ["a/#"], "colour": 1,
         "sink": {"kind": "http", "url": "u"}});
     assert!(serde_json::from_value::<BridgeConfig>(v).is_err());
@@ -212,7 +216,8 @@ fn what_building_the_sink_refuses_is_refused_by_validation() {
         let b = bridge(sink, none.clone());
         let e = b.validate(no_filter_rule).unwrap_err();
         assert_eq!(e.key, key, "{e}");
-        assert!(b.sink.build().is_err(), "{key}: built after all");
+        let dir = tempfile::tempdir().unwrap();
+        assert!(b.sink.build(dir.path()).is_err(), "{key}: built after all");
     }
     let e = bridge(
         http(serde_json::json!({"headers_from_env": {"Authorization": "SLUICE_TEST_UNSET_VAR"}})),

@@ -105,7 +105,19 @@ pub struct TransformConfig {
     pub key: Option<String>,
     /// What one run of the rule may spend.
     pub budget: Budget,
+    /// Carry the message's QoS and retain flag in the record's headers
+    /// ([`MQTT_QOS_HEADER`], [`MQTT_RETAIN_HEADER`]): an MQTT bridge
+    /// republishes with them; Kafka and HTTP consumers never see them.
+    pub mqtt_flags: bool,
 }
+
+/// The record header holding the message's QoS (`0`, `1`, `2`: the
+/// publisher's) when the transform keeps MQTT flags.
+pub const MQTT_QOS_HEADER: &str = "mqtt-qos";
+
+/// The record header present (`1`) when the message was published retained
+/// and the transform keeps MQTT flags.
+pub const MQTT_RETAIN_HEADER: &str = "mqtt-retain";
 
 impl Default for TransformConfig {
     fn default() -> Self {
@@ -118,6 +130,7 @@ impl Default for TransformConfig {
             destination_escape: Escape::None,
             key: None,
             budget: Budget::default(),
+            mqtt_flags: false,
         }
     }
 }
@@ -162,6 +175,7 @@ pub struct Transform {
     destination: Template,
     key: Option<Template>,
     budget: Budget,
+    mqtt_flags: bool,
 }
 
 impl fmt::Debug for Transform {
@@ -222,6 +236,7 @@ impl Transform {
             destination,
             key,
             budget: config.budget,
+            mqtt_flags: config.mqtt_flags,
         };
         t.check_on_sample()?;
         Ok(t)
@@ -356,8 +371,15 @@ impl Transform {
             })?)),
             None => None,
         };
-        let mut headers = Vec::with_capacity(1 + input.user_properties.len());
+        let mut headers = Vec::with_capacity(3 + input.user_properties.len());
         headers.push(("mqtt-topic".to_owned(), Bytes::from(input.topic.clone())));
+        if self.mqtt_flags {
+            let qos = Bytes::from(input.qos.min(2).to_string());
+            headers.push((MQTT_QOS_HEADER.to_owned(), qos));
+            if input.retain {
+                headers.push((MQTT_RETAIN_HEADER.to_owned(), Bytes::from_static(b"1")));
+            }
+        }
         headers.extend(
             input
                 .user_properties

@@ -2,7 +2,8 @@
 //! `https://api.example/devices/{payload.device}`.
 //!
 //! Placeholders: `{topic}` (whole MQTT topic), `{topic.N}` (level N,
-//! 1-based), `{client_id}`, `{username}`, `{payload.a.b}` (a field of the
+//! 1-based), `{topic.N..}` (levels N to the last, with their slashes: an
+//! MQTT bridge strips a prefix with it), `{client_id}`, `{username}`, `{payload.a.b}` (a field of the
 //! transformed payload; a numeric segment also indexes an array). Strings
 //! are inserted as-is, `null` and anything missing as nothing, other values
 //! as compact JSON. `{{` and `}}` are literal braces.
@@ -33,8 +34,8 @@ pub enum Escape {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error(
-        "unknown placeholder `{{{name}}}` at offset {offset}; expected {{topic}}, {{topic.N}} \
-         (N from 1), {{client_id}}, {{username}} or {{payload.field}}"
+        "unknown placeholder `{{{name}}}` at offset {offset}; expected {{topic}}, {{topic.N}}, \
+         {{topic.N..}} (N from 1), {{client_id}}, {{username}} or {{payload.field}}"
     )]
     UnknownPlaceholder { name: String, offset: usize },
     #[error("unclosed `{{` at offset {offset} (write `{{{{` for a literal brace)")]
@@ -56,6 +57,8 @@ enum Part {
     Topic,
     /// 1-based.
     TopicLevel(usize),
+    /// Levels from the 1-based index to the end, joined by `/`.
+    TopicFrom(usize),
     ClientId,
     Username,
     /// Object keys / array indices, never empty.
@@ -129,6 +132,7 @@ impl Template {
                 }
                 Part::Topic => fields.topic.into(),
                 Part::TopicLevel(n) => fields.topic.split('/').nth(n - 1).unwrap_or("").into(),
+                Part::TopicFrom(n) => topic_from(fields.topic, *n).into(),
                 Part::ClientId => fields.client_id.unwrap_or("").into(),
                 Part::Username => fields.username.unwrap_or("").into(),
                 Part::Payload(path) => fields
@@ -161,6 +165,12 @@ fn placeholder(name: &str) -> Option<Part> {
         "username" => Some(Part::Username),
         _ => {
             if let Some(level) = name.strip_prefix("topic.") {
+                if let Some(from) = level.strip_suffix("..") {
+                    if from.is_empty() || !from.bytes().all(|b| b.is_ascii_digit()) {
+                        return None;
+                    }
+                    return from.parse().ok().filter(|&n| n >= 1).map(Part::TopicFrom);
+                }
                 // Digits only: `usize::from_str` would also take `+1`.
                 if !level.bytes().all(|b| b.is_ascii_digit()) {
                     return None;
@@ -175,6 +185,19 @@ fn placeholder(name: &str) -> Option<Part> {
             Some(Part::Payload(path))
         }
     }
+}
+
+/// The topic from its 1-based level `n` on (`a/b/c`, 2 → `b/c`); empty
+/// past the last level.
+fn topic_from(topic: &str, n: usize) -> &str {
+    let mut rest = topic;
+    for _ in 1..n {
+        match rest.split_once('/') {
+            Some((_, after)) => rest = after,
+            None => return "",
+        }
+    }
+    rest
 }
 
 fn lookup<'v>(mut v: &'v Val, path: &[Bytes]) -> Option<&'v Val> {
@@ -247,6 +270,27 @@ mod tests {
             ),
             "site.pump 1.|c1||site/pump 1/temp"
         );
+    }
+
+    #[test]
+    fn topic_from_a_level_to_the_end_strips_a_prefix() {
+        assert_eq!(
+            render(
+                "cloud/{topic.2..}|{topic.1..}|{topic.3..}|{topic.4..}",
+                Escape::None,
+                None
+            ),
+            "cloud/pump 1/temp|site/pump 1/temp|temp|"
+        );
+        for bad in ["{topic.0..}", "{topic...}", "{topic.x..}", "{topic.1...}"] {
+            assert!(
+                matches!(
+                    Template::parse(bad, Escape::None),
+                    Err(TemplateError::UnknownPlaceholder { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

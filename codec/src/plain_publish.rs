@@ -74,7 +74,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::{encode_packet, encoded_len, Packet, Properties, Publish};
+    use crate::{encode_packet, encoded_len, Packet, Properties, Publish};
 
     /// Byte for byte what the owned `Publish` encodes, in every shape.
     #[test]

@@ -1,8 +1,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::codec::error::DecodeError;
-use crate::codec::wire::Reader;
+use crate::error::DecodeError;
+use crate::wire::Reader;
 
 fn decode(bytes: &'static [u8], scope: PropertyScope) -> Result<Properties, DecodeError> {
     Properties::decode(&mut Reader::new(Bytes::from_static(bytes)), scope)

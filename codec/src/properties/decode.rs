@@ -4,8 +4,8 @@
 
 use super::id::*;
 use super::{allowed, Properties, PropertyScope};
-use crate::codec::error::DecodeError;
-use crate::codec::wire::Reader;
+use crate::error::DecodeError;
+use crate::wire::Reader;
 
 fn set_once<T>(slot: &mut Option<T>, v: T) -> Result<(), DecodeError> {
     if slot.is_some() {

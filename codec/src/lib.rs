@@ -9,6 +9,12 @@
 //!
 //! Layout: `wire` (primitives), `properties`, one file per packet family,
 //! and this module (the [`Packet`] enum, framing and dispatch).
+//!
+//! A crate of its own: the broker (`sluice::codec`) and the bridges crate's
+//! MQTT client both speak through it.
+
+// No unwrap on anything outside tests (house rule, as in the broker).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod ack;
 mod connect;

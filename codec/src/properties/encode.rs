@@ -6,8 +6,8 @@ use bytestring::ByteString;
 
 use super::id::*;
 use super::Properties;
-use crate::codec::error::EncodeError;
-use crate::codec::wire::{put_binary, put_string, put_varint};
+use crate::error::EncodeError;
+use crate::wire::{put_binary, put_string, put_varint};
 
 /// Writes one property (identifier, then value) when it is present.
 struct PropertyWriter<'a> {

@@ -139,7 +139,7 @@ mod framing {
     /// allocation of its own, so keeping it does not keep the large one.
     #[test]
     fn a_packet_after_a_large_one_does_not_share_its_buffer() {
-        use crate::codec::owned::shares;
+        use crate::owned::shares;
         let mut wire = BytesMut::new();
         for (topic, payload) in [("big", vec![0; 20_000]), ("small", vec![1])] {
             let p = qos0_publish(topic.into(), payload.into());

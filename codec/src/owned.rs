@@ -132,7 +132,7 @@ pub fn shares(value: &[u8], buffer: &std::ops::Range<*const u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode_packet, encode_packet, Connect, Packet, ProtocolVersion, QoS};
+    use crate::{decode_packet, encode_packet, Connect, Packet, ProtocolVersion, QoS};
     use bytes::BytesMut;
 
     #[test]

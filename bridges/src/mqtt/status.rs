@@ -1,0 +1,70 @@
+//! What an MQTT bridge's link reports: whether it is connected, whether
+//! the remote still had our session, how often it connected, the last
+//! error. Read by the broker's bridge status and metrics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// Shared between the link task (writer) and whoever reports on it.
+#[derive(Debug, Default)]
+pub struct LinkStatus {
+    connected: AtomicBool,
+    session_present: AtomicBool,
+    connects: AtomicU64,
+    delivered: AtomicU64,
+    skipped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of [`LinkStatus`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkReport {
+    pub connected: bool,
+    /// The remote had our session at the last CONNACK.
+    pub session_present: bool,
+    /// Successful connections since the bridge started (1 + reconnects).
+    pub connects: u64,
+    /// Records the remote acknowledged (QoS 0: written).
+    pub delivered: u64,
+    /// QoS 2 records of a resent batch the remote had already completed
+    /// (not published again).
+    pub skipped_completed: u64,
+    pub last_error: Option<String>,
+}
+
+impl LinkStatus {
+    pub(crate) fn connected(&self, session_present: bool) {
+        self.connected.store(true, Ordering::Relaxed);
+        self.session_present
+            .store(session_present, Ordering::Relaxed);
+        self.connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn disconnected(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_error(&self, error: String) {
+        *self.last_error.lock() = Some(error);
+    }
+
+    pub(crate) fn delivered(&self, n: usize) {
+        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn skipped(&self, n: usize) {
+        self.skipped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn report(&self) -> LinkReport {
+        LinkReport {
+            connected: self.connected.load(Ordering::Relaxed),
+            session_present: self.session_present.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            skipped_completed: self.skipped.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().clone(),
+        }
+    }
+}
