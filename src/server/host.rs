@@ -160,6 +160,11 @@ impl ConnectionHost for BrokerHost<'_> {
         self.broker.unsubscribe(self.slot, raw)
     }
 
+    fn subscriptions_changed(&mut self) {
+        let ticket = self.broker.persist_session(self.slot, 0);
+        self.held.wait_for(ticket);
+    }
+
     fn set_session_expiry(&mut self, seconds: u32) {
         self.slot.control.lock().session_expiry = seconds;
     }

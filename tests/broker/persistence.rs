@@ -598,3 +598,33 @@ fn a_restored_session_keeps_its_identity_under_an_acl() {
         .collect();
     assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
 }
+
+/// A subscription is acknowledged by SUBACK: it must survive a SIGKILL
+/// even while its session is still connected (found by the MQTT bridge's
+/// remote-crash test: the subscriber's session came back without it).
+#[test]
+fn a_connected_sessions_subscription_survives_sigkill() {
+    for v in [V4, V5] {
+        let s = Sluice::start();
+        let (mut sub, _) = Raw::connect_with(s.port, persistent(v, "stays"));
+        sub.subscribe(1, &[("live/#", sub_opts(QoS::AtLeastOnce))]);
+        let (mut p, _) = Raw::connect(s.port, v, "pub", true);
+        p.publish(publish("live/1", b"before", QoS::AtLeastOnce, 1));
+        assert_eq!(&*sub.expect_publish().payload, b"before");
+        let s = s.kill_and_restart();
+        let (mut sub, ack) = Raw::connect_with(s.port, persistent(v, "stays"));
+        assert!(ack.session_present, "{v:?}");
+        let (mut p, _) = Raw::connect(s.port, v, "pub", true);
+        p.publish(publish("live/2", b"after", QoS::AtLeastOnce, 1));
+        // "before" may come again (its PUBACK raced the kill): at least once.
+        let got: Vec<Vec<u8>> = sub
+            .collect_publishes(Duration::from_secs(3))
+            .into_iter()
+            .map(|m| m.payload.to_vec())
+            .collect();
+        assert!(
+            got.contains(&b"after".to_vec()),
+            "{v:?}: the subscription was lost: {got:?}"
+        );
+    }
+}

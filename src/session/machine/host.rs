@@ -107,6 +107,12 @@ pub trait ConnectionHost {
     /// Whether a subscription with this filter existed.
     fn unsubscribe(&mut self, raw: &ByteString) -> bool;
 
+    /// The session's subscriptions changed (a SUBSCRIBE or UNSUBSCRIBE was
+    /// carried out): a persistent session's record is written again, and
+    /// the SUBACK/UNSUBACK written after this waits for it to be durable,
+    /// so what the acknowledgement confirmed survives a crash.
+    fn subscriptions_changed(&mut self);
+
     /// The session expiry a v5 DISCONNECT set (already capped).
     fn set_session_expiry(&mut self, seconds: u32);
 }

@@ -38,6 +38,7 @@ impl Machine {
             };
             reasons.push(reason);
         }
+        host.subscriptions_changed();
         self.send(Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Properties::default(),
@@ -96,6 +97,7 @@ impl Machine {
                 .as_u8()
             })
             .collect();
+        host.subscriptions_changed();
         self.send(Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Properties::default(),

@@ -37,6 +37,8 @@ pub struct Host {
     pub subscriptions: HashMap<ByteString, (TopicFilter, SubscriptionOptions)>,
     pub session_expiry: Option<u32>,
     pub journal_flushes: usize,
+    /// SUBSCRIBE/UNSUBSCRIBE packets carried out (session record writes).
+    pub subscription_writes: usize,
     pub drained: Cell<usize>,
 }
 
@@ -65,6 +67,7 @@ impl Host {
             subscriptions: HashMap::new(),
             session_expiry: None,
             journal_flushes: 0,
+            subscription_writes: 0,
             drained: Cell::new(0),
         }
     }
@@ -149,6 +152,10 @@ impl ConnectionHost for Host {
 
     fn unsubscribe(&mut self, raw: &ByteString) -> bool {
         self.subscriptions.remove(raw).is_some()
+    }
+
+    fn subscriptions_changed(&mut self) {
+        self.subscription_writes += 1;
     }
 
     fn set_session_expiry(&mut self, seconds: u32) {

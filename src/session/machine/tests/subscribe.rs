@@ -137,6 +137,9 @@ fn unsubscribe_says_which_filters_existed() {
         [Packet::UnsubAck(UnsubAck { reasons, .. })] => assert_eq!(reasons, &[0x00, 0x11]),
         other => panic!("expected UNSUBACK, got {other:?}"),
     }
+    // One session record write per packet (before its acknowledgement),
+    // not one per filter.
+    assert_eq!(host.subscription_writes, 2);
 }
 
 fn disconnect(reason: ReasonCode, expiry: Option<u32>) -> Packet {
