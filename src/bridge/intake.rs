@@ -72,6 +72,7 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
     let slot = Arc::clone(&shared.slot);
     let mut stop = shared.stop.clone();
     let mut carried = unacknowledged(&shared);
+    skip_buffered(&shared, &store, &mut carried).await;
     loop {
         if shared.stopping() {
             return;
@@ -135,6 +136,60 @@ fn unacknowledged(shared: &Shared) -> Vec<Publish> {
             _ => None,
         })
         .collect()
+}
+
+/// Acknowledges to the session, and drops from `carried`, the messages a
+/// crash caught between their buffer append and the store's commit of
+/// their acknowledgement: the buffer holds them already (by message id),
+/// and a second record would be a second message at the sink (for an
+/// MQTT remote, a QoS 2 message delivered twice).
+async fn skip_buffered(shared: &Arc<Shared>, store: &Store, carried: &mut Vec<Publish>) {
+    let ids: Vec<Option<u64>> = {
+        let state = shared.slot.state.lock();
+        carried
+            .iter()
+            .map(|p| p.packet_id.and_then(|id| state.message_id_of(id)))
+            .collect()
+    };
+    let wanted: std::collections::HashSet<Vec<u8>> = ids
+        .iter()
+        .flatten()
+        .map(|id| id.to_string().into_bytes())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let buffer = Arc::clone(&shared.buffer);
+    let found = tokio::task::spawn_blocking(move || {
+        buffer
+            .lock()
+            .recently_holds(sluice_bridges::record::MESSAGE_ID_HEADER, &wanted)
+    })
+    .await;
+    let found = match found {
+        Ok(Ok(found)) if !found.is_empty() => found,
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(bridge = %shared.name, error = %e, "bridge buffer: cannot check for messages buffered before a crash; they may be forwarded twice");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut state = shared.slot.state.lock();
+    let mut kept = Vec::with_capacity(carried.len());
+    for (p, id) in std::mem::take(carried).into_iter().zip(ids) {
+        let buffered = id.is_some_and(|id| found.contains(id.to_string().as_bytes()));
+        match p.packet_id {
+            Some(pid) if buffered => {
+                state.on_puback(pid);
+            }
+            _ => kept.push(p),
+        }
+    }
+    drop(state);
+    tracing::info!(bridge = %shared.name, messages = found.len(), "messages buffered just before a crash are not buffered again");
+    *carried = kept;
+    shared.slot.flush_journal(store);
 }
 
 /// `carried` and then up to [`INTAKE_BATCH`] messages from the session,

@@ -56,22 +56,42 @@ fn remote_subscriber_back(port: u16, v: ProtocolVersion) -> Raw {
 /// Every PUBLISH until `n` distinct payloads arrived or `within` passed;
 /// counts per payload.
 fn collect(sub: &mut Raw, n: usize, within: Duration) -> (Vec<Publish>, HashMap<Vec<u8>, usize>) {
+    let mut counts = HashMap::new();
+    let all = collect_into(sub, &mut counts, n, within);
+    (all, counts)
+}
+
+/// As [`collect`], adding to `counts` (from an earlier connection of the
+/// same subscriber) until it holds `n` distinct payloads.
+fn collect_into(
+    sub: &mut Raw,
+    counts: &mut HashMap<Vec<u8>, usize>,
+    n: usize,
+    within: Duration,
+) -> Vec<Publish> {
     let deadline = Instant::now() + within;
     let mut all = Vec::new();
-    let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+    // A redelivery flagged DUP of a message already here is the remote
+    // resending to its subscriber, which a QoS 2 receiver drops by packet
+    // id; a copy the bridge published twice would come without DUP.
+    let mut count = |p: Publish, counts: &mut HashMap<Vec<u8>, usize>| {
+        let seen = counts.contains_key(p.payload.as_ref());
+        if !(p.dup && seen) {
+            *counts.entry(p.payload.to_vec()).or_default() += 1;
+        }
+        all.push(p);
+    };
     while counts.len() < n && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Some(p) = sub.publish_within(left.min(Duration::from_secs(1))) {
-            *counts.entry(p.payload.to_vec()).or_default() += 1;
-            all.push(p);
+            count(p, counts);
         }
     }
     // Late duplicates show up within a moment.
     while let Some(p) = sub.publish_within(Duration::from_millis(300)) {
-        *counts.entry(p.payload.to_vec()).or_default() += 1;
-        all.push(p);
+        count(p, counts);
     }
-    (all, counts)
+    all
 }
 
 fn user_property<'a>(p: &'a Publish, name: &str) -> Option<&'a str> {
@@ -182,20 +202,86 @@ fn a_frozen_then_restarted_remote_loses_and_repeats_no_qos2_message() {
     remote.resume();
     publish_range(s.port, "sensor", 200..300, QoS::ExactlyOnce);
     let (_, mut counts) = collect(&mut sub, 300, Duration::from_secs(30));
+    assert_eq!(counts.len(), 300, "before the restart");
     sub.drop_connection();
     // Restarted (mosquitto saves its sessions on SIGTERM): the bridge's
     // session and the subscriber's survive.
     remote.restart();
     publish_range(s.port, "sensor", 300..400, QoS::ExactlyOnce);
     let mut sub = remote_subscriber_back(remote.port, V5);
-    let (_, after) = collect(&mut sub, 100, Duration::from_secs(30));
-    for (k, c) in after {
-        *counts.entry(k).or_default() += c;
-    }
+    collect_into(&mut sub, &mut counts, 400, Duration::from_secs(30));
     let log = remote.log_tail(60);
     assert_exactly_once(
         &counts,
         400,
         &format!("across a frozen and a restarted remote; remote log:\n{log}"),
     );
+}
+
+/// A local broker bridging `site/#` to a Sluice remote's TLS listener,
+/// with a client certificate when `cert` is set.
+fn tls_edge_config(port: u16, certs: &crate::transports::Certs, cert: bool) -> String {
+    let client = if cert {
+        format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+            certs.p("client.pem"),
+            certs.p("client.key")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}[bridges.sink.tls]\nca_file = \"{}\"\nserver_name = \"localhost\"\n{client}",
+        edge_config(port, 5),
+        certs.p("ca.pem")
+    )
+}
+
+#[test]
+fn mutual_tls_to_the_remote_carries_messages_and_a_missing_certificate_is_reported() {
+    let certs = crate::transports::Certs::generate();
+    let remote = Sluice::start_config(&format!(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\n\n[[listeners]]\n\
+         bind = \"127.0.0.1:0\"\nprotocol = \"tls\"\n[listeners.tls]\ncert = \"{}\"\n\
+         key = \"{}\"\nclient_ca = \"{}\"\nrequire_certificate = true\n",
+        certs.p("server-chain.pem"),
+        certs.p("server.key"),
+        certs.p("ca.pem")
+    ));
+    let mut sub = remote_subscriber(remote.port_of("tcp"), V5);
+    let edge = Sluice::start_config(&tls_edge_config(remote.port_of("tls"), &certs, true));
+    publish_range(edge.port, "sensor", 0..20, QoS::AtLeastOnce);
+    let (_, counts) = collect(&mut sub, 20, Duration::from_secs(15));
+    assert_eq!(counts.len(), 20, "over mutual TLS");
+
+    let refused = Sluice::start_config(&tls_edge_config(remote.port_of("tls"), &certs, false));
+    publish_range(refused.port, "sensor", 100..101, QoS::AtLeastOnce);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let (_, body) = refused.admin("GET", "/api/v1/bridges/cloud", None, None);
+        if body.contains("\"state\":\"failing\"") || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.contains("\"state\":\"failing\""), "{status}");
+    assert!(sub.publish_within(Duration::from_millis(500)).is_none());
+}
+
+#[test]
+fn a_sigkilled_durable_remote_loses_and_repeats_no_qos2_message() {
+    // Started by the harness on a port it keeps across the restart.
+    let remote = Sluice::start();
+    let mut sub = remote_subscriber(remote.port, V5);
+    let edge = Sluice::start_config(&edge_config(remote.port, 5));
+    publish_range(edge.port, "sensor", 0..200, QoS::ExactlyOnce);
+    // Killed while the bridge forwards: what the remote acknowledged
+    // (PUBREC, PUBCOMP) is on its disk, and the rest comes again under
+    // the same packet ids.
+    let remote = remote.kill_and_restart();
+    let (_, mut counts) = collect(&mut sub, 0, Duration::ZERO);
+    publish_range(edge.port, "sensor", 200..300, QoS::ExactlyOnce);
+    let mut sub = remote_subscriber_back(remote.port, V5);
+    collect_into(&mut sub, &mut counts, 300, Duration::from_secs(10));
+    assert_exactly_once(&counts, 300, "across a SIGKILL of a durable remote");
 }

@@ -51,6 +51,7 @@ fn check_config_accepts_the_examples_and_names_bad_keys() {
         "examples/sluice.toml",
         "examples/bridges/http-alerts.toml",
         "examples/bridges/kafka-telemetry.toml",
+        "examples/bridges/edge-to-cloud.toml",
     ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
         let out = Command::new(SLUICE)

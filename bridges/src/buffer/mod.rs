@@ -35,6 +35,7 @@ mod error;
 mod format;
 mod open;
 mod reader;
+mod recent;
 mod recovery;
 mod space;
 #[cfg(test)]
