@@ -19,6 +19,17 @@ pub enum AnySink {
     Mqtt(Box<MqttSink>),
 }
 
+impl AnySink {
+    /// The state of the sink's own connection, for sinks that keep one
+    /// (MQTT): connected, remote session present, reconnects, last error.
+    pub fn link_status(&self) -> Option<std::sync::Arc<crate::mqtt::LinkStatus>> {
+        match self {
+            AnySink::Mqtt(s) => Some(s.status()),
+            AnySink::Http(_) | AnySink::Kafka(_) => None,
+        }
+    }
+}
+
 impl Sink for AnySink {
     fn start(&mut self) {
         match self {

@@ -290,6 +290,7 @@ fn start(
         failed: Mutex::new(None),
         dead_letter_log: Mutex::new(running::LogBudget::default()),
         stop: stop_rx,
+        link: sink.link_status(),
     });
     let tasks = vec![
         tokio::spawn(intake::run(

@@ -41,6 +41,8 @@ pub struct Shared {
     /// logged line by line.
     pub dead_letter_log: Mutex<LogBudget>,
     pub stop: watch::Receiver<bool>,
+    /// The sink's own connection (MQTT bridges), reported in the status.
+    pub link: Option<Arc<sluice_bridges::mqtt::LinkStatus>>,
 }
 
 /// Lines allowed per [`LogBudget::WINDOW`].
@@ -174,6 +176,7 @@ impl Shared {
             buffered_bytes: bytes,
             oldest_undelivered_ms: oldest.map_or(0, |t| now_ms().saturating_sub(t)),
             session_queued: self.slot.state.lock().queued_len(),
+            link: self.link.as_ref().map(|l| l.report()),
         }
     }
 }

@@ -36,7 +36,7 @@ impl BridgeStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeStatus {
     pub name: String,
-    /// "kafka" or "http".
+    /// "kafka", "http" or "mqtt".
     pub sink: &'static str,
     pub filters: Vec<String>,
     /// "running", "paused", "failing" (the sink refuses or is
@@ -64,4 +64,8 @@ pub struct BridgeStatus {
     pub oldest_undelivered_ms: u64,
     /// Messages waiting in the bridge's session (not yet in the buffer).
     pub session_queued: usize,
+    /// MQTT bridges: the link to the remote broker (connected, whether the
+    /// remote still had our session, connections made, last error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<sluice_bridges::mqtt::LinkReport>,
 }

@@ -138,7 +138,15 @@ fn every_qos_reaches_a_mosquitto_remote_remapped_with_its_flags() {
         let r = late.expect_publish();
         assert_eq!((&*r.topic, r.retain), ("cloud/r/state", true));
         let (_, status) = s.admin("GET", "/api/v1/bridges/cloud", None, None);
-        assert!(status.contains("\"sink\":\"mqtt\""), "{status}");
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["sink"], "mqtt", "{status}");
+        assert_eq!(status["link"]["connected"], true, "{status}");
+        assert_eq!(status["link"]["delivered"], 4, "{status}");
+        let metrics = http_request(s.admin_port(), "GET", "/metrics", None, None).1;
+        assert_eq!(
+            metric(&metrics, "sluice_bridge_link_connected{bridge=\"cloud\"}"),
+            Some(1.0)
+        );
     }
 }
 
@@ -265,6 +273,7 @@ fn mutual_tls_to_the_remote_carries_messages_and_a_missing_certificate_is_report
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.contains("\"state\":\"failing\""), "{status}");
+    assert!(status.contains("\"connected\":false"), "{status}");
     assert!(sub.publish_within(Duration::from_millis(500)).is_none());
 }
 

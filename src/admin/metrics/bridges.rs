@@ -124,6 +124,41 @@ impl Snapshot {
             MetricType::Gauge,
             &up,
         )?;
+        self.encode_bridge_links(e)
+    }
+
+    /// The links of MQTT bridges to their remote brokers.
+    fn encode_bridge_links(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let links: Vec<_> = self
+            .bridges
+            .iter()
+            .filter_map(|b| Some((vec![("bridge", b.name.clone())], b.link.as_ref()?)))
+            .collect();
+        if links.is_empty() {
+            return Ok(());
+        }
+        let connected: Vec<_> = links
+            .iter()
+            .map(|(l, r)| (l.clone(), gauge(u64::from(r.connected))))
+            .collect();
+        family(
+            e,
+            "sluice_bridge_link_connected",
+            "MQTT bridges: 1 while connected to the remote broker.",
+            MetricType::Gauge,
+            &connected,
+        )?;
+        let connects: Vec<_> = links
+            .iter()
+            .map(|(l, r)| (l.clone(), counter(r.connects)))
+            .collect();
+        family(
+            e,
+            "sluice_bridge_link_connects",
+            "MQTT bridges: connections made to the remote broker (1 + reconnects).",
+            MetricType::Counter,
+            &connects,
+        )?;
         Ok(())
     }
 }

@@ -30,6 +30,7 @@ fn bridge(name: &str, state: &'static str, base: u64) -> BridgeStatus {
         buffered_bytes: base + 11,
         oldest_undelivered_ms: 1500 + base,
         session_queued: 12,
+        link: None,
     }
 }
 
@@ -78,6 +79,16 @@ fn snapshot(store_enabled: bool, process: Option<ProcessStats>) -> Snapshot {
         bridges: vec![
             bridge("kafka-one", "running", 100),
             bridge("http-two", "failing", 200),
+            BridgeStatus {
+                sink: "mqtt",
+                link: Some(sluice_bridges::mqtt::LinkReport {
+                    connected: true,
+                    session_present: true,
+                    connects: 3,
+                    ..Default::default()
+                }),
+                ..bridge("mqtt-three", "running", 300)
+            },
         ],
         process,
         budgets: crate::broker::BudgetNumbers {
