@@ -294,3 +294,53 @@ fn a_sigkilled_durable_remote_loses_and_repeats_no_qos2_message() {
     collect_into(&mut sub, &mut counts, 300, Duration::from_secs(10));
     assert_exactly_once(&counts, 300, "across a SIGKILL of a durable remote");
 }
+
+/// A reload that changes the remote topic restarts the bridge on its
+/// buffer: the records waiting across the restart (paused bridge) go out
+/// once, under the topic rendered when they were buffered, later messages
+/// under the new template; the old link gives way (one client id on the
+/// remote) instead of fighting the new one for the session.
+#[test]
+fn a_reload_changes_the_remote_topic_and_loses_nothing_buffered() {
+    let remote = Mosquitto::start();
+    let (mut sub, _) = Raw::connect(remote.port, V5, "watch", true);
+    sub.subscribe(1, &[("#", sub_opts(QoS::ExactlyOnce))]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, edge_config(remote.port, 5)).unwrap();
+    let s = Sluice::start_with_config(&config);
+    publish_range(s.port, "sensor", 0..5, QoS::ExactlyOnce);
+    let (_, mut counts) = collect(&mut sub, 5, Duration::from_secs(15));
+    s.admin("POST", "/api/v1/bridges/cloud/pause", None, None);
+    publish_range(s.port, "sensor", 5..10, QoS::ExactlyOnce);
+    std::fs::write(
+        &config,
+        edge_config(remote.port, 5).replace("cloud/{topic.2..}", "cloud2/{topic.2..}"),
+    )
+    .unwrap();
+    let (status, text) = s.admin("POST", "/api/v1/reload", None, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"restarted\":[\"cloud\"]"), "{text}");
+    publish_range(s.port, "sensor", 10..15, QoS::ExactlyOnce);
+    let got = collect_into(&mut sub, &mut counts, 15, Duration::from_secs(15));
+    assert_exactly_once(&counts, 15, "across a reload");
+    let topic_of = |i: usize| {
+        got.iter()
+            .find(|p| p.payload.as_ref() == format!("m{i}").as_bytes())
+            .map(|p| p.topic.to_string())
+    };
+    assert!(
+        topic_of(7).is_some_and(|t| t.starts_with("cloud/")),
+        "buffered before"
+    );
+    assert!(
+        topic_of(12).is_some_and(|t| t.starts_with("cloud2/")),
+        "after the reload"
+    );
+    let (_, status) = s.admin("GET", "/api/v1/bridges/cloud", None, None);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        status["link"]["connects"], 1,
+        "one link, no takeover fight: {status}"
+    );
+}
