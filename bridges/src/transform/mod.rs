@@ -311,9 +311,19 @@ impl Transform {
     /// The rule runs on a thread with a large stack: this one if it was
     /// started with [`budget::spawn_rule_thread`], else a new one per call.
     pub fn apply(&self, input: &Input, id: u64) -> Result<Option<Record>, TransformError> {
+        // Without a rule nothing unbounded runs (decoding has its depth
+        // limit, templates are linear): no rule thread.
+        if self.jq.is_none() {
+            return self.apply_here(input, id);
+        }
         budget::on_rule_thread(|| self.apply_here(input, id)).map_err(|e| {
             TransformError::Runtime(format!("cannot start a thread for the rule: {e}"))
         })?
+    }
+
+    /// Whether a jq rule runs (else decoding and templates only).
+    pub fn has_rule(&self) -> bool {
+        self.jq.is_some()
     }
 
     fn apply_here(&self, input: &Input, id: u64) -> Result<Option<Record>, TransformError> {
