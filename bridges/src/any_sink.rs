@@ -30,6 +30,17 @@ impl AnySink {
     }
 }
 
+impl AnySink {
+    /// The in direction's receiving end, for sinks that have one (an MQTT
+    /// bridge with `inbound` subscriptions); taken once.
+    pub fn take_inbound(&mut self) -> Option<tokio::sync::mpsc::Receiver<crate::mqtt::Inbound>> {
+        match self {
+            AnySink::Mqtt(s) => s.take_inbound(),
+            AnySink::Http(_) | AnySink::Kafka(_) => None,
+        }
+    }
+}
+
 impl Sink for AnySink {
     fn start(&mut self) {
         match self {

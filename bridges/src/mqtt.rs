@@ -24,14 +24,22 @@
 //! and 5.0 APIs. The bridge speaks through the broker's own codec instead
 //! (`sluice-codec`, fuzzed, both versions), with a small connection task.
 //!
-//! Layout: `config` (the `[bridges.sink]` keys), `tls`, `link` (one
+//! The in direction (`[[bridges.sink.inbound]]`): the bridge subscribes on
+//! the remote (MQTT 5: no-local) and hands each message to the broker,
+//! which publishes it as the bridge; the remote gets PUBACK/PUBREC only
+//! once the message is durable locally. The out direction does not send
+//! back what came in through the same bridge.
+//!
+//! Layout: `config` (the `[bridges.sink]` keys), `inbound`, `tls`, `link` (one
 //! connection: dial, CONNECT/CONNACK, framing), `outgoing` (record →
 //! PUBLISH), `releases` (the QoS 2 release log), `link_task` (the task that
 //! owns the connection and carries batches), `status`.
 
 mod config;
+mod inbound;
 mod link;
 mod link_task;
+mod liveness;
 mod outgoing;
 mod releases;
 mod status;
@@ -45,14 +53,17 @@ use parking_lot::Mutex;
 use sluice_codec::PacketId;
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::{MqttConfigError, MqttSinkConfig, RemoteProtocol, RemoteTls, RetainPolicy};
+pub use config::{
+    MqttConfigError, MqttSinkConfig, RemoteProtocol, RemoteTls, RetainPolicy, MAX_INBOUND_ROUTES,
+};
+pub use inbound::{Inbound, InboundOutcome, InboundRoute};
 pub use outgoing::{LOOP_MARKER, MESSAGE_ID_PROPERTY};
 pub use status::{LinkReport, LinkStatus};
 
 use crate::record::Record;
 use crate::sink::{Sink, SinkError};
 use link::Dialer;
-use link_task::{Deliver, LinkTask};
+use link_task::{Deliver, InboundLink, LinkTask};
 use releases::ReleaseLog;
 
 /// Packet ids 1..=this carry bridged messages; the ids above are left for
@@ -88,7 +99,15 @@ pub struct MqttSink {
     /// Why the link task could not start (the release log did not open).
     broken: Option<String>,
     status: Arc<LinkStatus>,
+    /// The in direction, until the link task takes it.
+    inbound: Option<InboundLink>,
+    /// The broker's end of the in direction, until the broker takes it.
+    inbound_rx: Option<mpsc::Receiver<Inbound>>,
 }
+
+/// Messages from the remote waiting for the broker: bounded, and above
+/// the receive maximum the bridge announces, so QoS 1/2 always fit.
+const INBOUND_QUEUE: usize = 1024;
 
 impl MqttSink {
     /// Checks the settings (TLS files, password) and that `state_dir`, the
@@ -107,6 +126,21 @@ impl MqttSink {
             dir: state_dir.display().to_string(),
             source,
         })?;
+        let (inbound, inbound_rx) = if cfg.inbound.is_empty() {
+            (None, None)
+        } else {
+            let routes = inbound::Routes::new(&cfg.inbound).map_err(|message| MqttConfigError {
+                key: "inbound",
+                message,
+            })?;
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+            let link = InboundLink {
+                subscriptions: cfg.inbound.clone(),
+                routes,
+                tx,
+            };
+            (Some(link), Some(rx))
+        };
         Ok(MqttSink {
             cfg,
             state_dir: state_dir.to_owned(),
@@ -115,7 +149,15 @@ impl MqttSink {
             tx: None,
             broken: None,
             status: Arc::new(LinkStatus::default()),
+            inbound,
+            inbound_rx,
         })
+    }
+
+    /// The broker's end of the in direction (once): messages from the
+    /// remote to publish locally, each answered when durable.
+    pub fn take_inbound(&mut self) -> Option<mpsc::Receiver<Inbound>> {
+        self.inbound_rx.take()
     }
 
     /// What the link reports (connected, session present, errors).
@@ -153,6 +195,7 @@ impl Sink for MqttSink {
             Arc::new(Mutex::new(releases)),
             Arc::clone(&self.status),
             rx,
+            self.inbound.take(),
         );
         tokio::spawn(task.run());
         self.tx = Some(tx);

@@ -95,10 +95,21 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             .zip(&origins)
             .map(|(p, m)| input_of(p, m.as_deref()))
             .collect();
+        // What came in through this bridge (an MQTT bridge's in
+        // direction publishes as the bridge) does not go back out.
+        let looped: Vec<bool> = origins
+            .iter()
+            .map(|m| m.as_ref().and_then(|m| m.publisher.as_ref()) == Some(&slot.client_id))
+            .collect();
         drop(origins);
-        let Some(outcomes) = transform(&shared, &runner, &mut stop, inputs).await else {
+        let Some(mut outcomes) = transform(&shared, &runner, &mut stop, inputs).await else {
             return;
         };
+        for (outcome, looped) in outcomes.iter_mut().zip(looped) {
+            if looped {
+                *outcome = Ok(None);
+            }
+        }
         let records = to_records(&shared, &batch, extras, outcomes).await;
         let produced = records.len() as u64;
         // Append durably, retrying while the buffer is full (block policy):

@@ -8,6 +8,8 @@
 //! acknowledged by the far side.
 //!
 //! Layout: `running` (one bridge's shared state, pause and stop), `intake`,
+//! `inbound` (an MQTT bridge's in direction: remote messages published
+//! here),
 //! `delivery` (what the delivery loop's outcomes change here), `stats`
 //! (counters and the status the admin API shows). The configuration, its
 //! checks, the sinks it builds and the delivery loop are the bridges
@@ -15,6 +17,7 @@
 //! and reloads the set of bridges.
 
 mod delivery;
+mod inbound;
 mod intake;
 mod running;
 mod stats;
@@ -264,7 +267,11 @@ fn start(
         name: cfg.name.clone(),
         message,
     };
-    let Prepared { transform, sink } = prepared;
+    let Prepared {
+        transform,
+        mut sink,
+    } = prepared;
+    let inbound_rx = sink.take_inbound();
     let mut buffer_cfg = BufferConfig::new(bridge_dir(data_dir, &cfg.name));
     buffer_cfg.max_bytes = cfg.max_bytes;
     buffer_cfg.segment_bytes = (cfg.max_bytes / 8).clamp(64 * 1024, 16 << 20);
@@ -292,7 +299,7 @@ fn start(
         stop: stop_rx,
         link: sink.link_status(),
     });
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(intake::run(
             Arc::clone(&shared),
             Runner::new(&cfg.name, transform),
@@ -300,6 +307,13 @@ fn start(
         )),
         tokio::spawn(sluice_bridges::delivery::run(sink, Arc::clone(&shared))),
     ];
+    if let Some(rx) = inbound_rx {
+        tasks.push(tokio::spawn(inbound::run(
+            Arc::clone(&shared),
+            Arc::clone(broker),
+            rx,
+        )));
+    }
     Ok(RunningBridge {
         shared,
         stop: stop_tx,

@@ -344,3 +344,135 @@ fn a_reload_changes_the_remote_topic_and_loses_nothing_buffered() {
         "one link, no takeover fight: {status}"
     );
 }
+
+/// `edge_config` with an in direction: `filter` on the remote to `topic`
+/// locally, at QoS 2.
+fn edge_with_inbound(port: u16, protocol: u8, filter: &str, topic: &str) -> String {
+    format!(
+        "{}\n[[bridges.sink.inbound]]\nfilter = \"{filter}\"\nqos = 2\ntopic = \"{topic}\"\n",
+        edge_config(port, protocol)
+    )
+}
+
+#[test]
+fn commands_from_the_remote_reach_local_subscribers_at_their_qos() {
+    for (level, v) in [(4u8, V4), (5, V5)] {
+        let remote = Mosquitto::start();
+        let s = Sluice::start_config(&edge_with_inbound(
+            remote.port,
+            level,
+            "cmd/edge-1/#",
+            "commands/{topic.3..}",
+        ));
+        let (mut local, _) = Raw::connect(s.port, V5, "actuator", true);
+        local.subscribe(1, &[("commands/#", sub_opts(QoS::ExactlyOnce))]);
+        // The bridge subscribes on the remote when it connects.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut cloud, _) = Raw::connect(remote.port, v, "operator", true);
+        let mut got = Vec::new();
+        let mut n = 0u16;
+        while got.is_empty() && Instant::now() < deadline {
+            n += 1;
+            cloud.publish(publish("cmd/edge-1/pump/on", b"probe", QoS::AtLeastOnce, n));
+            got = local.collect_publishes(Duration::from_millis(300));
+        }
+        assert!(!got.is_empty(), "protocol {level}: nothing came in");
+        cloud.publish(publish(
+            "cmd/edge-1/valve/close",
+            b"q1",
+            QoS::AtLeastOnce,
+            100,
+        ));
+        cloud.publish(publish(
+            "cmd/edge-1/valve/open",
+            b"q2",
+            QoS::ExactlyOnce,
+            101,
+        ));
+        cloud.publish(publish("cmd/other/x", b"not ours", QoS::AtLeastOnce, 102));
+        let got = local.collect_publishes(Duration::from_millis(1500));
+        let seen: Vec<(&str, &[u8], QoS)> = got
+            .iter()
+            .filter(|p| p.payload.as_ref() != b"probe")
+            .map(|p| (&*p.topic, p.payload.as_ref(), p.qos))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("commands/valve/close", &b"q1"[..], QoS::AtLeastOnce),
+                ("commands/valve/open", &b"q2"[..], QoS::ExactlyOnce)
+            ],
+            "protocol {level}"
+        );
+        let (_, status) = s.admin("GET", "/api/v1/bridges/cloud", None, None);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert!(
+            status["link"]["inbound_received"].as_u64() >= Some(3),
+            "{status}"
+        );
+    }
+}
+
+/// Both directions over the same topics (`site/#` out as `cloud/#`,
+/// `cloud/#` in as `site/#`): each message arrives once on each side and
+/// nothing circles (MQTT 5 no-local on the remote, and the out direction
+/// skips what came in through the bridge).
+#[test]
+fn both_directions_at_once_do_not_loop() {
+    let remote = Mosquitto::start();
+    let s = Sluice::start_config(&edge_with_inbound(
+        remote.port,
+        5,
+        "cloud/#",
+        "site/{topic.2..}",
+    ));
+    let (mut local_sub, _) = Raw::connect(s.port, V5, "local-sub", true);
+    local_sub.subscribe(1, &[("site/#", sub_opts(QoS::AtLeastOnce))]);
+    let mut cloud_sub = remote_subscriber(remote.port, V5);
+    let (mut cloud_pub, _) = Raw::connect(remote.port, V5, "cloud-pub", true);
+    // Until the bridge's inbound subscription is in place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0u16;
+    loop {
+        n += 1;
+        cloud_pub.publish(publish("cloud/warmup", b"w", QoS::AtLeastOnce, n));
+        if local_sub
+            .publish_within(Duration::from_millis(300))
+            .is_some()
+            || Instant::now() > deadline
+        {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(local_sub.collect_publishes(Duration::from_millis(200)));
+    drop(cloud_sub.collect_publishes(Duration::from_millis(200)));
+
+    let (mut local_pub, _) = Raw::connect(s.port, V5, "local-pub", true);
+    local_pub.publish(publish("site/from-edge", b"edge", QoS::AtLeastOnce, 1));
+    cloud_pub.publish(publish("cloud/from-cloud", b"cloud", QoS::AtLeastOnce, 500));
+    let local: Vec<String> = local_sub
+        .collect_publishes(Duration::from_millis(1500))
+        .iter()
+        .map(|p| p.topic.to_string())
+        .collect();
+    let cloud: Vec<String> = cloud_sub
+        .collect_publishes(Duration::from_millis(500))
+        .iter()
+        .map(|p| p.topic.to_string())
+        .collect();
+    let mut local_sorted = local.clone();
+    local_sorted.sort();
+    assert_eq!(
+        local_sorted,
+        ["site/from-cloud", "site/from-edge"],
+        "local side"
+    );
+    let mut cloud_sorted = cloud.clone();
+    cloud_sorted.sort();
+    assert_eq!(
+        cloud_sorted,
+        ["cloud/from-cloud", "cloud/from-edge"],
+        "remote side"
+    );
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::inbound::InboundRoute;
+
 /// Which MQTT version the bridge speaks to the remote broker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u8")]
@@ -127,6 +129,10 @@ pub struct MqttSinkConfig {
         deserialize_with = "crate::config::duration::secs_at_least_one"
     )]
     pub ack_timeout: Duration,
+    /// The in direction: `[[bridges.sink.inbound]]` subscriptions on the
+    /// remote whose messages are published locally. Empty: out only.
+    #[serde(default)]
+    pub inbound: Vec<InboundRoute>,
 }
 
 fn default_topic() -> String {
@@ -156,6 +162,9 @@ fn default_connect_timeout() -> Duration {
 fn default_ack_timeout() -> Duration {
     Duration::from_secs(30)
 }
+
+/// The most `[[bridges.sink.inbound]]` tables: they go in one SUBSCRIBE.
+pub const MAX_INBOUND_ROUTES: u16 = 100;
 
 /// A setting that cannot work, with its key under `sink.`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +210,18 @@ impl MqttSinkConfig {
             );
         }
         self.password().map(|_| ())?;
+        if self.inbound.len() > usize::from(MAX_INBOUND_ROUTES) {
+            return bad(
+                "inbound",
+                format!("at most {MAX_INBOUND_ROUTES} subscriptions"),
+            );
+        }
+        for route in &self.inbound {
+            route.check().map_err(|message| MqttConfigError {
+                key: "inbound",
+                message,
+            })?;
+        }
         if let Some(tls) = &self.tls {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return bad(

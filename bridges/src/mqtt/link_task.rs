@@ -5,7 +5,7 @@
 //! failed (the batch is then resent whole by the delivery loop; see
 //! [`super`] for why that repeats no QoS 2 message).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,19 @@ use sluice_codec::{Ack, Disconnect, Packet, PacketId, QoS, ReasonCode};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::inbound::{Inbound, InboundOutcome, InboundRoute, Routes};
 use super::link::{Dialer, Link};
+use super::liveness::Liveness;
 use super::outgoing::Outgoing;
 use super::packet_id_of;
 use super::releases::ReleaseLog;
 use super::status::LinkStatus;
 use crate::sink::SinkError;
+
+mod inbound_flow;
+
+/// The packet id of the bridge's SUBSCRIBE (above the ids of messages).
+const SUBSCRIBE_PACKET_ID: u16 = super::MAX_PUBLISH_PACKET_ID + 1;
 
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -53,6 +60,22 @@ struct Batch {
     refused: Option<String>,
 }
 
+/// The in direction: where remote messages go, and the broker's end.
+pub(crate) struct InboundLink {
+    pub(crate) subscriptions: Vec<InboundRoute>,
+    pub(crate) routes: Routes,
+    pub(crate) tx: mpsc::Sender<Inbound>,
+}
+
+/// An inbound QoS 1/2 message the broker is making durable: its
+/// acknowledgement goes to the remote when it is (in arrival order, as
+/// MQTT wants acknowledgements).
+struct PendingAck {
+    packet_id: PacketId,
+    qos: QoS,
+    answer: oneshot::Receiver<InboundOutcome>,
+}
+
 /// Why a connection ended.
 enum End {
     /// The sink was dropped (bridge stopped or reloaded).
@@ -69,6 +92,12 @@ pub(crate) struct LinkTask {
     /// acknowledged yet: sent again, they would be new messages.
     pub(crate) completed: BTreeSet<u64>,
     batch: Option<Batch>,
+    inbound: Option<InboundLink>,
+    /// Inbound messages awaiting local durability, oldest first.
+    pending_acks: VecDeque<PendingAck>,
+    /// Inbound QoS 2 packet ids answered with PUBREC and not yet released:
+    /// a PUBLISH under one of them is the remote's resend, not a message.
+    received_qos2: HashSet<u16>,
 }
 
 impl LinkTask {
@@ -77,6 +106,7 @@ impl LinkTask {
         releases: Arc<Mutex<ReleaseLog>>,
         status: Arc<LinkStatus>,
         rx: mpsc::Receiver<Deliver>,
+        inbound: Option<InboundLink>,
     ) -> LinkTask {
         LinkTask {
             dialer,
@@ -85,6 +115,9 @@ impl LinkTask {
             rx,
             completed: BTreeSet::new(),
             batch: None,
+            inbound,
+            pending_acks: VecDeque::new(),
+            received_qos2: HashSet::new(),
         }
     }
 
@@ -144,16 +177,17 @@ impl LinkTask {
     async fn serve(&mut self, mut link: Link) -> End {
         let keep_alive = Duration::from_secs(u64::from(self.dialer.cfg.keep_alive_secs));
         let ack_timeout = self.dialer.cfg.ack_timeout;
-        let mut last_write = Instant::now();
-        let mut last_read = Instant::now();
-        let mut last_progress = Instant::now();
-        let mut ping_owed = false;
+        let mut live = Liveness::new(keep_alive, ack_timeout);
+        if !link.session_present {
+            // The remote forgot our session: its resends will not come,
+            // and packet ids start afresh.
+            self.received_qos2.clear();
+            self.pending_acks.clear();
+        }
+        if let Err(e) = self.subscribe(&mut link) {
+            return End::Lost(e);
+        }
         loop {
-            let mut deadline = last_progress + ack_timeout;
-            if !keep_alive.is_zero() {
-                deadline = deadline.min(last_write + keep_alive);
-                deadline = deadline.min(last_read + keep_alive * 3 / 2);
-            }
             tokio::select! {
                 filled = link.fill() => {
                     match filled {
@@ -161,12 +195,16 @@ impl LinkTask {
                         Ok(false) => return End::Lost("the remote closed the connection".into()),
                         Err(e) => return End::Lost(e),
                     }
-                    last_read = Instant::now();
-                    ping_owed = false;
+                    live.read();
                     match self.on_readable(&mut link).await {
-                        Ok(true) => last_progress = Instant::now(),
+                        Ok(true) => live.progress(),
                         Ok(false) => {}
                         Err(e) => return End::Lost(e),
+                    }
+                }
+                answer = async { (&mut self.pending_acks.front_mut()?.answer).await.ok() }, if !self.pending_acks.is_empty() => {
+                    if let Err(e) = self.answer_front(answer, &mut link) {
+                        return End::Lost(e);
                     }
                 }
                 cmd = self.rx.recv(), if self.batch.is_none() => {
@@ -177,28 +215,21 @@ impl LinkTask {
                         }
                         return End::Stop;
                     };
-                    last_progress = Instant::now();
+                    live.progress();
                     if let Err(e) = self.start(deliver, &mut link) {
                         return End::Lost(e);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let now = Instant::now();
+                _ = tokio::time::sleep_until(live.deadline()) => {
                     let owed = self.batch.as_ref().is_some_and(|b| !b.awaiting.is_empty());
-                    if owed && now >= last_progress + ack_timeout {
-                        return End::Lost(format!("no acknowledgement from the remote for {ack_timeout:?}"));
-                    }
-                    if !owed {
-                        last_progress = now;
-                    }
-                    if !keep_alive.is_zero() && now >= last_read + keep_alive * 3 / 2 {
-                        return End::Lost("the remote stopped answering (keep alive)".into());
-                    }
-                    if !keep_alive.is_zero() && now >= last_write + keep_alive && !ping_owed {
-                        if let Err(e) = link.queue(&Packet::PingReq) {
-                            return End::Lost(e);
+                    match live.check(owed) {
+                        Ok(true) => {
+                            if let Err(e) = link.queue(&Packet::PingReq) {
+                                return End::Lost(e);
+                            }
                         }
-                        ping_owed = true;
+                        Ok(false) => {}
+                        Err(e) => return End::Lost(e),
                     }
                 }
             }
@@ -206,7 +237,7 @@ impl LinkTask {
                 if let Err(e) = link.flush(ack_timeout).await {
                     return End::Lost(e);
                 }
-                last_write = Instant::now();
+                live.wrote();
             }
             self.finish_if_done();
         }
@@ -348,20 +379,19 @@ impl LinkTask {
                 }
             }
             Packet::Publish(p) => {
-                // Messages of subscriptions the remote kept for our client
-                // id; the out direction does not take them in.
-                match (p.qos, p.packet_id) {
-                    (QoS::AtLeastOnce, Some(pid)) => link.queue(&Packet::PubAck(Ack::new(pid)))?,
-                    (QoS::ExactlyOnce, Some(pid)) => link.queue(&Packet::PubRec(Ack::new(pid)))?,
-                    _ => {}
-                }
+                self.on_inbound(p, link)?;
                 Ok(false)
             }
             Packet::PubRel(ack) => {
+                self.received_qos2.remove(&ack.packet_id.get());
                 link.queue(&Packet::PubComp(Ack::new(ack.packet_id)))?;
                 Ok(false)
             }
-            Packet::PingResp | Packet::SubAck(_) | Packet::UnsubAck(_) => Ok(false),
+            Packet::SubAck(ack) => {
+                self.on_suback(&ack.reasons);
+                Ok(false)
+            }
+            Packet::PingResp | Packet::UnsubAck(_) => Ok(false),
             Packet::Disconnect(d) => Err(format!(
                 "the remote disconnected us: {:?}{}",
                 d.reason,

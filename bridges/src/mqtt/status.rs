@@ -14,6 +14,8 @@ pub struct LinkStatus {
     connects: AtomicU64,
     delivered: AtomicU64,
     skipped: AtomicU64,
+    inbound_received: AtomicU64,
+    inbound_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -30,6 +32,10 @@ pub struct LinkReport {
     /// QoS 2 records of a resent batch the remote had already completed
     /// (not published again).
     pub skipped_completed: u64,
+    /// Messages from the remote handed to the broker (the in direction).
+    pub inbound_received: u64,
+    /// QoS 0 messages from the remote dropped while the broker was behind.
+    pub inbound_dropped: u64,
     pub last_error: Option<String>,
 }
 
@@ -57,6 +63,14 @@ impl LinkStatus {
         self.skipped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn inbound_received(&self) {
+        self.inbound_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn inbound_dropped(&self) {
+        self.inbound_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn report(&self) -> LinkReport {
         LinkReport {
             connected: self.connected.load(Ordering::Relaxed),
@@ -64,6 +78,8 @@ impl LinkStatus {
             connects: self.connects.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             skipped_completed: self.skipped.load(Ordering::Relaxed),
+            inbound_received: self.inbound_received.load(Ordering::Relaxed),
+            inbound_dropped: self.inbound_dropped.load(Ordering::Relaxed),
             last_error: self.last_error.lock().clone(),
         }
     }

@@ -87,6 +87,18 @@ fn settings_that_cannot_work_are_refused_with_their_key() {
         key(serde_json::json!({"tls": {"ca_file": "/nonexistent.pem"}})),
         "tls"
     );
+    assert_eq!(
+        key(serde_json::json!({"inbound": [{"filter": "a/#/b"}]})),
+        "inbound"
+    );
+    assert_eq!(
+        key(serde_json::json!({"inbound": [{"filter": "a/#", "qos": 3}]})),
+        "inbound"
+    );
+    assert_eq!(
+        key(serde_json::json!({"inbound": [{"filter": "a/#", "topic": "{nope}"}]})),
+        "inbound"
+    );
     assert!(parse(serde_json::json!({"address": "[::1]:1883"}))
         .unwrap()
         .check()

@@ -120,6 +120,17 @@ impl Template {
         Ok(Template { parts, escape })
     }
 
+    /// Renders the template over a topic alone (no client, no payload):
+    /// an MQTT bridge's local topic for a message from the remote.
+    pub fn render_topic(&self, topic: &str) -> Result<String, String> {
+        self.render(&Fields {
+            topic,
+            client_id: None,
+            username: None,
+            payload: None,
+        })
+    }
+
     /// Renders the template. Fails only in [`Escape::Url`] mode, for a
     /// value that would be a dot segment.
     pub(crate) fn render(&self, fields: &Fields) -> Result<String, String> {
