@@ -358,12 +358,13 @@ fn edge_with_inbound(port: u16, protocol: u8, filter: &str, topic: &str) -> Stri
 fn commands_from_the_remote_reach_local_subscribers_at_their_qos() {
     for (level, v) in [(4u8, V4), (5, V5)] {
         let remote = Mosquitto::start();
-        let s = Sluice::start_config(&edge_with_inbound(
-            remote.port,
-            level,
-            "cmd/edge-1/#",
-            "commands/{topic.3..}",
-        ));
+        // Long keep-alive and ack timeout: the SUBSCRIBE must not wait for
+        // the link's next timer to be written.
+        let s = Sluice::start_config(
+            &edge_with_inbound(remote.port, level, "cmd/edge-1/#", "commands/{topic.3..}")
+                .replace("keep_alive_secs = 5", "keep_alive_secs = 120")
+                .replace("ack_timeout_secs = 3", "ack_timeout_secs = 120"),
+        );
         let (mut local, _) = Raw::connect(s.port, V5, "actuator", true);
         local.subscribe(1, &[("commands/#", sub_opts(QoS::ExactlyOnce))]);
         // The bridge subscribes on the remote when it connects.

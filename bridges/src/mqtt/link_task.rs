@@ -187,6 +187,10 @@ impl LinkTask {
         if let Err(e) = self.subscribe(&mut link) {
             return End::Lost(e);
         }
+        // The SUBSCRIBE goes now, not with whatever is written next.
+        if let Err(e) = link.flush(ack_timeout).await {
+            return End::Lost(e);
+        }
         loop {
             tokio::select! {
                 filled = link.fill() => {
