@@ -40,6 +40,9 @@ pub(crate) struct Link {
     pub(crate) maximum_packet_size: Option<u32>,
     /// The highest QoS the remote accepts (MQTT 5), 2 if it did not say.
     pub(crate) maximum_qos: u8,
+    /// Seconds between PINGREQs when idle: ours, or the remote's Server
+    /// Keep Alive (MQTT 5), which the client must use.
+    pub(crate) keep_alive_secs: u16,
 }
 
 /// What the sink needs to open links.
@@ -104,6 +107,7 @@ impl Dialer {
             receive_maximum: u16::MAX,
             maximum_packet_size: None,
             maximum_qos: 2,
+            keep_alive_secs: self.cfg.keep_alive_secs,
         };
         link.send(&Packet::Connect(Box::new(self.connect_packet())))
             .await?;
@@ -114,6 +118,9 @@ impl Dialer {
                 link.receive_maximum = p.receive_maximum.unwrap_or(u16::MAX).max(1);
                 link.maximum_packet_size = p.maximum_packet_size;
                 link.maximum_qos = p.maximum_qos.unwrap_or(2);
+                if let Some(k) = p.server_keep_alive {
+                    link.keep_alive_secs = k;
+                }
                 Ok(link)
             }
             Packet::ConnAck(ack) => Err(format!(

@@ -175,7 +175,7 @@ impl LinkTask {
 
     /// Serves one connection until it fails or the sink is dropped.
     async fn serve(&mut self, mut link: Link) -> End {
-        let keep_alive = Duration::from_secs(u64::from(self.dialer.cfg.keep_alive_secs));
+        let keep_alive = Duration::from_secs(u64::from(link.keep_alive_secs));
         let ack_timeout = self.dialer.cfg.ack_timeout;
         let mut live = Liveness::new(keep_alive, ack_timeout);
         if !link.session_present {
