@@ -72,16 +72,22 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
     let slot = Arc::clone(&shared.slot);
     let mut stop = shared.stop.clone();
     let mut carried = unacknowledged(&shared);
-    skip_buffered(&shared, &store, &mut carried).await;
+    // After a start, the first batches may hold messages a crash caught
+    // after their buffer append: checked until a batch has none.
+    let mut checking = true;
     loop {
         if shared.stopping() {
             return;
+        }
+        let mut taken = take_batch(&shared, std::mem::take(&mut carried));
+        if checking && !taken.publishes.is_empty() {
+            checking = skip_buffered(&shared, &store, &mut taken).await;
         }
         let Batch {
             publishes: batch,
             extras,
             origins,
-        } = take_batch(&shared, std::mem::take(&mut carried));
+        } = taken;
         if batch.is_empty() {
             tokio::select! {
                 _ = slot.notify.notified() => {}
@@ -149,26 +155,22 @@ fn unacknowledged(shared: &Shared) -> Vec<Publish> {
         .collect()
 }
 
-/// Acknowledges to the session, and drops from `carried`, the messages a
+/// Acknowledges to the session, and drops from `batch`, the messages a
 /// crash caught between their buffer append and the store's commit of
 /// their acknowledgement: the buffer holds them already (by message id),
 /// and a second record would be a second message at the sink (for an
-/// MQTT remote, a QoS 2 message delivered twice).
-async fn skip_buffered(shared: &Arc<Shared>, store: &Store, carried: &mut Vec<Publish>) {
-    let ids: Vec<Option<u64>> = {
-        let state = shared.slot.state.lock();
-        carried
-            .iter()
-            .map(|p| p.packet_id.and_then(|id| state.message_id_of(id)))
-            .collect()
-    };
-    let wanted: std::collections::HashSet<Vec<u8>> = ids
+/// MQTT remote, a QoS 2 message delivered twice). They come back in flight
+/// or queued, depending on what the store had committed. Whether any was
+/// found (the next batch is checked too).
+async fn skip_buffered(shared: &Arc<Shared>, store: &Store, batch: &mut Batch) -> bool {
+    let wanted: std::collections::HashSet<Vec<u8>> = batch
+        .extras
         .iter()
-        .flatten()
+        .filter_map(|(_, id)| *id)
         .map(|id| id.to_string().into_bytes())
         .collect();
     if wanted.is_empty() {
-        return;
+        return false;
     }
     let buffer = Arc::clone(&shared.buffer);
     let found = tokio::task::spawn_blocking(move || {
@@ -179,28 +181,49 @@ async fn skip_buffered(shared: &Arc<Shared>, store: &Store, carried: &mut Vec<Pu
     .await;
     let found = match found {
         Ok(Ok(found)) if !found.is_empty() => found,
-        Ok(Ok(_)) => return,
+        Ok(Ok(_)) => return false,
         Ok(Err(e)) => {
             tracing::warn!(bridge = %shared.name, error = %e, "bridge buffer: cannot check for messages buffered before a crash; they may be forwarded twice");
-            return;
+            return false;
         }
-        Err(_) => return,
+        Err(_) => return false,
     };
+    let taken = std::mem::replace(
+        batch,
+        Batch {
+            publishes: Vec::new(),
+            extras: Vec::new(),
+            origins: Vec::new(),
+        },
+    );
     let mut state = shared.slot.state.lock();
-    let mut kept = Vec::with_capacity(carried.len());
-    for (p, id) in std::mem::take(carried).into_iter().zip(ids) {
-        let buffered = id.is_some_and(|id| found.contains(id.to_string().as_bytes()));
+    for ((p, extras), origin) in taken
+        .publishes
+        .into_iter()
+        .zip(taken.extras)
+        .zip(taken.origins)
+    {
+        let buffered = extras
+            .1
+            .is_some_and(|id| found.contains(id.to_string().as_bytes()));
         match p.packet_id {
             Some(pid) if buffered => {
                 state.on_puback(pid);
+                if let Some(signal) = extras.0 {
+                    signal.fire();
+                }
             }
-            _ => kept.push(p),
+            _ => {
+                batch.publishes.push(p);
+                batch.extras.push(extras);
+                batch.origins.push(origin);
+            }
         }
     }
     drop(state);
     tracing::info!(bridge = %shared.name, messages = found.len(), "messages buffered just before a crash are not buffered again");
-    *carried = kept;
     shared.slot.flush_journal(store);
+    true
 }
 
 /// `carried` and then up to [`INTAKE_BATCH`] messages from the session,

@@ -29,7 +29,7 @@ mod inbound_flow;
 const SUBSCRIBE_PACKET_ID: u16 = super::MAX_PUBLISH_PACKET_ID + 1;
 
 /// Longest wait between two connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the sink asks of the task.
 pub(crate) struct Deliver {
