@@ -105,6 +105,9 @@ pub struct MqttSink {
     inbound_rx: Option<mpsc::Receiver<Inbound>>,
 }
 
+/// Records handed to the link task at once (see `max_batch`).
+const BATCH_RECORDS: usize = 2000;
+
 /// Messages from the remote waiting for the broker: bounded, and above
 /// the receive maximum the bridge announces, so QoS 1/2 always fit.
 const INBOUND_QUEUE: usize = 1024;
@@ -224,8 +227,11 @@ impl Sink for MqttSink {
         "mqtt"
     }
 
+    /// Far more than the in-flight window: the buffer's cursor is written
+    /// (and synced) once per batch, which at 100 records per batch held
+    /// the bridge to ~1.7k messages/s. Within a batch the window slides.
     fn max_batch(&self) -> usize {
-        usize::from(self.cfg.max_in_flight)
+        BATCH_RECORDS.max(usize::from(self.cfg.max_in_flight))
     }
 }
 

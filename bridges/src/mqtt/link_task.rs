@@ -88,8 +88,10 @@ pub(crate) struct LinkTask {
     pub(crate) releases: Arc<Mutex<ReleaseLog>>,
     pub(crate) status: Arc<LinkStatus>,
     pub(crate) rx: mpsc::Receiver<Deliver>,
-    /// QoS 2 records the remote completed whose batch the buffer has not
-    /// acknowledged yet: sent again, they would be new messages.
+    /// Records the remote has (PUBACK, PUBCOMP; QoS 0 written) whose batch
+    /// the buffer has not acknowledged yet: a resent batch skips them (for
+    /// QoS 2 a second PUBLISH would be a new message, for QoS 1 a
+    /// duplicate, for QoS 0 a second delivery).
     pub(crate) completed: BTreeSet<u64>,
     batch: Option<Batch>,
     inbound: Option<InboundLink>,
@@ -286,6 +288,9 @@ impl LinkTask {
             }
             if publish.qos == QoS::AtMostOnce {
                 link.queue(&Packet::Publish(publish))?;
+                // Written is done for QoS 0: never again, not even when
+                // the batch is resent.
+                self.completed.insert(item.id);
                 b.next += 1;
                 continue;
             }
@@ -418,11 +423,11 @@ impl LinkTask {
         match b.awaiting.get(&pid) {
             Some(&(index, stage)) if stage == expected => {
                 b.awaiting.remove(&pid);
-                if expected == Awaits::Pubcomp {
-                    self.completed.insert(b.items[index].id);
-                } else if ack.reason.is_error() {
+                if expected == Awaits::Puback && ack.reason.is_error() {
                     let why = format!("the remote refused it: {:?}", ack.reason);
                     Self::refuse(b, index, ack.reason, why);
+                } else {
+                    self.completed.insert(b.items[index].id);
                 }
                 true
             }

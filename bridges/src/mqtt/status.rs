@@ -29,8 +29,8 @@ pub struct LinkReport {
     pub connects: u64,
     /// Records the remote acknowledged (QoS 0: written).
     pub delivered: u64,
-    /// QoS 2 records of a resent batch the remote had already completed
-    /// (not published again).
+    /// Records of a resent batch the remote already had (PUBACK, PUBCOMP,
+    /// QoS 0 written): not published again.
     pub skipped_completed: u64,
     /// Messages from the remote handed to the broker (the in direction).
     pub inbound_received: u64,
