@@ -127,10 +127,20 @@ impl AdminState {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         constant_time_eq(given.as_bytes(), expected.as_bytes())
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// case-insensitive (RFC 9110 11.1): `bearer TOKEN` from a hand-written
+/// curl was refused.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Compares without stopping at the first difference, so response timing

@@ -152,6 +152,14 @@ fn the_rest_api_wants_the_token_but_health_and_metrics_do_not() {
     assert_eq!(status, 401);
     let (status, body) = s.admin("GET", "/api/v1/clients", Some("s3cret-token"), None);
     assert_eq!(status, 200, "{body}");
+    // The scheme is case-insensitive, as a hand-written curl may send it.
+    let at = ("127.0.0.1", s.admin_port());
+    let lower = "authorization: bearer s3cret-token\r\nHost: localhost\r\n";
+    let (status, body) = raw_http(at, &request("POST", "/api/v1/publish", lower, PUBLISH));
+    assert_eq!(status, 200, "{body}");
+    let bad = "Authorization: Basic s3cret-token\r\nHost: localhost\r\n";
+    let (status, _) = raw_http(at, &request("POST", "/api/v1/publish", bad, PUBLISH));
+    assert_eq!(status, 401);
     assert_eq!(s.admin("GET", "/healthz", None, None).0, 200);
     assert_eq!(s.admin("GET", "/metrics", None, None).0, 200);
 }
