@@ -34,6 +34,11 @@ pub struct Record {
     pub timestamp_ms: u64,
 }
 
+/// The record header holding the message's MQTT topic (every record the
+/// transform makes has it): HTTP sends it as `sluice-mqtt-topic`, the MQTT
+/// sink keeps it out of the user properties it forwards.
+pub const TOPIC_HEADER: &str = "mqtt-topic";
+
 /// The record header holding the broker's own id for the message, when it
 /// has one (every QoS 1 message a durable broker bridges). Unlike
 /// [`Record::id`] it survives a crash between buffering a message and

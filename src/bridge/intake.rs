@@ -346,7 +346,7 @@ fn raw_record(p: &Publish) -> Record {
         key: None,
         payload: p.payload.clone(),
         headers: vec![(
-            "mqtt-topic".into(),
+            sluice_bridges::record::TOPIC_HEADER.into(),
             bytes::Bytes::copy_from_slice(p.topic.as_bytes()),
         )],
         timestamp_ms: now_ms(),

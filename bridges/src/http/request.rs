@@ -5,11 +5,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::HeaderValue;
 use http::{StatusCode, Uri};
 
-use crate::record::Record;
+use crate::record::{Record, TOPIC_HEADER};
 use crate::sink::SinkError;
-
-/// The record header whose value becomes `sluice-mqtt-topic`.
-pub(crate) const TOPIC_RECORD_HEADER: &str = "mqtt-topic";
 
 /// How many ids an error message lists before it elides the rest.
 const IDS_SHOWN: usize = 10;
@@ -195,7 +192,7 @@ fn topic_header(records: &[&Record]) -> Option<HeaderValue> {
     let topic_of = |r: &Record| {
         r.headers
             .iter()
-            .find(|(name, _)| name == TOPIC_RECORD_HEADER)
+            .find(|(name, _)| name == TOPIC_HEADER)
             .map(|(_, value)| value.clone())
     };
     let first = topic_of(records.first()?)?;
@@ -287,7 +284,7 @@ mod tests {
             key: None,
             payload: Bytes::from(payload.to_owned()),
             headers: topic
-                .map(|t| vec![(TOPIC_RECORD_HEADER.to_owned(), Bytes::from(t.to_owned()))])
+                .map(|t| vec![(TOPIC_HEADER.to_owned(), Bytes::from(t.to_owned()))])
                 .unwrap_or_default(),
             timestamp_ms: 0,
         }

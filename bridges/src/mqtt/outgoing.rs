@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use sluice_codec::{Properties, Publish, QoS};
 
 use super::config::{MqttSinkConfig, RemoteProtocol, RetainPolicy};
-use crate::record::{Record, MESSAGE_ID_HEADER};
+use crate::record::{Record, MESSAGE_ID_HEADER, TOPIC_HEADER};
 use crate::transform::{MQTT_QOS_HEADER, MQTT_RETAIN_HEADER};
 
 /// The user property every message the bridge publishes carries (MQTT 5),
@@ -60,7 +60,7 @@ pub(crate) fn outgoing(record: &Record, cfg: &MqttSinkConfig) -> Result<Outgoing
     if cfg.protocol == RemoteProtocol::V5 {
         for (k, v) in &record.headers {
             let internal = [
-                "mqtt-topic",
+                TOPIC_HEADER,
                 MQTT_QOS_HEADER,
                 MQTT_RETAIN_HEADER,
                 MESSAGE_ID_HEADER,

@@ -48,7 +48,7 @@ use bytes::Bytes;
 use jaq_json::{Map, Num, Val};
 use serde::Deserialize;
 
-use crate::record::{Input, Record};
+use crate::record::{Input, Record, TOPIC_HEADER};
 
 pub use budget::Budget;
 pub use template::{Escape, Template, TemplateError};
@@ -382,7 +382,7 @@ impl Transform {
             None => None,
         };
         let mut headers = Vec::with_capacity(3 + input.user_properties.len());
-        headers.push(("mqtt-topic".to_owned(), Bytes::from(input.topic.clone())));
+        headers.push((TOPIC_HEADER.to_owned(), Bytes::from(input.topic.clone())));
         if self.mqtt_flags {
             let qos = Bytes::from(input.qos.min(2).to_string());
             headers.push((MQTT_QOS_HEADER.to_owned(), qos));
