@@ -19,10 +19,8 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
-import urllib.request
 
-from common import free_port, stop, wait_port
+from common import bridge_rate, free_port, stop, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -48,23 +46,8 @@ def direct(bootstrap, count):
     return json.loads(out.stdout.strip().splitlines()[-1])["per_sec"]
 
 
-def bridge_status(admin):
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/bridges/kafka", timeout=5) as r:
-        return json.load(r)
-
-
 def bridged(bootstrap, workdir, seconds):
-    port, admin = free_port(), free_port()
-    conf = os.path.join(workdir, "sluice.toml")
-    with open(conf, "w") as f:
-        f.write(f"""sys_interval = 0
-log_level = "warn"
-[[listeners]]
-bind = "127.0.0.1:{port}"
-[limits]
-max_queued_messages = 10000000
-max_queued_bytes = 4000000000
-[[bridges]]
+    return bridge_rate(REL, workdir, f"""[[bridges]]
 name = "kafka"
 filters = ["kb/#"]
 # The generator's payloads are binary: forwarded as they are.
@@ -74,26 +57,7 @@ kind = "kafka"
 bootstrap_servers = "{bootstrap}"
 topic = "bridged"
 key = "{{topic.2}}"
-""")
-    data = os.path.join(workdir, "data")
-    log = open(os.path.join(workdir, "sluice.log"), "w")
-    proc = subprocess.Popen([os.path.join(REL, "sluice"), "--config", conf, "--data-dir", data,
-                             "--admin-bind", f"127.0.0.1:{admin}"], stdout=log, stderr=log)
-    try:
-        wait_port(port)
-        wait_port(admin)
-        bench = subprocess.Popen(
-            [os.path.join(REL, "sluice-bench"), "--port", str(port), "--qos", "1", "--duration", str(seconds + 4),
-             "--warmup", "0", "--prefix", "kb", "--json", "fanin", "-p", "50", "-s", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        time.sleep(2)
-        a, ta = bridge_status(admin)["delivered"], time.time()
-        time.sleep(seconds)
-        b, tb = bridge_status(admin)["delivered"], time.time()
-        bench.wait(timeout=seconds + 120)
-        return (b - a) / (tb - ta)
-    finally:
-        stop(proc)
+""", "kafka", "kb", seconds)
 
 
 def main():

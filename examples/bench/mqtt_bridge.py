@@ -20,10 +20,8 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
-import urllib.request
 
-from common import free_port, stop, wait_port
+from common import bridge_rate, free_port, stop, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -57,24 +55,10 @@ def direct(workdir, seconds):
         stop(remote)
 
 
-def delivered(admin):
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/bridges/cloud", timeout=5) as r:
-        return json.load(r)["delivered"]
-
-
 def bridged(workdir, seconds):
     remote, remote_port = start_remote(workdir)
-    port, admin = free_port(), free_port()
-    conf = os.path.join(workdir, "sluice.toml")
-    with open(conf, "w") as f:
-        f.write(f"""sys_interval = 0
-log_level = "warn"
-[[listeners]]
-bind = "127.0.0.1:{port}"
-[limits]
-max_queued_messages = 10000000
-max_queued_bytes = 4000000000
-[[bridges]]
+    try:
+        return bridge_rate(REL, workdir, f"""[[bridges]]
 name = "cloud"
 filters = ["mb/#"]
 [bridges.sink]
@@ -84,26 +68,8 @@ protocol = 5
 client_id = "bench-edge"
 topic = "cloud/{{topic}}"
 qos = 1
-""")
-    log = open(os.path.join(workdir, "sluice.log"), "w")
-    proc = subprocess.Popen([os.path.join(REL, "sluice"), "--config", conf, "--data-dir",
-                             os.path.join(workdir, "data"), "--admin-bind", f"127.0.0.1:{admin}"],
-                            stdout=log, stderr=log)
-    try:
-        wait_port(port, proc)
-        wait_port(admin, proc)
-        load = subprocess.Popen(
-            [os.path.join(REL, "sluice-bench"), "--port", str(port), "--qos", "1", "--duration",
-             str(seconds + 4), "--warmup", "0", "--prefix", "mb", "--json", "fanin", "-p", "50", "-s", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
-        a, ta = delivered(admin), time.time()
-        time.sleep(seconds)
-        b, tb = delivered(admin), time.time()
-        load.wait(timeout=seconds + 120)
-        return (b - a) / (tb - ta)
+""", "cloud", "mb", seconds)
     finally:
-        stop(proc)
         stop(remote)
 
 
