@@ -17,6 +17,7 @@ mod api;
 mod dashboard;
 mod guard;
 mod metrics;
+mod token;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,26 +81,7 @@ impl AdminState {
         reloader: Arc<Reloader>,
         listeners: Vec<Arc<ListenerCtx>>,
     ) -> Result<Arc<AdminState>, AdminError> {
-        let token = match (&config.token_file, &config.token_env) {
-            (Some(path), _) => {
-                let t = std::fs::read_to_string(path).map_err(|error| AdminError::Token {
-                    path: path.display().to_string(),
-                    error,
-                })?;
-                let t = t.trim().to_owned();
-                if t.is_empty() {
-                    return Err(AdminError::EmptyToken {
-                        path: path.display().to_string(),
-                    });
-                }
-                Some(t)
-            }
-            (None, Some(var)) => std::env::var(var)
-                .ok()
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
-            (None, None) => None,
-        };
+        let token = token::load(config)?;
         if token.is_none() && !config.bind.ip().to_canonical().is_loopback() {
             tracing::warn!(
                 addr = %config.bind,

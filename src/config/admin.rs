@@ -22,6 +22,10 @@ pub struct AdminConfig {
     /// An environment variable holding the token (used when `token_file`
     /// is not set).
     pub token_env: Option<String>,
+    /// Create `token_file` with a random token when it does not exist, and
+    /// log the token once (a container image's first start: safe without
+    /// the operator choosing a secret first, shown where they look).
+    pub generate_token: bool,
     /// Require the token for `/metrics` too (off: Prometheus scrapes
     /// without credentials, like most exporters).
     pub protect_metrics: bool,
@@ -55,6 +59,7 @@ impl Default for AdminConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: None,
             token_env: None,
+            generate_token: false,
             protect_metrics: false,
             dashboard: true,
             tls_cert: None,
@@ -76,10 +81,18 @@ impl AdminConfig {
                 "admin.tls_cert and admin.tls_key go together",
             ));
         }
+        if self.generate_token && self.token_file.is_none() {
+            return Err(Problem::new(
+                "admin.generate_token",
+                "needs admin.token_file (where the generated token is kept)",
+            ));
+        }
+        // A token file that is generated may be missing until the start.
+        let token_file = self.token_file.as_ref().filter(|_| !self.generate_token);
         must_exist([
             ("admin.tls_cert", self.tls_cert.as_ref()),
             ("admin.tls_key", self.tls_key.as_ref()),
-            ("admin.token_file", self.token_file.as_ref()),
+            ("admin.token_file", token_file),
         ])?;
         if self.request_timeout_secs == 0 {
             return Err(Problem::new(

@@ -106,6 +106,10 @@ fn bridges_dir_adds_one_bridge_per_file_and_names_a_bad_file() {
 fn admin_hosts_and_origins_are_checked() {
     let c = load_str("[admin]\nallowed_hosts = [\"broker.lan\", \"ops:9000\"]\nallowed_origins = [\"https://ops.example\", \"*\"]\n").unwrap();
     assert_eq!(c.admin.request_timeout_secs, 10);
+    // A generated token's file may not exist before the first start.
+    let c =
+        load_str("[admin]\ntoken_file = \"/nonexistent/token\"\ngenerate_token = true\n").unwrap();
+    assert!(c.admin.generate_token);
     for (toml, key) in [
         (
             "allowed_hosts = [\"http://broker.lan\"]",
@@ -120,6 +124,8 @@ fn admin_hosts_and_origins_are_checked() {
             "admin.allowed_origins",
         ),
         ("request_timeout_secs = 0", "admin.request_timeout_secs"),
+        ("generate_token = true", "admin.generate_token"),
+        ("token_file = \"/nonexistent/token\"", "admin.token_file"),
     ] {
         let err = load_str(&format!("[admin]\n{toml}\n"))
             .unwrap_err()
