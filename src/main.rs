@@ -375,6 +375,7 @@ async fn start_admin(
     let listener = admin::bind(&cfg.admin).await?;
     let state = AdminState::new(
         &cfg.admin,
+        &listener,
         Arc::clone(broker),
         Arc::clone(bridges),
         Arc::clone(reloader),

@@ -76,10 +76,12 @@ impl Policy {
                 format!("Host `{host_text}` is not accepted here (an IP address, localhost, or admin.allowed_hosts)"),
             ));
         };
+        // A WebSocket upgrade is a GET, but the page would then talk MQTT
+        // with the user's reach: its Origin is checked as for a POST.
         let safe = matches!(
             *req.method(),
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
+        ) && !headers.contains_key(header::SEC_WEBSOCKET_KEY);
         if !safe {
             if let Some(origin) = headers.get(header::ORIGIN) {
                 let text = origin.to_str().unwrap_or("");

@@ -17,6 +17,7 @@ mod api;
 mod dashboard;
 mod guard;
 mod metrics;
+mod mqtt_ws;
 mod token;
 
 use std::net::SocketAddr;
@@ -52,6 +53,11 @@ pub struct AdminState {
     pub listeners: Vec<Arc<ListenerCtx>>,
     /// Set once every MQTT listener is bound; cleared at shutdown.
     pub ready: AtomicBool,
+    /// MQTT over WebSocket at `/mqtt` on the admin port
+    /// (`admin.mqtt_websocket`), as a listener of its own.
+    mqtt_endpoint: Option<Arc<ListenerCtx>>,
+    /// The admin listener's port (the dashboard's config).
+    port: u16,
     token: Option<String>,
     protect_metrics: bool,
     dashboard: bool,
@@ -76,6 +82,7 @@ pub enum AdminError {
 impl AdminState {
     pub fn new(
         config: &AdminConfig,
+        bound: &AdminListener,
         broker: Arc<Broker>,
         bridges: Arc<Bridges>,
         reloader: Arc<Reloader>,
@@ -88,7 +95,16 @@ impl AdminState {
                 "the admin listener is not on loopback and has no token: the REST API answers loopback clients only (set admin.token_file or admin.token_env)"
             );
         }
+        let mqtt_endpoint = config.mqtt_websocket.then(|| {
+            Arc::new(crate::server::admin_endpoint(
+                bound.addr,
+                bound.tls.is_some(),
+                broker.config.allow_anonymous,
+            ))
+        });
         Ok(Arc::new(AdminState {
+            mqtt_endpoint,
+            port: bound.addr.port(),
             broker,
             bridges,
             reloader,
@@ -253,6 +269,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
     if state.dashboard {
         app = app.merge(dashboard::routes());
     }
+    if state.mqtt_endpoint.is_some() {
+        app = app.route(crate::server::ADMIN_MQTT_PATH, get(mqtt_ws::upgrade));
+    }
     app.layer(axum::middleware::from_fn_with_state(
         Arc::clone(&state),
         guard::check,
@@ -340,10 +359,16 @@ pub async fn serve(listener: AdminListener, state: Arc<AdminState>) {
                     else {
                         return;
                     };
-                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
                 }
                 None => {
-                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                    let _ = http
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
                 }
             }
         });

@@ -30,8 +30,13 @@ pub struct AdminConfig {
     /// without credentials, like most exporters).
     pub protect_metrics: bool,
     /// Serve the live dashboard page at `/dashboard/` (it connects back over
-    /// the ws/wss listeners).
+    /// the ws/wss listeners, or this listener's `/mqtt`).
     pub dashboard: bool,
+    /// Serve MQTT over WebSocket at `/mqtt` on this listener's own port
+    /// (after the same Host, Origin and token checks as the REST API), so
+    /// the dashboard works without a ws listener; the broker's own
+    /// authentication applies to the MQTT connection as on any listener.
+    pub mqtt_websocket: bool,
     /// Serve HTTPS with this certificate chain and key (PEM).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -62,6 +67,7 @@ impl Default for AdminConfig {
             generate_token: false,
             protect_metrics: false,
             dashboard: true,
+            mqtt_websocket: true,
             tls_cert: None,
             tls_key: None,
             allowed_hosts: Vec::new(),

@@ -34,6 +34,27 @@ pub struct ListenerCtx {
 }
 
 impl ListenerCtx {
+    /// The context of listener `config`, bound at `addr`.
+    pub fn new(
+        config: &ListenerConfig,
+        addr: SocketAddr,
+        allow_anonymous: bool,
+        tls: Option<Arc<TlsEndpoint>>,
+    ) -> ListenerCtx {
+        ListenerCtx {
+            protocol: config.protocol,
+            addr,
+            allow_anonymous: config.allow_anonymous.unwrap_or(allow_anonymous),
+            max_connections: config.max_connections,
+            connections: AtomicUsize::new(0),
+            accepted_total: Default::default(),
+            ws_path: config.ws_path.clone(),
+            ws_origins: websocket::AllowedOrigins::new(config),
+            queue_full_policy: config.queue_full_policy,
+            tls,
+        }
+    }
+
     /// Whether a client certificate identity replaces the user name.
     pub fn identity_is_username(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.uses_identity())
@@ -89,18 +110,7 @@ pub async fn bind_all(
         let addr = socket.local_addr().unwrap_or(c.bind);
         out.push(Listener {
             socket,
-            ctx: Arc::new(ListenerCtx {
-                protocol: c.protocol,
-                addr,
-                allow_anonymous: c.allow_anonymous.unwrap_or(allow_anonymous),
-                max_connections: c.max_connections,
-                connections: AtomicUsize::new(0),
-                accepted_total: Default::default(),
-                ws_path: c.ws_path.clone(),
-                ws_origins: websocket::AllowedOrigins::new(c),
-                queue_full_policy: c.queue_full_policy,
-                tls,
-            }),
+            ctx: Arc::new(ListenerCtx::new(c, addr, allow_anonymous, tls)),
         });
     }
     Ok(out)
@@ -147,6 +157,21 @@ impl Drop for Permit {
     }
 }
 
+/// Counts a new connection against the global and the listener limit;
+/// over either, it is still served far enough to be told why it is refused.
+pub(super) fn admit(broker: &Arc<Broker>, ctx: &Arc<ListenerCtx>) -> (Permit, bool) {
+    let global = broker.try_add_connection();
+    let on_listener = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
+    ctx.accepted_total.fetch_add(1, Ordering::Relaxed);
+    let over_limit = !global || (ctx.max_connections > 0 && on_listener > ctx.max_connections);
+    let permit = Permit {
+        broker: Arc::clone(broker),
+        ctx: Arc::clone(ctx),
+        global,
+    };
+    (permit, over_limit)
+}
+
 pub async fn accept_loop(broker: Arc<Broker>, listener: Listener) {
     loop {
         match listener.socket.accept().await {
@@ -166,15 +191,7 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: Listener) {
 
 async fn handle(broker: Arc<Broker>, ctx: Arc<ListenerCtx>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let global = broker.try_add_connection();
-    let on_listener = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
-    ctx.accepted_total.fetch_add(1, Ordering::Relaxed);
-    let over_limit = !global || (ctx.max_connections > 0 && on_listener > ctx.max_connections);
-    let permit = Permit {
-        broker: Arc::clone(&broker),
-        ctx: Arc::clone(&ctx),
-        global,
-    };
+    let (permit, over_limit) = admit(&broker, &ctx);
     let origin = |identity| Origin {
         listener: Arc::clone(&ctx),
         peer,

@@ -14,6 +14,7 @@ mod parking;
 mod read_chunk;
 mod tls;
 mod transport;
+mod upgraded;
 mod websocket;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use listener::{bind_all, ListenError, Listener, ListenerCtx};
 pub use tls::{certificate_identity, server_config, TlsSetupError};
+pub use upgraded::{admin_endpoint, serve_upgraded, ADMIN_MQTT_PATH};
 pub use websocket::AllowedOrigins;
 
 use crate::broker::Broker;

@@ -115,17 +115,19 @@ where
         }
         Ok(resp)
     };
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config(max_frame)))
+            .await
+            .map_err(io::Error::other)?;
+    Ok(WsIo::new(ws))
+}
+
+/// Frames and messages no larger than the largest MQTT packet accepted.
+pub(super) fn config(max_frame: usize) -> WebSocketConfig {
     let mut config = WebSocketConfig::default();
     config.max_frame_size = Some(max_frame);
     config.max_message_size = Some(max_frame);
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
-        .await
-        .map_err(io::Error::other)?;
-    Ok(WsIo {
-        ws,
-        pending: Bytes::new(),
-        closed: false,
-    })
+    config
 }
 
 /// A WebSocket connection seen as a byte stream.
@@ -134,6 +136,16 @@ pub struct WsIo<S> {
     /// Rest of the last binary frame not yet read.
     pending: Bytes,
     closed: bool,
+}
+
+impl<S> WsIo<S> {
+    pub(super) fn new(ws: WebSocketStream<S>) -> WsIo<S> {
+        WsIo {
+            ws,
+            pending: Bytes::new(),
+            closed: false,
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {

@@ -522,7 +522,7 @@ fn sighup_reloads_the_log_level_from_the_file() {
 /// Sends `request` exactly as written on a new connection; (status, whole
 /// response). For headers a browser sets (Host, Origin) that
 /// `http_request` does not.
-fn raw_http(addr: (&str, u16), request: &str) -> (u16, String) {
+pub(crate) fn raw_http(addr: (&str, u16), request: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("admin connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
@@ -538,7 +538,7 @@ fn raw_http(addr: (&str, u16), request: &str) -> (u16, String) {
 }
 
 /// A request with a body (JSON) and extra header lines.
-fn request(method: &str, path: &str, headers: &str, body: &str) -> String {
+pub(crate) fn request(method: &str, path: &str, headers: &str, body: &str) -> String {
     format!(
         "{method} {path} HTTP/1.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -634,7 +634,7 @@ fn admin_allowed_hosts_and_origins_extend_the_defaults() {
 }
 
 /// An address of this machine other than loopback, if it has one.
-fn outward_ip() -> Option<std::net::IpAddr> {
+pub(crate) fn outward_ip() -> Option<std::net::IpAddr> {
     let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     probe.connect("192.0.2.1:9").ok()?;
     let ip = probe.local_addr().ok()?.ip();

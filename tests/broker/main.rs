@@ -4,6 +4,7 @@ mod harness;
 
 mod access_control;
 mod admin;
+mod admin_websocket;
 mod auth_files;
 mod bridges;
 mod bridges_budget;
@@ -32,3 +33,4 @@ mod subscribe;
 mod transports;
 mod v5_features;
 mod will;
+mod ws_client;

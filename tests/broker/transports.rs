@@ -2,7 +2,6 @@
 //! certificate identity as user name, WebSocket framing, several listeners
 //! at once, per-listener limits. Real clients: mosquitto_pub/mosquitto_sub.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use sluice::codec::*;
 
 use crate::harness::*;
+use crate::ws_client::*;
 
 /// A fresh certificate set in a temp dir (CA, server, clients, expired, foreign).
 pub struct Certs {
@@ -303,57 +303,6 @@ fn sighup_reloads_tls_certificates() {
         !ok(&old_ca.to_string_lossy()),
         "old certificate still served after SIGHUP"
     );
-}
-
-/// A minimal WebSocket client: upgrade, then binary frames (masked, as
-/// clients must).
-fn ws_connect(port: u16, path: &str, protocol: &str) -> (std::net::TcpStream, String) {
-    ws_connect_with(port, path, protocol, "Host: localhost\r\n")
-}
-
-/// `ws_connect` with the Host (and e.g. Origin) header lines given.
-fn ws_connect_with(
-    port: u16,
-    path: &str,
-    protocol: &str,
-    headers: &str,
-) -> (std::net::TcpStream, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\n{headers}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
-}
-
-fn ws_send(s: &mut std::net::TcpStream, payload: &[u8]) {
-    let mut f = vec![0x82u8];
-    assert!(payload.len() < 126);
-    f.push(0x80 | payload.len() as u8);
-    let mask = [1u8, 2, 3, 4];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&f).unwrap();
-}
-
-fn ws_recv(s: &mut std::net::TcpStream) -> Vec<u8> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[0], 0x82, "binary frame expected");
-    let len = usize::from(h[1] & 0x7f);
-    assert!(len < 126);
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).unwrap();
-    p
 }
 
 fn encode(p: &Packet, v: ProtocolVersion) -> Vec<u8> {

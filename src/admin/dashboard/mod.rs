@@ -28,9 +28,13 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `{"listeners": [{"protocol": "wss", "port": 8084, "path": "/mqtt"}]}`
+/// `{"listeners": [{"protocol": "wss", "port": 8084, "path": "/mqtt"},
+/// {"protocol": "ws", "port": 8080, "path": "/mqtt", "admin": true}],
+/// "token_required": false}`: the broker's WebSocket listeners, then the
+/// admin listener's own endpoint (which needs the admin token, or a
+/// loopback client when `token_required` is false).
 async fn config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
-    let listeners: Vec<serde_json::Value> = s
+    let mut listeners: Vec<serde_json::Value> = s
         .listeners
         .iter()
         .filter(|l| l.protocol.is_websocket())
@@ -42,7 +46,18 @@ async fn config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    Json(serde_json::json!({ "listeners": listeners }))
+    if let Some(endpoint) = &s.mqtt_endpoint {
+        listeners.push(serde_json::json!({
+            "protocol": endpoint.protocol.name(),
+            "port": s.port,
+            "path": endpoint.ws_path,
+            "admin": true,
+        }));
+    }
+    Json(serde_json::json!({
+        "listeners": listeners,
+        "token_required": s.token.is_some(),
+    }))
 }
 
 /// The dashboard's routes, to merge into the admin router.
