@@ -15,6 +15,7 @@ mod bridges_mqtt;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod closing;
+mod config_reference;
 mod connect;
 mod idle_parking;
 mod kafka_peer;
