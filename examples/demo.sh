@@ -165,7 +165,7 @@ HTTP_PORT=9000
 [ $FREE_PORTS = 1 ] && HTTP_PORT=0
 start http http.log python3 -u "$REPO/examples/demo/http_receiver.py" $HTTP_PORT
 wait_until "the webhook receiver listening" grep -qs '^listening on' http.log
-HTTP_PORT=$(sed -n 's/^listening on //p' http.log)
+HTTP_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' http.log)
 
 # The demo configuration, with the ports and sinks of this run.
 sed -e "s#127.0.0.1:9092#127.0.0.1:$KAFKA_PORT#" \

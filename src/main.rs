@@ -328,6 +328,7 @@ fn start_broker(config: Config) -> anyhow::Result<(Arc<Broker>, Store)> {
         access.passwords.is_some(),
         anonymous,
     );
+    warn_if_anonymous_off_loopback(&config);
     warn_if_few_open_files(config.limits.max_connections);
     let broker = Broker::new(config, store.clone());
     broker.set_access(access);
@@ -347,6 +348,21 @@ fn start_broker(config: Config) -> anyhow::Result<(Arc<Broker>, Store)> {
         );
     }
     Ok((broker, store))
+}
+
+/// Warns about each listener that lets clients in without credentials from
+/// other machines. That is the container image's quick-start default (a
+/// first `mosquitto_pub` just works), fine on a trusted network, but the
+/// operator must know it is what they run. A listener that requires a
+/// client certificate is not open to anyone.
+fn warn_if_anonymous_off_loopback(config: &Config) {
+    for l in &config.listeners {
+        let anonymous = l.allow_anonymous.unwrap_or(config.allow_anonymous);
+        let certificate = l.tls.as_ref().is_some_and(|t| t.require_certificate);
+        if anonymous && !certificate && !l.bind.ip().to_canonical().is_loopback() {
+            tracing::warn!(protocol = l.protocol.name(), addr = %l.bind, "anonymous clients are accepted off loopback: anyone who reaches this address may publish and subscribe without credentials (set allow_anonymous = false and a password_file, or limit them with an acl_file)");
+        }
+    }
 }
 
 /// Raises the open-file limit as far as allowed and says so when it is

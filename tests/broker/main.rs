@@ -28,6 +28,7 @@ mod persistence;
 mod publish_qos;
 mod retain;
 mod showcase;
+mod showcase_docker;
 mod slow_peers;
 mod soak;
 mod subscribe;

@@ -1,14 +1,14 @@
 //! The showcase (issue 10): the sensor simulator against a real broker
 //! (TCP, mutual TLS, a broker killed mid-run), `examples/demo.sh` end to end
 //! (Kafka peer, bridges, dashboard, and nothing left running after it), the
-//! example configurations, and `docker/` checked against the repository.
+//! example configurations (`docker/` is checked in `showcase_docker`).
 //!
 //! The examples `sensor_sim` and `kafka_tail` are run as built binaries.
 //! `cargo test --all-targets` compiles examples only as test harnesses, so
 //! the first test that needs them runs `cargo build --example ...` once
 //! (a no-op when they are up to date).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -20,7 +20,7 @@ use sluice::codec::*;
 
 use crate::harness::*;
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -91,7 +91,7 @@ fn run_bounded(cmd: &mut Command, within: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn generate_certs() -> tempfile::TempDir {
+pub(crate) fn generate_certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("bash")
         .arg(repo().join("certs/generate.sh"))
@@ -632,331 +632,6 @@ fn every_example_config_passes_check_config() {
             "{}: {}",
             path.display(),
             String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// A minimal reader for the YAML of compose.yaml: block maps and lists of
-/// scalars, comments, quotes, flow lists as one scalar and `>-` folded
-/// scalars. Anything else is refused, so the test cannot silently skip
-/// what it does not understand.
-#[derive(Debug, Clone)]
-enum Yaml {
-    Scalar(String),
-    List(Vec<Yaml>),
-    Map(Vec<(String, Yaml)>),
-}
-
-impl Yaml {
-    fn get(&self, key: &str) -> Option<&Yaml> {
-        match self {
-            Yaml::Map(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn entries(&self) -> &[(String, Yaml)] {
-        match self {
-            Yaml::Map(m) => m,
-            _ => &[],
-        }
-    }
-
-    fn items(&self) -> Vec<String> {
-        match self {
-            Yaml::List(l) => l
-                .iter()
-                .filter_map(Yaml::scalar)
-                .map(str::to_owned)
-                .collect(),
-            Yaml::Scalar(s) if s.starts_with('[') => s
-                .trim_matches(|c| c == '[' || c == ']')
-                .split(',')
-                .map(|i| unquote(i.trim()).to_owned())
-                .filter(|i| !i.is_empty())
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn scalar(&self) -> Option<&str> {
-        match self {
-            Yaml::Scalar(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-fn unquote(s: &str) -> &str {
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-        .unwrap_or(s)
-}
-
-fn parse_yaml(text: &str) -> Yaml {
-    let lines: Vec<(usize, String)> = text
-        .lines()
-        .map(|l| {
-            let content = match l.find(" #") {
-                Some(i) if !l[..i].contains('"') => &l[..i],
-                _ => l,
-            };
-            (
-                content.len() - content.trim_start().len(),
-                content.trim().to_owned(),
-            )
-        })
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let mut at = 0;
-    let doc = parse_block(&lines, &mut at, 0);
-    assert_eq!(
-        at,
-        lines.len(),
-        "compose.yaml: cannot read {:?}",
-        lines.get(at)
-    );
-    doc
-}
-
-fn parse_block(lines: &[(usize, String)], at: &mut usize, indent: usize) -> Yaml {
-    let is_list = lines[*at].1.starts_with("- ");
-    let mut map = Vec::new();
-    let mut list = Vec::new();
-    while *at < lines.len() && lines[*at].0 == indent {
-        let line = &lines[*at].1;
-        let value = line
-            .strip_prefix("- ")
-            .or_else(|| line.split_once(": ").map(|(_, v)| v))
-            .unwrap_or("");
-        for bad in ["&", "*", "<<", "|", "!"] {
-            assert!(
-                !value.starts_with(bad) && !line.starts_with(bad),
-                "compose.yaml: unsupported {line:?}"
-            );
-        }
-        assert!(
-            !value.starts_with('>') || value == ">-",
-            "compose.yaml: unsupported {line:?}"
-        );
-        *at += 1;
-        if is_list {
-            let item = line.strip_prefix("- ").expect("a list item");
-            if item == ">-" {
-                list.push(Yaml::Scalar(folded(lines, at, indent)));
-            } else {
-                assert!(
-                    !item.contains(": ") || item.starts_with('"') || item.starts_with('['),
-                    "compose.yaml: maps in lists are not supported: {line:?}"
-                );
-                list.push(Yaml::Scalar(unquote(item).to_owned()));
-            }
-        } else {
-            let (key, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("compose.yaml: not a key: {line:?}"));
-            let value = value.trim();
-            let child = if value == ">-" {
-                Yaml::Scalar(folded(lines, at, indent))
-            } else if !value.is_empty() {
-                Yaml::Scalar(unquote(value).to_owned())
-            } else if *at < lines.len() && lines[*at].0 > indent {
-                let deeper = lines[*at].0;
-                parse_block(lines, at, deeper)
-            } else {
-                Yaml::Map(Vec::new())
-            };
-            map.push((unquote(key.trim()).to_owned(), child));
-        }
-    }
-    assert!(
-        *at >= lines.len() || lines[*at].0 < indent,
-        "compose.yaml: bad indentation at {:?}",
-        lines[*at]
-    );
-    if is_list {
-        Yaml::List(list)
-    } else {
-        Yaml::Map(map)
-    }
-}
-
-fn folded(lines: &[(usize, String)], at: &mut usize, indent: usize) -> String {
-    let mut parts = Vec::new();
-    while *at < lines.len() && lines[*at].0 > indent {
-        parts.push(lines[*at].1.clone());
-        *at += 1;
-    }
-    parts.join(" ")
-}
-
-/// The ports a Sluice configuration binds (listeners and admin), read from
-/// its `bind = "HOST:PORT"` lines.
-fn bound_ports(toml: &str) -> BTreeSet<u16> {
-    toml.lines()
-        .filter_map(|l| l.trim().strip_prefix("bind = \""))
-        .filter_map(|b| b.trim_end_matches('"').rsplit(':').next()?.parse().ok())
-        .collect()
-}
-
-#[test]
-fn docker_files_name_only_what_exists() {
-    let docker = repo().join("docker");
-    let compose = parse_yaml(&std::fs::read_to_string(docker.join("compose.yaml")).unwrap());
-    let services = compose.get("services").expect("services");
-    assert!(services.entries().len() >= 4);
-    let names: HashSet<&str> = services.entries().iter().map(|(n, _)| n.as_str()).collect();
-    for want in ["sluice", "kafka", "sensors"] {
-        assert!(names.contains(want), "no {want} service");
-    }
-
-    // The Dockerfile: what it copies exists, and what it exposes and checks
-    // is what the configurations bind.
-    let mut built_images = HashSet::new();
-    let mut dockerfiles = Vec::new();
-    for (name, svc) in services.entries() {
-        if let Some(build) = svc.get("build") {
-            let context = docker.join(build.get("context").and_then(Yaml::scalar).unwrap());
-            let file = context.join(build.get("dockerfile").and_then(Yaml::scalar).unwrap());
-            assert!(file.exists(), "{name}: {} is missing", file.display());
-            dockerfiles.push((context, file));
-            built_images.insert(svc.get("image").and_then(Yaml::scalar).unwrap().to_owned());
-        }
-    }
-    assert!(!dockerfiles.is_empty(), "nothing is built");
-    let image_config = std::fs::read_to_string(docker.join("sluice.toml")).unwrap();
-    let demo_config = std::fs::read_to_string(docker.join("demo.toml")).unwrap();
-    for (context, file) in &dockerfiles {
-        let text = std::fs::read_to_string(file).unwrap().replace("\\\n", " ");
-        let mut copied = 0;
-        for line in text.lines().map(str::trim) {
-            let Some(args) = line.strip_prefix("COPY ") else {
-                continue;
-            };
-            if args.starts_with("--from") {
-                continue;
-            }
-            let words: Vec<&str> = args.split_whitespace().collect();
-            for src in &words[..words.len() - 1] {
-                assert!(
-                    context.join(src).exists(),
-                    "{} copies {src}, which does not exist",
-                    file.display()
-                );
-                copied += 1;
-            }
-        }
-        assert!(copied >= 5, "{}: too few COPY sources", file.display());
-        let exposed: BTreeSet<u16> = text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("EXPOSE "))
-            .flat_map(|ports| ports.split_whitespace().map(|p| p.parse().unwrap()))
-            .collect();
-        assert_eq!(exposed, BTreeSet::from([1883, 8883, 8083, 8080]));
-        assert_eq!(bound_ports(&demo_config), exposed, "demo.toml binds");
-        let health = text
-            .lines()
-            .find(|l| l.contains("/healthz"))
-            .expect("a HEALTHCHECK on /healthz");
-        let admin_port = image_config
-            .split("[admin]")
-            .nth(1)
-            .map(bound_ports)
-            .and_then(|p| p.into_iter().next())
-            .expect("the image's configuration binds the admin listener");
-        assert!(
-            health.contains(&format!("127.0.0.1:{admin_port}/healthz")),
-            "{health}"
-        );
-        assert!(text.contains("\nUSER ") && text.contains("VOLUME /data"));
-    }
-
-    // Every service: its image is built here or pulled by name, its bind
-    // mounts exist, its published ports are bound by the configuration it
-    // runs with, and the files it names on the certs volume are made by
-    // certs/generate.sh.
-    let certs = generate_certs();
-    for (name, svc) in services.entries() {
-        let image = svc.get("image").and_then(Yaml::scalar).unwrap_or("");
-        if image.starts_with("sluice") {
-            assert!(built_images.contains(image), "{name}: {image} is not built");
-        } else {
-            assert!(
-                image.contains(':') && !image.ends_with(":latest"),
-                "{name}: pin the image version ({image:?})"
-            );
-        }
-        let mut mounts = BTreeMap::new();
-        for v in svc.get("volumes").map(Yaml::items).unwrap_or_default() {
-            let parts: Vec<&str> = v.split(':').collect();
-            let (source, target) = (parts[0], parts[1]);
-            if source.starts_with('.') || source.starts_with('/') {
-                let host = docker.join(source);
-                assert!(
-                    host.exists(),
-                    "{name} mounts {source}, which does not exist"
-                );
-                mounts.insert(target.to_owned(), host);
-            } else {
-                let declared = compose.get("volumes").map(Yaml::entries).unwrap_or(&[]);
-                assert!(
-                    declared.iter().any(|(v, _)| v == source),
-                    "{name}: volume {source} is not declared"
-                );
-            }
-        }
-        let command = svc.get("command").map(Yaml::items).unwrap_or_default();
-        let ports = svc.get("ports").map(Yaml::items).unwrap_or_default();
-        if !ports.is_empty() {
-            let config = match command.iter().position(|a| a == "--config") {
-                Some(i) => {
-                    let path = &command[i + 1];
-                    let host = mounts
-                        .get(path)
-                        .unwrap_or_else(|| panic!("{name}: {path} is not mounted"));
-                    std::fs::read_to_string(host).unwrap()
-                }
-                None => image_config.clone(),
-            };
-            let bound = bound_ports(&config);
-            for p in &ports {
-                let container: u16 = p.rsplit(':').next().unwrap().parse().unwrap();
-                assert!(
-                    bound.contains(&container),
-                    "{name} publishes {p}, but its configuration binds {bound:?}"
-                );
-                assert!(
-                    p.starts_with("127.0.0.1:"),
-                    "{name}: publish {p} on 127.0.0.1 only"
-                );
-            }
-        }
-        for arg in &command {
-            if let Some(file) = arg.split("/etc/sluice/certs/").nth(1) {
-                assert!(
-                    certs.path().join("certs").join(file).exists(),
-                    "{name} uses {file}, which certs/generate.sh does not make"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn the_compose_reader_refuses_what_it_does_not_understand() {
-    let ok = parse_yaml("a:\n  b: 1\n  c:\n    - x\n    - \"y:z\"\nd: [1, 2]\n");
-    assert_eq!(ok.get("a").unwrap().get("b").unwrap().scalar(), Some("1"));
-    assert_eq!(ok.get("a").unwrap().get("c").unwrap().items(), ["x", "y:z"]);
-    assert_eq!(ok.get("d").unwrap().items(), ["1", "2"]);
-    for bad in [
-        "a:\n  - k: v\n",
-        "a: &x\n  b: 1\n",
-        "a:\n    b: 1\n  c: 2\n",
-    ] {
-        assert!(
-            std::panic::catch_unwind(|| parse_yaml(bad)).is_err(),
-            "{bad:?} was accepted"
         );
     }
 }
