@@ -630,18 +630,10 @@ fn the_webhook_receiver_binds_loopback_unless_told() {
 #[test]
 fn docker_configs_never_serve_a_tokenless_admin_api_off_loopback() {
     let compose = Compose::load();
-    let mut configs = vec![(
-        "the image's default".to_owned(),
-        compose.image_config.clone(),
-    )];
-    for (name, svc) in compose.services() {
-        if let Some(config) = compose.broker_config(name, svc) {
-            configs.push((format!("service {name}"), config));
-        }
-    }
+    let configs = docker_configs(&compose);
     assert!(configs.len() >= 2);
     for (what, config) in &configs {
-        if let Some(why) = tokenless_admin(&toml_value(config)) {
+        if let Some(why) = tokenless_admin(config) {
             panic!("{what}: {why}");
         }
     }
@@ -656,6 +648,47 @@ fn docker_configs_never_serve_a_tokenless_admin_api_off_loopback() {
         "[admin]\nenabled = false\nbind = \"[::]:8080\"\n"
     ))
     .is_none());
+}
+
+/// The configurations in docker/: the image's default and every one a
+/// compose service runs the broker with.
+fn docker_configs(compose: &Compose) -> Vec<(String, serde_json::Value)> {
+    let mut configs = vec![(
+        "the image's default".to_owned(),
+        toml_value(&compose.image_config),
+    )];
+    for (name, svc) in compose.services() {
+        if let Some(config) = compose.broker_config(name, svc) {
+            configs.push((format!("service {name}"), toml_value(&config)));
+        }
+    }
+    configs
+}
+
+/// The store refuses a data directory that holds files it does not know
+/// and no format marker yet: a token generated there by a first start in
+/// memory, or a token or password file put there before the first start,
+/// would keep the broker from ever starting on that volume. So the files
+/// the operator or the broker put in the volume stay beside the store.
+#[test]
+fn docker_configs_keep_their_files_out_of_the_store() {
+    let compose = Compose::load();
+    for (what, config) in docker_configs(&compose) {
+        let data_dir = config["data_dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no data_dir"));
+        let files = [
+            &config["admin"]["token_file"],
+            &config["password_file"],
+            &config["acl_file"],
+        ];
+        for file in files.iter().filter_map(|f| f.as_str()) {
+            assert!(
+                !std::path::Path::new(file).starts_with(data_dir),
+                "{what}: {file} is inside data_dir {data_dir}"
+            );
+        }
+    }
 }
 
 /// The image's default configuration, run as the image runs it (paths
