@@ -4,8 +4,8 @@ against a real broker, and the admin token form.
 
 One broker serves the view tests: a TCP listener, a WS listener (the page's
 Topics connection), at most 5 queued messages per session (so an offline
-session drops), and an HTTP bridge to a closed 127.0.0.1 port (so it fails
-and keeps a backlog). Each test uses its own client ids and topics. The
+session drops), an HTTP bridge to a closed 127.0.0.1 port (so it fails and
+keeps a backlog) and an MQTT bridge to a second broker (its link is up). Each test uses its own client ids and topics. The
 setup of test_dashboard.py (Selenium with Debian's chromium and
 chromedriver) is reused; on failure a screenshot and the browser's console
 log are saved in the test's tmp_path.
@@ -42,7 +42,7 @@ def closed_port():
         return s.getsockname()[1]
 
 
-def views_config(dead_port):
+def views_config(dead_port, remote_port):
     return f"""
 [[listeners]]
 bind = "127.0.0.1:0"
@@ -63,6 +63,14 @@ qos = 1
 kind = "http"
 url = "http://127.0.0.1:{dead_port}/hook"
 timeout_secs = 1
+
+[[bridges]]
+name = "uplink"
+filters = ["uplink/#"]
+[bridges.sink]
+kind = "mqtt"
+address = "127.0.0.1:{remote_port}"
+client_id = "edge-1"
 """
 
 
@@ -141,9 +149,11 @@ def need_browser():
 @pytest.fixture(scope="module")
 def ops():
     need_browser()
-    b = Broker(config=views_config(closed_port()))
+    remote = Broker()
+    b = Broker(config=views_config(closed_port(), remote.port))
     yield b
     b.stop()
+    remote.stop()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +185,7 @@ def test_overview_cards_and_charts_over_the_last_minutes(page, ops, tmp_path):
         # A bridge that cannot deliver is counted on its card.
         publish(ops.ports["tcp"], "alerts/overview", '{"severity": 1}')
         wait_for("the failing bridge on its card", lambda: text(page, "#ov-bridges-note") == "bridges · 1 failing")
-        assert text(page, "#ov-bridges") == "1"
+        assert text(page, "#ov-bridges") == "2"
         assert text(page, "#ov-uptime").endswith((" s", " min"))
 
 
@@ -314,6 +324,11 @@ def test_bridges_state_backlog_errors_and_pause(page, ops, tmp_path):
         wait_for("a backlog", lambda: int(text(page, backlog).split()[0]) >= 1)
         assert text(page, card + ' dl > div[data-key="oldest undelivered"] dd').endswith(" s")
         assert css(page, card + " .link")[0].is_displayed() is False  # an HTTP sink has no link
+        # An MQTT sink's link to its remote broker.
+        uplink = '[data-bridge="uplink"]'
+        wait_for("the MQTT sink's link", lambda: css(page, uplink + ' .link[data-connected="true"]'))
+        assert "1 connects" in text(page, uplink + " .link")
+        assert css(page, uplink + " .bridge-state")[0].get_attribute("data-state") == "running"
 
         toggle = css(page, card + " .toggle")[0]
         assert toggle.text == "Pause"
@@ -420,7 +435,8 @@ def make_screenshots(out_dir):
     sim = REPO / "target" / "debug" / "examples" / "sensor_sim"
     if not sim.exists():
         sys.exit(f"{sim} not found: cargo build --example sensor_sim")
-    b = Broker(config=views_config(closed_port()))
+    remote = Broker()
+    b = Broker(config=views_config(closed_port(), remote.port))
     driver = start_browser(1400, 900)
     procs = []
     try:
@@ -440,6 +456,8 @@ def make_screenshots(out_dir):
                 offline_session(b, f"archiver-{t}", "sensors/#")  # the sensors fill its queue
             if t % 10 == 5:
                 publish(tcp, f"alerts/site-{t % 3 + 1}/boiler", json.dumps({"severity": 4, "msg": "pressure high"}))
+            if t % 4 == 0:
+                publish(tcp, "uplink/site-1/summary", json.dumps({"sensors": 9, "t": t}))
             time.sleep(1)
         shots = {"overview": None, "clients": 'tr[data-client="archiver-15"]', "subscriptions": None,
                  "retained": None, "bridges": None}
@@ -458,6 +476,7 @@ def make_screenshots(out_dir):
             p.wait()
         driver.quit()
         b.stop()
+        remote.stop()
 
 
 if __name__ == "__main__":

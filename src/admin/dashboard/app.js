@@ -194,10 +194,11 @@
   const PALETTE = ["--accent", "--ok", "--warn", "--bad", "--violet", "--orange", "--muted"];
 
   // Draws `series` ([{name, points: [{at, v}]}]) over the last `windowMs`
-  // (at least `minSpanMs`), a legend with each series' last value, and
+  // (at least `minSpanMs`, and back to `since` when given: charts of one
+  // sampler share their time axis), a legend with each series' last value, and
   // sets the canvas's data-points (the most points of any series) and
   // data-max. `zero`: the y axis starts at 0 (counts, rates).
-  function drawLines(canvas, series, { now, windowMs, minSpanMs = 30000, zero = true, empty = "no data yet" }) {
+  function drawLines(canvas, series, { now, windowMs, minSpanMs = 30000, since = now, zero = true, empty = "no data yet" }) {
     const dpr = window.devicePixelRatio || 1;
     const w = canvas.clientWidth, h = canvas.clientHeight;
     if (!w || !h) return; // not shown
@@ -225,7 +226,7 @@
       ctx.fillText(empty, left, h / 2);
       return;
     }
-    let min = Infinity, max = -Infinity, first = now;
+    let min = Infinity, max = -Infinity, first = since;
     for (const s of shown) {
       for (const p of s.points) {
         min = Math.min(min, p.v);
@@ -462,7 +463,7 @@
 
     function draw() {
       const now = Date.now();
-      const opts = { now, windowMs: KEEP_MS, minSpanMs: 60000 };
+      const opts = { now, windowMs: KEEP_MS, minSpanMs: 60000, since: samples.length ? samples[0].at : now };
       if (view === "overview") {
         drawLines($("chart-rates"), [
           { name: "in", points: rate((s) => s.received) },
