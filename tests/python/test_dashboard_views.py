@@ -368,6 +368,59 @@ def test_token_form_when_the_api_needs_a_token(tmp_path):
             driver.refresh()
             wait_for("the numbers after a reload", lambda: text(driver, "#ov-connected").isdigit())
             assert not css(driver, "#token-form")[0].is_displayed()
+            # A broker that went away is said so.
+            assert not css(driver, "#api-error")[0].is_displayed()
+            b.stop()
+            wait_for("the page to notice", lambda: "cannot reach the broker's admin API" in text(driver, "#api-error"))
+    finally:
+        driver.quit()
+        b.stop()
+
+
+# Run before the page's scripts: config.json announces an admin WebSocket
+# endpoint that needs the token (as the contract of issue 24 says), and
+# every WebSocket the page opens is recorded with the subprotocols offered.
+FAKE_ADMIN_ENDPOINT = """
+(() => {
+  const config = {listeners: [{protocol: "ws", port: Number(location.port), path: "/mqtt", admin: true}],
+                  token_required: true};
+  const realFetch = window.fetch;
+  window.fetch = (url, options) => String(url).endsWith("config.json")
+    ? Promise.resolve(new Response(JSON.stringify(config), {headers: {"Content-Type": "application/json"}}))
+    : realFetch(url, options);
+  window.openedSockets = [];
+  window.WebSocket = class extends window.WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols);
+      window.openedSockets.push({url, protocols: [].concat(protocols)});
+    }
+  };
+})();
+"""
+
+
+def test_admin_endpoint_is_offered_the_token_as_a_subprotocol(tmp_path):
+    """The page's side of the admin listener's MQTT endpoint, whatever the
+    broker serves there: with token_required it asks for the token at once,
+    and offers it as `sluice.bearer.<base64url, no padding>` besides mqtt."""
+    need_browser()
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("s3cret-token\n")
+    b = Broker(config=token_config(token_file))
+    driver = start_browser()
+    try:
+        admin = b.ports["admin"]
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_ADMIN_ENDPOINT})
+        driver.get(f"http://127.0.0.1:{admin}/dashboard/#topics")
+        with evidence_on_failure(driver, tmp_path):
+            opened = lambda: driver.execute_script("return window.openedSockets")  # noqa: E731
+            wait_for("a first attempt", opened)
+            assert opened()[0] == {"url": f"ws://127.0.0.1:{admin}/mqtt", "protocols": ["mqtt"]}
+            assert css(driver, "#token-form")[0].is_displayed()
+            css(driver, "#token")[0].send_keys("s3cret-token\n")
+            # base64url("s3cret-token") = czNjcmV0LXRva2Vu
+            wait_for("an attempt with the token", lambda: opened()[-1]["protocols"] == ["mqtt", "sluice.bearer.czNjcmV0LXRva2Vu"])
+            assert {s["url"] for s in opened()} == {f"ws://127.0.0.1:{admin}/mqtt"}
     finally:
         driver.quit()
         b.stop()
@@ -401,31 +454,6 @@ def test_topics_over_the_admin_endpoint_with_the_token(tmp_path):
             driver.quit()
     finally:
         b.stop()
-
-
-def test_mqtt_ws_offers_extra_subprotocols(page, ops):
-    """mqtt-ws.js offers "mqtt" first and then the extra subprotocols it is
-    given (the admin endpoint's "sluice.bearer.<base64url token>"): what a
-    WebSocket server receives."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.settimeout(10)
-        port = server.getsockname()[1]
-        open_view(page, ops, "overview")
-        page.execute_script("new MqttWs(arguments[0], {protocols: [arguments[1]]}).open()",
-                            f"ws://127.0.0.1:{port}/mqtt", "sluice.bearer.czNjcmV0LXRva2Vu")
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(5)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                assert chunk, request
-                request += chunk
-    headers = dict(line.split(": ", 1) for line in request.decode().split("\r\n")[1:] if ": " in line)
-    offered = {k.lower(): v for k, v in headers.items()}["sec-websocket-protocol"]
-    assert [p.strip() for p in offered.split(",")] == ["mqtt", "sluice.bearer.czNjcmV0LXRva2Vu"], offered
 
 
 def make_screenshots(out_dir):

@@ -329,7 +329,8 @@
       if (refreshers[view]) await refreshers[view]();
       showApiError(null);
     } catch (e) {
-      if (!(e instanceof ApiError) || !auth.blocked) showApiError(e.message);
+      if (!(e instanceof ApiError)) showApiError("cannot reach the broker's admin API: " + e.message);
+      else if (!auth.blocked) showApiError(e.message);
     } finally {
       ticking = false;
     }
@@ -401,6 +402,7 @@
         received: sumOf(m, "sluice_messages_received_total"),
         sent: sumOf(m, "sluice_messages_sent_total"),
         connected: sumOf(m, "sluice_clients_connected"),
+        sessions: sumOf(m, "sluice_sessions"),
         offline: byLabel(m, "sluice_sessions", "state").offline || 0,
         queued: sumOf(m, "sluice_queued_messages"),
         inflight: sumOf(m, "sluice_inflight_messages"),
@@ -445,7 +447,8 @@
       const b = broker, s = last;
       const set = (id, v) => { $(id).textContent = v; };
       set("ov-connected", b.clients_connected);
-      set("ov-sessions", `${b.clients_total} (${b.clients_disconnected})`);
+      // From /metrics, as the chart: every session, the bridges' too.
+      set("ov-sessions", `${s.sessions} (${s.offline})`);
       set("ov-in", lastRate((x) => x.received).toFixed(1));
       set("ov-out", lastRate((x) => x.sent).toFixed(1));
       set("ov-queued", `${s.queued} · ${s.inflight}`);
