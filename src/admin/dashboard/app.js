@@ -310,8 +310,16 @@
   }
   window.addEventListener("hashchange", showView);
 
-  // What each view refreshes every tick while shown.
+  // What each view refreshes while shown: every tick, or every
+  // SLOW_REFRESH_MS for the lists gathered from every session or topic
+  // (a large broker's are big, and change less often than one looks).
   const refreshers = {};
+  const SLOW_REFRESH_MS = 10000;
+  const slow = new Set(["subscriptions", "retained"]);
+  let refreshed = { view: null, at: 0 };
+  function due() {
+    return refreshed.view !== view || !slow.has(view) || Date.now() - refreshed.at >= SLOW_REFRESH_MS;
+  }
 
   // Every 2 s: a sample for the charts (always, so they have history when
   // opened), then the shown view.
@@ -326,7 +334,11 @@
     ticking = true;
     try {
       await overview.sample();
-      if (refreshers[view]) await refreshers[view]();
+      if (refreshers[view] && due()) {
+        const shown = view;
+        await refreshers[shown]();
+        refreshed = { view: shown, at: Date.now() };
+      }
       showApiError(null);
     } catch (e) {
       if (!(e instanceof ApiError)) showApiError("cannot reach the broker's admin API: " + e.message);
