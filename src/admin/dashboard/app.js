@@ -40,15 +40,11 @@
   class ApiError extends Error {}
 
   // Calls the admin API; resolves to the JSON answer (or text for /metrics).
-  async function call(path, { method = "GET", body, text = false } = {}) {
+  async function call(path, { method = "GET", text = false } = {}) {
     if (auth.blocked) throw new ApiError("waiting for the admin token");
     const headers = {};
     if (auth.token) headers.Authorization = "Bearer " + auth.token;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const res = await fetch(path.startsWith("../") ? path : API + path, {
-      method, headers, cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    const res = await fetch(path.startsWith("../") ? path : API + path, { method, headers, cache: "no-store" });
     if (res.status === 401) {
       const why = await res.json().catch(() => ({}));
       refused(res.headers.has("WWW-Authenticate"), why.error);
@@ -357,7 +353,7 @@
 
   const overview = (() => {
     const KEEP_MS = 10 * 60 * 1000;
-    const samples = []; // {at, counters, gauges}
+    const samples = []; // {at, counters and gauges read from /metrics}
 
     // OpenMetrics text: "name{labels} value" lines; `#` lines are skipped.
     function parseMetrics(text) {
@@ -420,8 +416,7 @@
         inflight: sumOf(m, "sluice_inflight_messages"),
         drops: drops(m),
         backlog: byLabel(m, "sluice_bridge_buffered_records", "bridge"),
-        bridgeStates: Object.keys(byLabel(m, "sluice_bridge_state", "state")).length
-          ? bridgeStates(m) : {},
+        bridgeStates: bridgeStates(m),
       };
       samples.push(s);
       while (samples.length && s.at - samples[0].at > KEEP_MS) samples.shift();
