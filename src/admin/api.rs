@@ -15,12 +15,25 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::broker::SessionSlot;
-use crate::codec::{QoS, ReasonCode, RetainHandling};
+use crate::codec::{QoS, ReasonCode};
 use crate::ops::numbers::BrokerNumbers;
 use crate::session::Message;
 use crate::topic::TopicFilter;
 
+mod subscriptions;
+
+pub use subscriptions::{client_subscriptions, list_subscriptions};
+
 type Shared = State<Arc<AdminState>>;
+
+/// One page of a sorted list: `{"total": N, "items": [...]}` (100 items
+/// unless `limit` says otherwise, 10,000 at most).
+fn page<T: Serialize>(all: Vec<T>, offset: usize, limit: Option<usize>) -> Json<serde_json::Value> {
+    let total = all.len();
+    let limit = limit.unwrap_or(100).min(10_000);
+    let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
+    Json(json!({"total": total, "items": items}))
+}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
@@ -120,10 +133,7 @@ pub async fn list_clients(
             })
     });
     all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-    let total = all.len();
-    let limit = q.limit.unwrap_or(100).min(10_000);
-    let items: Vec<ClientInfo> = all.into_iter().skip(q.offset).take(limit).collect();
-    Json(json!({"total": total, "items": items}))
+    page(all, q.offset, q.limit)
 }
 
 fn find(s: &AdminState, id: &str) -> Option<Arc<SessionSlot>> {
@@ -155,34 +165,6 @@ pub async fn kick_client(State(s): Shared, Path(id): Path<String>) -> Response {
         }
         false => error(StatusCode::CONFLICT, format!("`{id}` is not connected")),
     }
-}
-
-/// `GET /api/v1/clients/{id}/subscriptions`
-pub async fn client_subscriptions(State(s): Shared, Path(id): Path<String>) -> Response {
-    let Some(slot) = find(&s, &id) else {
-        return error(StatusCode::NOT_FOUND, format!("no session `{id}`"));
-    };
-    let mut subs: Vec<serde_json::Value> = slot
-        .subscriptions
-        .lock()
-        .values()
-        .map(|sub| {
-            json!({
-                "filter": sub.filter.raw.to_string(),
-                "qos": sub.options.qos.as_u8(),
-                "no_local": sub.options.no_local,
-                "retain_as_published": sub.options.retain_as_published,
-                "retain_handling": match sub.options.retain_handling {
-                    RetainHandling::SendAtSubscribe => 0,
-                    RetainHandling::SendIfNew => 1,
-                    RetainHandling::DoNotSend => 2,
-                },
-                "identifier": sub.identifier,
-            })
-        })
-        .collect();
-    subs.sort_by(|a, b| a["filter"].as_str().cmp(&b["filter"].as_str()));
-    Json(json!({"client_id": id, "subscriptions": subs})).into_response()
 }
 
 #[derive(Debug, Deserialize)]

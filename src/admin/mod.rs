@@ -246,6 +246,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/clients/{id}/subscriptions",
             get(api::client_subscriptions),
         )
+        .route("/subscriptions", get(api::list_subscriptions))
         .route(
             "/retained",
             get(api::list_retained).delete(api::delete_retained),

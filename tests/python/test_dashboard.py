@@ -184,7 +184,7 @@ def test_dashboard_shows_live_topics_over_wss(browser, dash_broker, tmp_path):
         cfg = json.load(r)
     assert {"protocol": "wss", "port": wss, "path": "/mqtt"} in cfg["listeners"], cfg
 
-    browser.get(f"http://127.0.0.1:{admin}/dashboard/")
+    browser.get(f"http://127.0.0.1:{admin}/dashboard/#topics")
     with evidence_on_failure(browser, tmp_path):
         wait_connected(browser)
         assert text(browser, "#url") == f"wss://127.0.0.1:{wss}/mqtt"
@@ -243,7 +243,7 @@ def test_dashboard_speaks_mqtt_311_and_plain_ws(browser, certs, tmp_path):
                       '[[listeners]]\nbind = "127.0.0.1:0"\nprotocol = "ws"\nws_path = "/live"\n')
     try:
         admin, ws, tcp = b.ports["admin"], b.ports["ws"], b.ports["tcp"]
-        browser.get(f"http://127.0.0.1:{admin}/dashboard/?mqtt=4&filter=plant/%2B/temp")
+        browser.get(f"http://127.0.0.1:{admin}/dashboard/?mqtt=4&filter=plant/%2B/temp#topics")
         with evidence_on_failure(browser, tmp_path):
             from selenium.webdriver.common.by import By
 
@@ -274,7 +274,7 @@ def make_screenshot(out):
     driver = start_browser(1400, 900)
     proc = None
     try:
-        driver.get(f"http://127.0.0.1:{broker.ports['admin']}/dashboard/")
+        driver.get(f"http://127.0.0.1:{broker.ports['admin']}/dashboard/#topics")
         wait_connected(driver)
         proc = subprocess.Popen(
             [str(sim), "--port", str(broker.ports["tcp"]), "--count", "9", "--rate", "2", "--duration", "45"],

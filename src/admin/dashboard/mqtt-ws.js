@@ -3,10 +3,10 @@
 //
 // One MqttWs object is one connection attempt (app.js makes a new one to
 // reconnect, possibly to another listener). It speaks subprotocol "mqtt"
-// in binary frames and handles what a subscriber needs: CONNECT/CONNACK,
-// SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK, incoming PUBLISH at QoS 0, 1
-// (PUBACK) and 2 (PUBREC, PUBREL, PUBCOMP), PINGREQ keep alive, and the
-// broker's DISCONNECT (v5). A WebSocket frame may hold several packets or
+// (offering extra ones when asked) in binary frames and handles what a
+// subscriber needs: CONNECT/CONNACK, SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK,
+// incoming PUBLISH at QoS 0, 1 (PUBACK) and 2 (PUBREC, PUBREL, PUBCOMP),
+// PINGREQ keep alive, and the broker's DISCONNECT (v5). A WebSocket frame may hold several packets or
 // part of one; packets are parsed once the whole of one is buffered.
 //
 //   const c = new MqttWs("wss://host:8083/mqtt", { version: 5 });
@@ -80,7 +80,10 @@
   const ack = (type, flags, id) => packet((type << 4) | flags, u16(id));
 
   class MqttWs {
-    // options: version (4 = 3.1.1, 5), clientId, keepAlive (s), username, password.
+    // options: version (4 = 3.1.1, 5), clientId, keepAlive (s), username,
+    // password, protocols (WebSocket subprotocols offered besides "mqtt",
+    // e.g. the admin endpoint's "sluice.bearer.<token>"; the broker
+    // selects "mqtt").
     constructor(url, options = {}) {
       this.url = url;
       this.version = options.version === 4 ? 4 : 5;
@@ -89,6 +92,7 @@
       this.keepAlive = options.keepAlive ?? 30;
       this.username = options.username;
       this.password = options.password;
+      this.protocols = ["mqtt", ...(options.protocols || [])];
       this.onconnect = null;
       this.onmessage = null;
       this.onsuback = null;
@@ -109,7 +113,7 @@
     open() {
       let ws;
       try {
-        ws = new WebSocket(this.url, "mqtt");
+        ws = new WebSocket(this.url, this.protocols);
       } catch (e) {
         this.finish("bad URL: " + e.message);
         return;
