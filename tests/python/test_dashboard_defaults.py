@@ -29,10 +29,14 @@ def test_dashboard_works_on_the_defaults(browser, default_broker, tmp_path):  # 
     assert cfg["listeners"] == [{"protocol": "ws", "port": admin, "path": "/mqtt", "admin": True}], cfg
     assert cfg["token_required"] is False
 
+    # The overview first: the broker's state, its own connection counted.
     browser.get(f"http://127.0.0.1:{admin}/dashboard/")
     with evidence_on_failure(browser, tmp_path):
         wait_connected(browser)
         assert text(browser, "#url") == f"ws://127.0.0.1:{admin}/mqtt"
+        wait_for("the page's connection counted", lambda: text(browser, "#ov-connected") == "1")
+        browser.get(f"http://127.0.0.1:{admin}/dashboard/#topics")
+        wait_connected(browser)
         publish(tcp, "sensors/kitchen/temp", "21.5")
         row = '#tree .row[data-topic="sensors/kitchen/temp"]'
         wait_for("the reading", lambda: text(browser, row + " .value") == "21.5")

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,9 +13,24 @@ use axum::{Json, Router};
 use super::AdminState;
 
 const INDEX: &str = include_str!("index.html");
-const APP: &str = include_str!("app.js");
-const MQTT: &str = include_str!("mqtt-ws.js");
 const STYLE: &str = include_str!("style.css");
+
+/// The page's scripts, one per concept (index.html loads them in this
+/// order): the MQTT client, helpers, the API, charts, views, the start.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("mqtt-ws.js", include_str!("mqtt-ws.js")),
+    ("dom.js", include_str!("dom.js")),
+    ("api.js", include_str!("api.js")),
+    ("charts.js", include_str!("charts.js")),
+    ("views.js", include_str!("views.js")),
+    ("overview.js", include_str!("overview.js")),
+    ("clients.js", include_str!("clients.js")),
+    ("subscriptions.js", include_str!("subscriptions.js")),
+    ("retained.js", include_str!("retained.js")),
+    ("bridges.js", include_str!("bridges.js")),
+    ("topics.js", include_str!("topics.js")),
+    ("app.js", include_str!("app.js")),
+];
 
 fn file(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -60,6 +75,14 @@ async fn config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// One of [`SCRIPTS`] by name; 404 for anything else.
+async fn script(Path(name): Path<String>) -> Response {
+    match SCRIPTS.iter().find(|(n, _)| *n == name) {
+        Some((_, body)) => file("text/javascript; charset=utf-8", body),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// The dashboard's routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
@@ -71,14 +94,7 @@ pub fn routes() -> Router<Arc<AdminState>> {
             "/dashboard/",
             get(|| async { file("text/html; charset=utf-8", INDEX) }),
         )
-        .route(
-            "/dashboard/app.js",
-            get(|| async { file("text/javascript; charset=utf-8", APP) }),
-        )
-        .route(
-            "/dashboard/mqtt-ws.js",
-            get(|| async { file("text/javascript; charset=utf-8", MQTT) }),
-        )
+        .route("/dashboard/{script}", get(script))
         .route(
             "/dashboard/style.css",
             get(|| async { file("text/css; charset=utf-8", STYLE) }),
