@@ -223,9 +223,12 @@ if [ "$SMOKE" != 0 ]; then
     wait_until "a transformed record read back from Kafka" \
         bash -c "'$KAFKA_TAIL_BIN' --bootstrap 127.0.0.1:$KAFKA_PORT --topic telemetry --max 1 --timeout 10 2>/dev/null | grep -q '\"device\":\"sensor-'"
     grep -q '^POST /alerts/site-' http.log || die "smoke: the webhook received nothing"
-    curl -fsS "http://127.0.0.1:$ADMIN_PORT/dashboard/" | grep -q 'mqtt-ws.js' ||
-        die "smoke: the dashboard page did not load"
-    curl -fsS "http://127.0.0.1:$ADMIN_PORT/dashboard/config.json" | grep -q "\"port\":$WSS_PORT" ||
+    # Read whole first: `grep -q` stops at the match, and under pipefail the
+    # curl it cut off (exit 23) would fail the check.
+    page=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/dashboard/") || page=""
+    grep -q 'mqtt-ws.js' <<<"$page" || die "smoke: the dashboard page did not load"
+    dash_config=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/dashboard/config.json") || dash_config=""
+    grep -q "\"port\":$WSS_PORT" <<<"$dash_config" ||
         die "smoke: config.json does not name the WSS listener"
     say "smoke OK: $delivered records delivered to Kafka, $(grep -c '^POST' http.log) webhook calls"
     exit 0
