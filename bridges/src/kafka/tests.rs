@@ -415,3 +415,19 @@ async fn kafka_a_cluster_outage_never_uses_up_record_retries() {
         assert!(matches!(r, Err(SinkError::Retryable(_))), "{r:?}");
     }
 }
+
+/// Records only time out while the cluster cannot be reached; the error
+/// says why (here the broker refusing connections), for the status.
+#[tokio::test]
+async fn kafka_a_timeout_names_the_clusters_last_error() {
+    let cluster = cluster_with("down");
+    let mut sink = sink_for(&cluster, |c| c.message_timeout = Duration::from_millis(500));
+    cluster.broker_down(1).unwrap();
+    let r = sink.send(&[record(1, "down", "x")]).await;
+    match r {
+        Err(SinkError::Retryable(reason)) => {
+            assert!(reason.contains("the cluster's last error: "), "{reason}")
+        }
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+}
