@@ -1,18 +1,17 @@
 //! The Kafka bridge to a cluster that wants TLS and SASL, as managed Kafka
 //! does: tansu behind a TLS front (tansu 0.6.0 cannot serve TLS itself:
 //! see `kafka_fronts`), the bridge trusting the test CA from
-//! certs/generate.sh, and tansu with `--authentication` for SCRAM. A wrong
-//! CA and a refused login show in the bridge's status, and what was
-//! acknowledged meanwhile arrives once a reload fixes the setting; and
-//! `check-config` refuses what start-up refuses.
+//! certs/generate.sh, and tansu with `--authentication` for SCRAM-SHA-256,
+//! whose check the front makes (tansu 0.6.0 keeps no SCRAM credentials in
+//! memory: see `kafka_scram`). A wrong CA and a wrong password show in the
+//! bridge's status, and what was acknowledged meanwhile arrives once a
+//! reload fixes the setting; and `check-config` refuses what start-up
+//! refuses.
 //!
-//! A SCRAM login that succeeds cannot be tested against tansu 0.6.0 as
-//! installed: its in-memory storage (`dynostore`) keeps no SCRAM
-//! credentials (`upsert_user_scram_credential` does nothing and
-//! `user_scram_credential` finds no one, tansu-storage's `dynostore.rs`),
-//! so every login ends in `unknown-user`; nor PLAIN, which its SASL library
-//! is built without. PLAIN, SCRAM and OAUTHBEARER are checked against the
-//! producer librdkafka creates (`bridges/src/kafka/check_tests.rs`).
+//! SASL PLAIN cannot be tested against tansu 0.6.0 (its SASL library is
+//! built without it); PLAIN, SCRAM-SHA-512 and OAUTHBEARER are checked
+//! against the producer librdkafka creates
+//! (`bridges/src/kafka/check_tests.rs`).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -25,13 +24,20 @@ use crate::bridges::check_config;
 use crate::harness::*;
 use crate::kafka_fronts::*;
 use crate::kafka_peer::*;
+use crate::kafka_scram::ScramUser;
 use crate::transports::Certs;
 
-/// tansu reached with TLS through a front; with `--authentication`, its
-/// CLI goes through a relay that logs it in.
+/// The user the front lets in (with SCRAM-SHA-256).
+const USER: &str = "bridge";
+const PASSWORD: &str = "bridge-s3cret";
+
+/// tansu reached with TLS through a front; with `--authentication`, the
+/// front checks the SCRAM login and tansu's CLI goes through a relay that
+/// logs it in.
 struct SecureKafka {
     tansu: Tansu,
     front: TlsFront,
+    authentication: bool,
     _admin: Option<AdminRelay>,
     certs: Certs,
 }
@@ -46,11 +52,15 @@ impl SecureKafka {
             authentication,
             advertised_port: Some(front_port),
         });
+        let user = authentication.then(|| ScramUser {
+            name: USER.to_owned(),
+            password: PASSWORD.to_owned(),
+        });
         let front = TlsFront::start(
             listener,
             tansu.port,
-            &certs.path("server-chain.pem"),
-            &certs.path("server.key"),
+            (&certs.path("server-chain.pem"), &certs.path("server.key")),
+            user,
         );
         let admin = authentication.then(|| AdminRelay::start(tansu.port));
         if let Some(admin) = &admin {
@@ -60,6 +70,7 @@ impl SecureKafka {
         SecureKafka {
             tansu,
             front,
+            authentication,
             _admin: admin,
             certs,
         }
@@ -69,14 +80,21 @@ impl SecureKafka {
         format!("127.0.0.1:{}", self.front.port)
     }
 
-    /// A consumer over TLS.
+    /// A consumer over TLS, logged in when tansu wants it.
     fn reader(&self, topic: &str) -> TopicReader {
         let ca = self.certs.p("ca.pem");
-        TopicReader::with_options(
-            &self.bootstrap(),
-            topic,
-            &[("security.protocol", "ssl"), ("ssl.ca.location", &ca)],
-        )
+        let mut options = vec![("ssl.ca.location", ca.as_str())];
+        if self.authentication {
+            options.extend([
+                ("security.protocol", "sasl_ssl"),
+                ("sasl.mechanism", "SCRAM-SHA-256"),
+                ("sasl.username", USER),
+                ("sasl.password", PASSWORD),
+            ]);
+        } else {
+            options.push(("security.protocol", "ssl"));
+        }
+        TopicReader::with_options(&self.bootstrap(), topic, &options)
     }
 
     /// Reads `topic` over TLS until the readings 0..n arrived; fails if
@@ -103,7 +121,7 @@ impl SecureKafka {
             Some(file) => (
                 "sasl_ssl",
                 format!(
-                    "password_file = \"{}\"\n[bridges.sink.options]\n\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.username\" = \"bridge\"",
+                    "password_file = \"{}\"\n[bridges.sink.options]\n\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.username\" = \"{USER}\"",
                     file.display()
                 ),
             ),
@@ -200,39 +218,64 @@ fn a_bridge_over_tls_delivers() {
     kafka.expect_delivered("secure", 20);
 }
 
-/// The cluster's certificate is not from the CA the bridge trusts: the
-/// bridge says so and keeps what it acknowledged; a reload with the right
-/// CA delivers it all.
-#[test]
-fn a_wrong_ca_is_reported_and_a_reload_delivers_what_waited() {
-    let kafka = SecureKafka::start("secure", false);
+/// Starts a broker with the bridge configured by `wrong`, publishes ten
+/// readings and waits until the bridge fails for `reason`, having
+/// delivered none; then reloads with `right` and expects all ten: nothing
+/// acknowledged meanwhile is lost.
+fn reported_then_fixed_by_a_reload(kafka: &SecureKafka, wrong: &str, right: &str, reason: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, kafka.sluice_config("secure", "other-ca.pem", None)).unwrap();
+    std::fs::write(&config, wrong).unwrap();
     let s = Sluice::start_with_config(&config);
     publish_seqs(s.port, 0..10);
-    wait_failing(&s, "certificate verify failed");
+    let st = wait_failing(&s, reason);
+    assert_eq!(st["buffered_records"], 10, "{st}");
 
-    std::fs::write(&config, kafka.sluice_config("secure", "ca.pem", None)).unwrap();
+    std::fs::write(&config, right).unwrap();
     let (code, text) = s.admin("POST", "/api/v1/reload", None, None);
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("\"restarted\":[\"secure\"]"), "{text}");
     kafka.expect_delivered("secure", 10);
 }
 
-/// tansu refuses the SCRAM login (it refuses every one: see the module
-/// docs): the bridge reports an authentication failure and delivers
-/// nothing, but keeps what it acknowledged.
+/// The cluster's certificate is not from the CA the bridge trusts.
 #[test]
-fn a_refused_scram_login_over_tls_is_reported() {
+fn a_wrong_ca_is_reported_and_a_reload_delivers_what_waited() {
+    let kafka = SecureKafka::start("secure", false);
+    reported_then_fixed_by_a_reload(
+        &kafka,
+        &kafka.sluice_config("secure", "other-ca.pem", None),
+        &kafka.sluice_config("secure", "ca.pem", None),
+        "certificate verify failed",
+    );
+}
+
+#[test]
+fn a_bridge_over_tls_with_scram_delivers() {
     let kafka = SecureKafka::start("secure", true);
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
-    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     let s = Sluice::start_config(&kafka.sluice_config("secure", "ca.pem", Some(&password)));
-    publish_seqs(s.port, 0..5);
-    let st = wait_failing(&s, "authentication");
-    assert_eq!(st["buffered_records"], 5, "{st}");
+    publish_seqs(s.port, 0..20);
+    kafka.expect_delivered("secure", 20);
+}
+
+/// The SCRAM login is refused (a proof from the wrong password).
+#[test]
+fn a_wrong_password_is_reported_and_a_reload_delivers_what_waited() {
+    let kafka = SecureKafka::start("secure", true);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password").unwrap();
+    let right = dir.path().join("right");
+    std::fs::write(&right, PASSWORD).unwrap();
+    reported_then_fixed_by_a_reload(
+        &kafka,
+        &kafka.sluice_config("secure", "ca.pem", Some(&wrong)),
+        &kafka.sluice_config("secure", "ca.pem", Some(&right)),
+        "authentication",
+    );
 }
 
 /// `sasl_ssl` passed `check-config` and then stopped start-up ("OpenSSL not

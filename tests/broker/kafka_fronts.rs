@@ -10,10 +10,12 @@
 //! - SASL: with `--authentication` tansu requires SCRAM-SHA-256/512
 //!   (its SASL library is built without PLAIN), and its CLI (`tansu user
 //!   create`, `tansu topic create`) cannot log in, so no first user can be
-//!   made. [`AdminRelay`] logs in for the CLI: tansu 0.6.0 counts a SCRAM
+//!   made (nor kept: its in-memory storage keeps no SCRAM credentials).
+//!   [`AdminRelay`] logs in for the CLI: tansu 0.6.0 counts a SCRAM
 //!   exchange that *ended* as a login, even when it ended in
 //!   `e=unknown-user` (librdkafka stops there; the relay carries on). The
-//!   bridge never goes through it.
+//!   bridge never goes through it; its login is checked by the TLS front
+//!   (`kafka_scram`).
 //!
 //! Both run on a Tokio runtime of their own, dropped with them (every
 //! connection ends), and listen on 127.0.0.1 only.
@@ -26,6 +28,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+
+use crate::kafka_scram::ScramUser;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -65,8 +69,14 @@ pub struct TlsFront {
 
 impl TlsFront {
     /// Serves TLS on `listener` (bound by the caller, whose port tansu
-    /// advertises) with `cert` (a PEM chain) and `key`.
-    pub fn start(listener: StdListener, upstream: u16, cert: &Path, key: &Path) -> TlsFront {
+    /// advertises) with `cert` (a PEM chain) and `key`; with `user`, checks
+    /// each connection's SCRAM-SHA-256 login first (see `kafka_scram`).
+    pub fn start(
+        listener: StdListener,
+        upstream: u16,
+        (cert, key): (&Path, &Path),
+        user: Option<ScramUser>,
+    ) -> TlsFront {
         let port = listener.local_addr().expect("front address").port();
         let chain = rustls_pemfile::certs(&mut BufReader::new(
             std::fs::File::open(cert).expect("open the server certificate"),
@@ -90,11 +100,17 @@ impl TlsFront {
         let runtime = runtime();
         forward(&runtime, listener, upstream, move |client, mut tansu| {
             let acceptor = acceptor.clone();
+            let user = user.clone();
             async move {
                 // A client that does not trust the certificate gives up here.
                 let Ok(mut client) = acceptor.accept(client).await else {
                     return;
                 };
+                if let Some(user) = user {
+                    if user.check(&mut client, &mut tansu).await.is_err() {
+                        return;
+                    }
+                }
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut tansu).await;
             }
         });

@@ -20,6 +20,7 @@ mod connect;
 mod idle_parking;
 mod kafka_fronts;
 mod kafka_peer;
+mod kafka_scram;
 mod limits;
 mod malformed;
 mod mqtt_remote;

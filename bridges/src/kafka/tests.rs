@@ -207,6 +207,15 @@ async fn kafka_an_unreachable_broker_is_retryable_and_a_resend_succeeds_after_re
         ]
         .into();
     });
+    // The first produce also waits for the cluster's metadata and the
+    // idempotent producer's id, which on a busy machine can take longer than
+    // the 1 s message timeout: a warm-up on another topic, until it passes,
+    // so that only the outage below can fail `before`.
+    cluster.create_topic("warm-up", 1, 1).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while let Err(error) = sink.send(&[record(0, "warm-up", "x")]).await {
+        assert!(Instant::now() < deadline, "no warm-up: {error:?}");
+    }
     sink.send(&[record(1, "outage", "before")]).await.unwrap();
 
     cluster.broker_down(1).unwrap();
