@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the
 # mosquitto command-line clients, mosquitto_passwd (from the `mosquitto`
-# package, to check password-file compatibility) and the paho-mqtt Python
-# client.
+# package, to check password-file compatibility), OpenSSL's headers for the
+# Kafka bridge's TLS and the paho-mqtt Python client.
 # Idempotent: skips what is already present.
 set -euo pipefail
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
+# The Kafka bridge's TLS and SASL: rdkafka's `ssl` feature builds librdkafka
+# against the system's OpenSSL, found with pkg-config (bridges/Cargo.toml).
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' ||
+    need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

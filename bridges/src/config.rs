@@ -333,6 +333,8 @@ impl BridgeConfig {
     }
 }
 
+pub mod secret;
+
 /// Durations written in the file as a count of seconds or milliseconds.
 pub(crate) mod duration {
     use std::time::Duration;

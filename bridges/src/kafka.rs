@@ -28,16 +28,22 @@
 //! the dead letter. A topic name Kafka would refuse is caught before
 //! anything of the batch is sent. Messages name the record id and the topic.
 //!
-//! Layout: `config` (settings, validation, librdkafka options) and `tests`
-//! (against librdkafka's in-process mock cluster).
+//! Layout: `config` (settings, validation, librdkafka options), `tests`
+//! (against librdkafka's in-process mock cluster) and `check_tests` (the
+//! configuration check against start-up).
 
 mod config;
 
 #[cfg(test)]
+mod check_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -73,6 +79,9 @@ const MAX_TOPIC_LEN: usize = 249;
 /// Delivers records to Kafka; see the module documentation.
 pub struct KafkaSink {
     producer: FutureProducer<TracingContext>,
+    /// What librdkafka last said about the cluster as a whole, shared with
+    /// the producer's context (and its replacements').
+    cluster_error: ClusterError,
     /// Kept to replace the producer after a fatal error.
     client_config: ClientConfig,
     /// The producer was fenced (its idempotent epoch refused): the next
@@ -101,11 +110,12 @@ impl KafkaSink {
     /// from `send`, not here. Needs no runtime, but `send` must run on a
     /// Tokio one.
     pub fn new(config: KafkaSinkConfig) -> Result<KafkaSink, KafkaSinkSetupError> {
-        config::validate(&config)?;
-        let client_config = client_config(&config);
-        let producer = create_producer(&client_config)?;
+        let client_config = config::settings(&config)?;
+        let cluster_error = ClusterError::default();
+        let producer = create_producer(&client_config, &cluster_error)?;
         Ok(KafkaSink {
             producer,
+            cluster_error,
             client_config,
             fenced: false,
             max_in_flight: config.max_in_flight,
@@ -166,7 +176,10 @@ impl KafkaSink {
         };
         let own = later_ok || error.rdkafka_error_code().is_some_and(is_record_specific);
         if !own {
-            return SinkError::Retryable(reason);
+            return SinkError::Retryable(match self.cluster_error.get() {
+                Some(cause) => format!("{reason}; the cluster's last error: {cause}"),
+                None => reason,
+            });
         }
         // Entries of records already settled are of no more use.
         self.failures.retain(|id, _| *id >= record.id);
@@ -200,9 +213,10 @@ impl KafkaSink {
             };
             tracing::warn!(?code, %reason, "kafka producer failed fatally; replacing it");
         }
-        self.producer = create_producer(&self.client_config).map_err(|error| {
-            SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
-        })?;
+        self.producer =
+            create_producer(&self.client_config, &self.cluster_error).map_err(|error| {
+                SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
+            })?;
         Ok(())
     }
 }
@@ -255,7 +269,9 @@ impl Sink for KafkaSink {
                 return Err(self.judge(record, &error, later_ok));
             }
         }
-        // Records up to the batch's last are through: their counts go.
+        // Records up to the batch's last are through: their counts go, and
+        // so does the cluster's trouble.
+        self.cluster_error.clear();
         if let Some(last) = batch.last() {
             self.failures.retain(|id, _| *id > last.id);
         }
@@ -281,9 +297,12 @@ impl Drop for KafkaSink {
 
 fn create_producer(
     config: &ClientConfig,
+    cluster_error: &ClusterError,
 ) -> Result<FutureProducer<TracingContext>, KafkaSinkSetupError> {
     config
-        .create_with_context(TracingContext)
+        .create_with_context(TracingContext {
+            cluster_error: cluster_error.clone(),
+        })
         .map_err(KafkaSinkSetupError::from_kafka)
 }
 
@@ -349,7 +368,40 @@ fn check_topic(record: &Record) -> Result<(), SinkError> {
 
 /// Routes librdkafka's log lines and client errors to `tracing` (rdkafka's
 /// default writes to the `log` crate, which nothing here listens to).
-struct TracingContext;
+struct TracingContext {
+    cluster_error: ClusterError,
+}
+
+/// The reason of librdkafka's last error about the connection to the
+/// cluster (a TLS handshake that failed, a refused SASL login, ...). The
+/// records themselves only time out meanwhile, so the sink adds it to their
+/// error: the bridge's status then says why.
+#[derive(Debug, Clone, Default)]
+struct ClusterError(Arc<Mutex<Option<String>>>);
+
+impl ClusterError {
+    fn set(&self, error: &KafkaError, reason: &str) {
+        // "All brokers down" follows the error that brought them down and
+        // would hide it.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            return;
+        }
+        let reason = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_owned()
+        };
+        *self.0.lock() = Some(reason);
+    }
+
+    fn clear(&self) {
+        *self.0.lock() = None;
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+}
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -370,5 +422,6 @@ impl ClientContext for TracingContext {
         // Connection losses land here and repeat while the cluster is down;
         // `send` reports their effect, so this stays below warn.
         tracing::info!(%error, reason, "kafka client error");
+        self.cluster_error.set(&error, reason);
     }
 }

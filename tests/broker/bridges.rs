@@ -393,7 +393,7 @@ fn ack_sink_needs_qos_1_and_the_block_policy() {
 
 /// Runs `sluice check-config` on `toml` (written to `dir/b.toml`): the exit
 /// code and what it wrote to stderr.
-fn check_config(dir: &std::path::Path, toml: &str) -> (Option<i32>, String) {
+pub fn check_config(dir: &std::path::Path, toml: &str) -> (Option<i32>, String) {
     let cfg = dir.join("b.toml");
     std::fs::write(&cfg, toml).unwrap();
     let out = Command::new(SLUICE)

@@ -23,8 +23,20 @@ pub const MSG_ID_HEADER: &str = "sluice-msg-id";
 pub struct Tansu {
     child: Child,
     pub port: u16,
+    /// Where tansu's CLI reaches it (`tcp://host:port`): its port, or a
+    /// relay that logs the CLI in (see `kafka_fronts`).
+    cli_broker: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// How a tansu is started besides its port.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TansuSetup {
+    /// `--authentication`: clients must log in with SASL (SCRAM).
+    pub authentication: bool,
+    /// The port tansu tells clients to use (a front's) instead of its own.
+    pub advertised_port: Option<u16>,
 }
 
 impl Tansu {
@@ -33,15 +45,20 @@ impl Tansu {
     /// process may take it first: then tansu exits and the next port is
     /// tried.
     pub fn start() -> Tansu {
+        Tansu::start_with(TansuSetup::default())
+    }
+
+    pub fn start_with(setup: TansuSetup) -> Tansu {
         let dir = tempfile::tempdir().expect("temp dir for tansu");
         let log = dir.path().join("tansu.log");
         for _ in 0..5 {
             let port = free_port();
-            let mut child = spawn_tansu(port, &log);
+            let mut child = spawn_tansu(port, &log, setup);
             if wait_until_listening(&mut child, port, Duration::from_secs(10)) {
                 return Tansu {
                     child,
                     port,
+                    cli_broker: format!("tcp://127.0.0.1:{port}"),
                     log,
                     _dir: dir,
                 };
@@ -63,16 +80,27 @@ impl Tansu {
     /// Creates a topic with one partition (so the whole topic is in order);
     /// tansu does not create topics on first use.
     pub fn create_topic(&self, name: &str) {
+        self.cli(&["topic", "create", "--partitions", "1", name]);
+    }
+
+    /// Sends tansu's CLI to `port` (a relay that logs it in) instead of
+    /// tansu's own port.
+    pub fn set_cli_port(&mut self, port: u16) {
+        self.cli_broker = format!("tcp://127.0.0.1:{port}");
+    }
+
+    /// Runs `tansu <command> --broker URL <rest>`, which must succeed.
+    fn cli(&self, args: &[&str]) {
+        let (command, rest) = args.split_at(2);
         let out = Command::new("tansu")
-            .args(["topic", "create"])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", "1"])
-            .arg(name)
+            .args(command)
+            .args(["--broker", &self.cli_broker])
+            .args(rest)
             .output()
-            .expect("run tansu topic create");
+            .expect("run tansu's CLI");
         assert!(
             out.status.success(),
-            "tansu topic create {name}: {}\n{}",
+            "tansu {args:?}: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
@@ -125,15 +153,21 @@ impl Drop for Tansu {
     }
 }
 
-fn spawn_tansu(port: u16, log: &Path) -> Child {
+fn spawn_tansu(port: u16, log: &Path, setup: TansuSetup) -> Child {
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{}", setup.advertised_port.unwrap_or(port));
     let out = std::fs::File::create(log).expect("tansu log file");
     let err = out.try_clone().expect("tansu log file");
-    Command::new("tansu")
+    let mut command = Command::new("tansu");
+    command
         .arg("broker")
         .args(["--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://tansu/"])
+        .args(["--advertised-listener-url", &advertised])
+        .args(["--storage-engine", "memory://tansu/"]);
+    if setup.authentication {
+        command.arg("--authentication");
+    }
+    command
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -221,16 +255,24 @@ pub struct TopicReader {
 
 impl TopicReader {
     pub fn new(bootstrap: &str, topic: &str) -> TopicReader {
+        TopicReader::with_options(bootstrap, topic, &[])
+    }
+
+    /// With librdkafka `options` (TLS, SASL) besides the reader's own.
+    pub fn with_options(bootstrap: &str, topic: &str, options: &[(&str, &str)]) -> TopicReader {
         // librdkafka wants a group id even for `assign`; it is never used
         // (no subscription, no commits).
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("group.id", format!("reader-{topic}"))
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "10")
-            .set("enable.partition.eof", "false")
-            .create()
-            .expect("create the Kafka consumer");
+            .set("enable.partition.eof", "false");
+        for (name, value) in options {
+            config.set(*name, *value);
+        }
+        let consumer: BaseConsumer = config.create().expect("create the Kafka consumer");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)
             .expect("partition offset");

@@ -1,17 +1,22 @@
 //! What a Kafka sink is told, and how that becomes librdkafka settings.
 //!
 //! Our own settings are checked in [`KafkaSink::new`]; librdkafka checks the
-//! rest (unknown keys, bad values, conflicting settings) when the producer is
-//! created, so a misconfiguration fails at start-up instead of failing every
-//! batch.
+//! rest (unknown keys, bad values, conflicting settings, a CA file it cannot
+//! load) when the producer is created, so a misconfiguration fails at
+//! start-up instead of failing every batch. [`KafkaSinkConfig::check`] runs
+//! the same steps, so `check-config` refuses what start-up would.
 //!
 //! [`KafkaSink::new`]: super::KafkaSink::new
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
 use rdkafka::ClientConfig;
+
+use crate::config::secret::SecretSource;
 
 /// How librdkafka compresses message batches.
 ///
@@ -93,6 +98,14 @@ pub struct KafkaSinkConfig {
     /// after the settings above, so these have the last word.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// A file whose content (trailing newlines removed) is the SASL password
+    /// (librdkafka's `sasl.password`; a Confluent Cloud API secret, say), so
+    /// that the configuration holds no secret.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the SASL password.
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
 
 fn default_acks() -> String {
@@ -123,21 +136,29 @@ impl Default for KafkaSinkConfig {
             message_timeout: default_message_timeout(),
             record_retries: DEFAULT_RECORD_RETRIES,
             options: BTreeMap::new(),
+            password_file: None,
+            password_env: None,
         }
     }
 }
 
 impl KafkaSinkConfig {
-    /// Everything [`KafkaSink::new`] checks short of creating the producer:
-    /// our settings, then librdkafka's opinion of each option (unknown
-    /// keys, values it cannot parse). Options that only conflict with each
-    /// other show up when the producer is created.
+    /// Everything [`KafkaSink::new`] checks: our settings, the password,
+    /// then librdkafka's opinion of each option (unknown keys, values it
+    /// cannot parse, features this build lacks) and of them together
+    /// (conflicts, a SASL mechanism without its credentials, a TLS file it
+    /// cannot load). For the latter a producer is created as start-up
+    /// creates it, but without `bootstrap.servers`: it never connects, and
+    /// is gone before this returns.
     ///
     /// [`KafkaSink::new`]: super::KafkaSink::new
     pub fn check(&self) -> Result<(), KafkaSinkSetupError> {
-        validate(self)?;
-        client_config(self)
-            .create_native_config()
+        let mut client = settings(self)?;
+        client.remove("bootstrap.servers");
+        // The default context: librdkafka's warning about the missing
+        // servers goes to the `log` crate, which nothing listens to.
+        client
+            .create::<BaseProducer>()
             .map(drop)
             .map_err(KafkaSinkSetupError::from_kafka)
     }
@@ -165,7 +186,20 @@ impl KafkaSinkConfig {
             KafkaSinkSetupError::InvalidOption { name, .. } => {
                 return (format!("options.{name}"), error.to_string());
             }
-            KafkaSinkSetupError::Producer(_) => ("options", error.to_string()),
+            KafkaSinkSetupError::Password { key, reason } => (*key, reason.clone()),
+            // librdkafka's message names the property at fault, usually
+            // first: the option it names earliest is the key.
+            KafkaSinkSetupError::Producer(reason) => {
+                let named = self
+                    .options
+                    .keys()
+                    .filter_map(|name| reason.find(name.as_str()).map(|at| (at, name)))
+                    .min_by_key(|(at, name)| (*at, std::cmp::Reverse(name.len())));
+                return match named {
+                    Some((_, name)) => (format!("options.{name}"), error.to_string()),
+                    None => ("options".to_owned(), error.to_string()),
+                };
+            }
         };
         (key.to_owned(), message)
     }
@@ -185,6 +219,10 @@ pub enum KafkaSinkSetupError {
     /// librdkafka refused the option: unknown key, or a value it cannot parse.
     #[error("invalid Kafka option {name:?}: {reason}")]
     InvalidOption { name: String, reason: String },
+    /// `password_file` or `password_env` cannot be read, or clashes with
+    /// another way of giving the password.
+    #[error("{key}: {reason}")]
+    Password { key: &'static str, reason: String },
     /// The options are each valid but do not fit together (for example
     /// `acks=1` with `enable.idempotence=true`); librdkafka's message names
     /// them.
@@ -252,6 +290,51 @@ pub(crate) fn validate(config: &KafkaSinkConfig) -> Result<(), KafkaSinkSetupErr
         });
     }
     Ok(())
+}
+
+/// The SASL password from `password_file` or `password_env`, if either is
+/// given.
+fn password(config: &KafkaSinkConfig) -> Result<Option<String>, KafkaSinkSetupError> {
+    let (key, source) = match (&config.password_file, &config.password_env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(KafkaSinkSetupError::Password {
+                key: "password_env",
+                reason: "give password_file or password_env, not both".to_owned(),
+            })
+        }
+        (Some(path), None) => ("password_file", SecretSource::File(path)),
+        (None, Some(var)) => ("password_env", SecretSource::Env(var)),
+    };
+    if config.options.contains_key(SASL_PASSWORD) {
+        return Err(KafkaSinkSetupError::Password {
+            key,
+            reason: format!("the password is in options.\"{SASL_PASSWORD}\" already"),
+        });
+    }
+    let bad = |reason| KafkaSinkSetupError::Password { key, reason };
+    let bytes = source.read().map_err(bad)?;
+    let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8".to_owned()))?;
+    if text.contains('\0') {
+        return Err(bad("contains a NUL character".to_owned()));
+    }
+    Ok(Some(text))
+}
+
+/// librdkafka's key for the SASL password.
+const SASL_PASSWORD: &str = "sasl.password";
+
+/// What the producer is created from, once everything of ours is checked:
+/// [`client_config`] and the password. Shared by start-up and the check, so
+/// both see the same settings.
+pub(crate) fn settings(config: &KafkaSinkConfig) -> Result<ClientConfig, KafkaSinkSetupError> {
+    validate(config)?;
+    let password = password(config)?;
+    let mut client = client_config(config);
+    if let Some(password) = password {
+        client.set(SASL_PASSWORD, password);
+    }
+    Ok(client)
 }
 
 /// Default for [`KafkaSinkConfig::record_retries`].

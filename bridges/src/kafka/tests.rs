@@ -207,6 +207,15 @@ async fn kafka_an_unreachable_broker_is_retryable_and_a_resend_succeeds_after_re
         ]
         .into();
     });
+    // The first produce also waits for the cluster's metadata and the
+    // idempotent producer's id, which on a busy machine can take longer than
+    // the 1 s message timeout: a warm-up on another topic, until it passes,
+    // so that only the outage below can fail `before`.
+    cluster.create_topic("warm-up", 1, 1).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while let Err(error) = sink.send(&[record(0, "warm-up", "x")]).await {
+        assert!(Instant::now() < deadline, "no warm-up: {error:?}");
+    }
     sink.send(&[record(1, "outage", "before")]).await.unwrap();
 
     cluster.broker_down(1).unwrap();
@@ -413,5 +422,21 @@ async fn kafka_a_cluster_outage_never_uses_up_record_retries() {
             .send(&[record(1, "outage2", "x"), record(2, "outage2", "y")])
             .await;
         assert!(matches!(r, Err(SinkError::Retryable(_))), "{r:?}");
+    }
+}
+
+/// Records only time out while the cluster cannot be reached; the error
+/// says why (here the broker refusing connections), for the status.
+#[tokio::test]
+async fn kafka_a_timeout_names_the_clusters_last_error() {
+    let cluster = cluster_with("down");
+    let mut sink = sink_for(&cluster, |c| c.message_timeout = Duration::from_millis(500));
+    cluster.broker_down(1).unwrap();
+    let r = sink.send(&[record(1, "down", "x")]).await;
+    match r {
+        Err(SinkError::Retryable(reason)) => {
+            assert!(reason.contains("the cluster's last error: "), "{reason}")
+        }
+        other => panic!("expected a retryable error, got {other:?}"),
     }
 }
