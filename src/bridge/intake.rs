@@ -52,9 +52,23 @@ fn input_of(p: &Publish, origin: Option<&Message>) -> Input {
     }
 }
 
+/// Publishers waiting for records to be in the buffer, by record id (in
+/// order): fired as each chunk is appended.
+type OnAppend = VecDeque<(u64, Arc<dyn SinkAck>)>;
+
+/// Fires the signals of records up to `last` (appended or dead-lettered).
+fn fire_through(on_append: &mut OnAppend, last: u64) {
+    while on_append.front().is_some_and(|(id, _)| *id <= last) {
+        if let Some((_, signal)) = on_append.pop_front() {
+            signal.fire();
+        }
+    }
+}
+
 /// What the bridge owes a message it took: the publisher's acknowledgement
-/// when it waits for the sink (`ack = "sink"`), and the broker's message
-/// id (a stable header across a crash).
+/// when it waits for the sink (`ack = "sink"`) or for the buffer (a QoS 1
+/// message the store kept no copy of), and the broker's message id (a
+/// stable header across a crash, when the store has the message).
 type Extras = (Option<Arc<dyn SinkAck>>, Option<u64>);
 
 /// One round's messages, taken from the session under one lock.
@@ -116,11 +130,11 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
                 *outcome = Ok(None);
             }
         }
-        let records = to_records(&shared, &batch, extras, outcomes).await;
+        let (records, mut on_append) = to_records(&shared, &batch, extras, outcomes).await;
         let produced = records.len() as u64;
         // Append durably, retrying while the buffer is full (block policy):
         // meanwhile messages wait in the session queue, bounded by its limits.
-        if !append_all(&shared, records).await {
+        if !append_all(&shared, records, &mut on_append).await {
             // Stopped while the buffer was full: the batch stays in flight
             // in the session and is taken again by the next run.
             return;
@@ -298,9 +312,13 @@ async fn to_records(
     batch: &[Publish],
     extras: Vec<Extras>,
     outcomes: Vec<Outcome>,
-) -> Vec<Record> {
+) -> (Vec<Record>, OnAppend) {
     let mut next_id = shared.buffer.lock().next_id();
     let mut records: Vec<Record> = Vec::with_capacity(batch.len());
+    let mut on_append = OnAppend::new();
+    let mut dead = Vec::new();
+    let mut dead_signals = Vec::new();
+    let on_sink = shared.slot.acks_on_sink();
     let mut dropped = 0u64;
     for ((p, (signal, message_id)), outcome) in batch.iter().zip(extras).zip(outcomes) {
         match outcome {
@@ -314,8 +332,10 @@ async fn to_records(
                         bytes::Bytes::from(m.to_string()),
                     ));
                 }
-                if let Some(signal) = signal {
-                    shared.sink_acks.lock().push_back((r.id, signal));
+                match signal {
+                    Some(signal) if on_sink => shared.sink_acks.lock().push_back((r.id, signal)),
+                    Some(signal) => on_append.push_back((r.id, signal)),
+                    None => {}
                 }
                 records.push(r);
                 next_id += 1;
@@ -327,15 +347,19 @@ async fn to_records(
                 }
             }
             Err(e) => {
-                dead_letter(shared, raw_record(p), format!("transform failed: {e}")).await;
-                if let Some(signal) = signal {
-                    signal.fire();
-                }
+                dead.push((raw_record(p), format!("transform failed: {e}")));
+                dead_signals.extend(signal);
             }
         }
     }
     BridgeStats::add(&shared.stats.dropped_by_transform, dropped);
-    records
+    if !dead.is_empty() {
+        dead_letter_all(shared, dead).await;
+    }
+    for signal in dead_signals {
+        signal.fire();
+    }
+    (records, on_append)
 }
 
 /// The input as it came, so it can be replayed by hand.
@@ -358,7 +382,7 @@ fn raw_record(p: &Publish) -> Record {
 /// which makes the broker push back on publishers; a record too large for
 /// the buffer even when empty goes to the dead letter file. False if the
 /// bridge was stopped before everything was appended.
-async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
+async fn append_all(shared: &Arc<Shared>, records: Vec<Record>, on_append: &mut OnAppend) -> bool {
     let slot = &shared.slot;
     let name = &shared.name;
     let mut pending: VecDeque<Vec<Record>> = records
@@ -375,6 +399,9 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
             match tokio::task::spawn_blocking(move || b.lock().append(&recs)).await {
                 Ok(Ok(appended)) => {
                     slot.set_saturated(false);
+                    if let Some(last) = chunk.last() {
+                        fire_through(on_append, last.id);
+                    }
                     if appended.dropped_oldest > 0 {
                         BridgeStats::add(&shared.stats.dropped_oldest, appended.dropped_oldest);
                         tracing::warn!(bridge = %name, dropped = appended.dropped_oldest, "bridge buffer full: oldest records dropped");
@@ -404,6 +431,7 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
                     let id = chunk[0].id;
                     dead_letter(shared, chunk[0].clone(), reason).await;
                     shared.settle_through(id);
+                    fire_through(on_append, id);
                     break;
                 }
                 Ok(Err(e)) => {
@@ -421,6 +449,20 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>) -> bool {
         }
     }
     true
+}
+
+/// Dead-letters a round's records with one write and one sync.
+async fn dead_letter_all(shared: &Shared, records: Vec<(Record, String)>) {
+    for (record, reason) in &records {
+        shared.log_dead_letter(record.id, reason);
+    }
+    BridgeStats::add(&shared.stats.dead_lettered, records.len() as u64);
+    let b: Arc<Mutex<Buffer>> = Arc::clone(&shared.buffer);
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || b.lock().dead_letter_records(&records)).await
+    {
+        tracing::error!(bridge = %shared.name, error = %e, "dead-letter write failed");
+    }
 }
 
 /// A record that never enters the log goes to the buffer's dead-letter

@@ -335,6 +335,7 @@ fn attach_session(broker: &Arc<Broker>, cfg: &BridgeConfig) -> Result<Arc<Sessio
     slot.set_acl_exempt(cfg.username.is_none());
     slot.set_persistent(broker.store().is_enabled());
     slot.set_ack_on_sink(cfg.ack == BridgeAck::Sink);
+    slot.set_bridge(true);
     slot.set_online(true);
     let max_levels = broker.config.limits.max_topic_levels;
     let wanted: Vec<TopicFilter> = cfg

@@ -28,8 +28,9 @@ pub struct Published {
     pub saturated: bool,
     /// Not routed at all: the caller asked to refuse when saturated.
     pub refused: bool,
-    /// One per bridge with `ack = "sink"` that took a QoS 1/2 copy: the
-    /// publisher's acknowledgement waits for all of them.
+    /// One per bridge that took a copy the publisher's acknowledgement
+    /// waits for (a QoS 1/2 copy with `ack = "sink"`, or a QoS 1 copy the
+    /// store did not keep because the bridge's buffer does): all of them.
     pub sink_acks: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
@@ -48,13 +49,25 @@ impl Broker {
     /// (the retained copy, QoS 1/2 deliveries to persistent sessions) goes
     /// to the store first; the returned ticket says when it is durable.
     pub fn publish(&self, message: Message) -> Published {
-        self.publish_with(message, false)
+        self.route_message(message, false, false)
     }
 
-    /// As [`Broker::publish`]; with `refuse_if_saturated`, a message that
-    /// would reach a saturated subscriber is not routed at all (the caller
-    /// answers v5 0x97 quota exceeded and the publisher retries later).
-    pub fn publish_with(&self, message: Message, refuse_if_saturated: bool) -> Published {
+    /// A client's QoS 1/2 publish: its acknowledgement waits for `ticket`
+    /// and for every `sink_acks`, so a bridge's buffer may be the only
+    /// durable copy of a QoS 1 message (see [`hands_off`]). With
+    /// `refuse_if_saturated`, a message that would reach a saturated
+    /// subscriber is not routed at all (the caller answers v5 0x97 quota
+    /// exceeded and the publisher retries later).
+    pub fn publish_acknowledged(&self, message: Message, refuse_if_saturated: bool) -> Published {
+        self.route_message(message, refuse_if_saturated, true)
+    }
+
+    fn route_message(
+        &self,
+        message: Message,
+        refuse_if_saturated: bool,
+        publisher_waits: bool,
+    ) -> Published {
         let mut message = match self.budget_retained(message, refuse_if_saturated) {
             Ok(m) => m,
             Err(refused) => return refused,
@@ -72,10 +85,11 @@ impl Broker {
             };
         }
         let mut ops = Vec::new();
-        self.persist_message(&mut message, &targets, &mut ops);
+        let handoff = publisher_waits && message.qos == QoS::AtLeastOnce;
+        self.persist_message(&mut message, &targets, handoff, &mut ops);
         let message = Arc::new(message);
         self.keep_retained(&message, &mut ops);
-        let prepared = self.prepare_deliveries(&message, targets, &mut ops);
+        let prepared = self.prepare_deliveries(&message, targets, handoff, &mut ops);
         // Before queueing: a later delete of a queued entry must follow its put.
         let ticket = self.store.submit(ops);
         let matched = self.enqueue(prepared.deliveries);
@@ -91,13 +105,19 @@ impl Broker {
     /// Gives the message its disk copy when something must survive a
     /// crash: a retained message, or a QoS 1/2 delivery to a persistent
     /// session.
-    fn persist_message(&self, message: &mut Message, targets: &[Target], ops: &mut Vec<Op>) {
+    fn persist_message(
+        &self,
+        message: &mut Message,
+        targets: &[Target],
+        handoff: bool,
+        ops: &mut Vec<Op>,
+    ) {
         if !self.store.is_enabled() {
             return;
         }
         let keep_for_sessions = targets
             .iter()
-            .any(|t| t.qos != QoS::AtMostOnce && t.slot.is_persistent());
+            .any(|t| t.qos != QoS::AtMostOnce && t.slot.is_persistent() && !hands_off(t, handoff));
         if !(keeps_retained(message) || keep_for_sessions) {
             return;
         }
@@ -127,18 +147,22 @@ impl Broker {
     }
 
     /// One delivery per target; an outbox entry for each QoS 1/2 delivery
-    /// to a persistent session; a sink acknowledgement for each bridge
-    /// that acknowledges on its sink.
+    /// to a persistent session the store keeps it for; a sink
+    /// acknowledgement for each bridge that acknowledges on its sink or
+    /// holds the only durable copy.
     fn prepare_deliveries(
         &self,
         message: &Arc<Message>,
         targets: Vec<Target>,
+        handoff: bool,
         ops: &mut Vec<Op>,
     ) -> Prepared {
         let mut deliveries = Vec::with_capacity(targets.len());
         let mut sink_acks = Vec::new();
         for t in targets {
-            let sink_ack = (t.qos != QoS::AtMostOnce && t.slot.acks_on_sink()).then(|| {
+            let waits = t.qos != QoS::AtMostOnce && t.slot.acks_on_sink();
+            let handed_off = hands_off(&t, handoff);
+            let sink_ack = (waits || handed_off).then(|| {
                 let (signal, wait) = OneshotSinkAck::pair();
                 sink_acks.push(wait);
                 signal
@@ -152,7 +176,9 @@ impl Broker {
                 sink_ack,
                 shared_group: t.share,
             };
-            d.seq = outbox_entry(&t.slot, &d, ops);
+            if !handed_off {
+                d.seq = outbox_entry(&t.slot, &d, ops);
+            }
             deliveries.push((t.slot, d));
         }
         Prepared {
@@ -205,6 +231,17 @@ impl Broker {
         }
         self.publish(will_message(will, &slot.client_id));
     }
+}
+
+/// Whether the store keeps no copy for target `t` because a bridge's
+/// buffer becomes the message's durable copy: a QoS 1 message
+/// (`handoff`: the publisher's acknowledgement waits for the bridge) to a
+/// bridge at QoS 1. A crash before the buffer's append loses nothing
+/// acknowledged: the publisher resends. Not for QoS 2: the publisher's
+/// packet-id state is in the store, and the message must become durable
+/// with it or a crash between the two would lose or repeat it.
+fn hands_off(t: &Target, handoff: bool) -> bool {
+    handoff && t.qos != QoS::AtMostOnce && t.slot.is_bridge()
 }
 
 /// Drops the targets the ACL does not let read `topic`. Shared picks were

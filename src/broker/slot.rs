@@ -88,6 +88,10 @@ pub struct SessionSlot {
     /// A bridge with `ack = "sink"`: publishers' acknowledgements wait for
     /// its sink.
     ack_on_sink: AtomicBool,
+    /// A bridge's session: a QoS 1 publisher's acknowledgement waits for
+    /// the bridge (its buffer, or its sink with `ack = "sink"`) instead of
+    /// the store keeping a copy of the message for it.
+    bridge: AtomicBool,
     /// Next outbox key for deliveries persisted for this session.
     next_seq: AtomicU64,
     /// The idle table's token while the serving connection is parked
@@ -112,6 +116,7 @@ impl SessionSlot {
             pushing_back: AtomicBool::new(false),
             acl_exempt: AtomicBool::new(false),
             ack_on_sink: AtomicBool::new(false),
+            bridge: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             parked: AtomicU64::new(0),
             connection_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -212,6 +217,14 @@ impl SessionSlot {
 
     pub fn set_ack_on_sink(&self, on: bool) {
         self.ack_on_sink.store(on, Ordering::Relaxed);
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        self.bridge.load(Ordering::Relaxed)
+    }
+
+    pub fn set_bridge(&self, on: bool) {
+        self.bridge.store(on, Ordering::Relaxed);
     }
 
     pub fn next_seq(&self) -> u64 {

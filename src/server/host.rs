@@ -112,7 +112,9 @@ impl ConnectionHost for BrokerHost<'_> {
     }
 
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed {
-        let published = self.broker.publish_with(message, refuse_if_saturated);
+        let published = self
+            .broker
+            .publish_acknowledged(message, refuse_if_saturated);
         if !published.refused {
             self.held.wait_for(published.ticket);
             self.held.sink_waits.extend(published.sink_acks);

@@ -118,57 +118,73 @@ impl DeadLetterFile {
         self.bytes + self.rotated_bytes
     }
 
-    /// Appends `line`, or counts it as discarded; false if it was not
-    /// written. `sync_dir` is called after a file is created or renamed
-    /// (when `fsync`).
-    pub(crate) fn write(
+    /// Appends `lines` in order, each kept or counted as discarded, with
+    /// one sync at the end (`fsync`): a round of dead letters costs one
+    /// fsync, not one per line, since the publishers they answer wait for
+    /// it. The file a rotation moves away is synced before it is renamed;
+    /// `sync_dir` runs once if a file was created or renamed.
+    pub(crate) fn write_all(
         &mut self,
-        line: &[u8],
+        lines: &[Vec<u8>],
         fsync: bool,
         sync_dir: impl Fn() -> io::Result<()>,
-    ) -> io::Result<bool> {
-        let len = line.len() as u64;
-        match self.policy {
-            DeadLetterPolicy::DiscardNew => {
-                if self.bytes() + len > self.max_bytes {
-                    self.discarded += 1;
-                    return Ok(false);
+    ) -> io::Result<()> {
+        let mut open: Option<File> = None;
+        let mut dir_changed = false;
+        for line in lines {
+            let len = line.len() as u64;
+            match self.policy {
+                DeadLetterPolicy::DiscardNew => {
+                    if self.bytes() + len > self.max_bytes {
+                        self.discarded += 1;
+                        continue;
+                    }
                 }
-            }
-            DeadLetterPolicy::Rotate => {
-                let half = self.max_bytes / 2;
-                if len > half {
-                    self.discarded += 1;
-                    return Ok(false);
-                }
-                if self.bytes + len > half {
-                    fs::rename(&self.path, &self.rotated)?;
-                    self.discarded += self.rotated_lines;
-                    self.rotated_bytes = self.bytes;
-                    self.rotated_lines = self.lines;
-                    self.bytes = 0;
-                    self.lines = 0;
-                    if fsync {
-                        sync_dir()?;
+                DeadLetterPolicy::Rotate => {
+                    let half = self.max_bytes / 2;
+                    if len > half {
+                        self.discarded += 1;
+                        continue;
+                    }
+                    if self.bytes + len > half {
+                        if let (Some(file), true) = (open.take(), fsync) {
+                            file.sync_data()?;
+                        }
+                        fs::rename(&self.path, &self.rotated)?;
+                        self.discarded += self.rotated_lines;
+                        self.rotated_bytes = self.bytes;
+                        self.rotated_lines = self.lines;
+                        self.bytes = 0;
+                        self.lines = 0;
+                        dir_changed = true;
                     }
                 }
             }
+            let file = match open.as_mut() {
+                Some(file) => file,
+                None => {
+                    dir_changed |= self.bytes == 0 && !self.path.exists();
+                    open.insert(
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&self.path)?,
+                    )
+                }
+            };
+            file.write_all(line)?;
+            self.bytes += len;
+            self.lines += 1;
         }
-        let created = self.bytes == 0 && !self.path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        file.write_all(line)?;
-        self.bytes += len;
-        self.lines += 1;
         if fsync {
-            file.sync_data()?;
-            if created {
+            if let Some(file) = &open {
+                file.sync_data()?;
+            }
+            if dir_changed {
                 sync_dir()?;
             }
         }
-        Ok(true)
+        Ok(())
     }
 }
 

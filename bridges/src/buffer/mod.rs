@@ -299,15 +299,25 @@ impl Buffer {
     /// as [`Buffer::dead_letter`], for records that never entered the log
     /// (a payload the transform refused, a record larger than the quota).
     pub fn dead_letter_record(&mut self, record: &Record, reason: &str) -> Result<(), BufferError> {
-        self.write_dead_letter(&dead_letter::line(record, reason))
+        self.write_dead_letters(&[dead_letter::line(record, reason)])
     }
 
-    /// Writes a dead-letter line within the files' bound; a line the
+    /// As [`Buffer::dead_letter_record`] for several records, with one
+    /// sync for all of them.
+    pub fn dead_letter_records(&mut self, records: &[(Record, String)]) -> Result<(), BufferError> {
+        let lines: Vec<Vec<u8>> = records
+            .iter()
+            .map(|(record, reason)| dead_letter::line(record, reason))
+            .collect();
+        self.write_dead_letters(&lines)
+    }
+
+    /// Writes dead-letter lines within the files' bound; a line the
     /// bound leaves out is counted ([`Buffer::dead_letter_discarded`]).
-    fn write_dead_letter(&mut self, line: &[u8]) -> Result<(), BufferError> {
+    fn write_dead_letters(&mut self, lines: &[Vec<u8>]) -> Result<(), BufferError> {
         let dir = &self.dir;
         self.dead
-            .write(line, self.config.fsync, || dir.sync_all())
+            .write_all(lines, self.config.fsync, || dir.sync_all())
             .map_err(io_err("write", self.dead.path()))?;
         Ok(())
     }
@@ -338,7 +348,7 @@ impl Buffer {
         };
         let id = record.id;
         let line = dead_letter::line(record, reason);
-        self.write_dead_letter(&line)?;
+        self.write_dead_letters(&[line])?;
         self.ack_front(1)?;
         self.peeked = self.peeked.saturating_sub(1);
         // The caller logs (rate-limited): one line per bad record would

@@ -788,6 +788,35 @@ fn dead_letter_files_stay_within_their_bound_keeping_the_newest() {
 }
 
 #[test]
+fn a_round_of_dead_letters_is_kept_as_one_by_one_within_the_bound() {
+    // Written together (one sync), across rotations: the same files and
+    // counts as one record at a time.
+    let (one, together) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |dir: &Path| {
+        let mut c = config(dir);
+        c.dead_letter_max_bytes = 4096;
+        Buffer::open(c).unwrap()
+    };
+    let (mut a, mut b) = (open(one.path()), open(together.path()));
+    for i in 0..300 {
+        a.dead_letter_record(&record(i), "bad").unwrap();
+    }
+    let round: Vec<(Record, String)> = (0..300).map(|i| (record(i), "bad".to_owned())).collect();
+    for chunk in round.chunks(70) {
+        b.dead_letter_records(chunk).unwrap();
+    }
+    for name in ["dead-letter.jsonl", "dead-letter.1.jsonl"] {
+        assert_eq!(
+            dead_letter_lines(&one.path().join(name)).len(),
+            dead_letter_lines(&together.path().join(name)).len(),
+            "{name}"
+        );
+    }
+    assert_eq!(a.dead_letter_discarded(), b.dead_letter_discarded());
+    assert_eq!(a.dead_letter_bytes(), b.dead_letter_bytes());
+}
+
+#[test]
 fn discard_new_keeps_the_first_dead_letters_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
