@@ -12,12 +12,6 @@ use crate::ws_client::*;
 
 const V4: ProtocolVersion = ProtocolVersion::V311;
 
-fn encode(p: &Packet) -> Vec<u8> {
-    let mut b = bytes::BytesMut::new();
-    encode_packet(p, V4, &mut b).unwrap();
-    b.to_vec()
-}
-
 fn status(head: &str) -> &str {
     head.split_whitespace().nth(1).unwrap_or("")
 }
@@ -59,27 +53,29 @@ fn the_dashboard_has_a_broker_on_the_defaults() {
     );
     ws_send(
         &mut ws,
-        &encode(&Packet::Connect(Box::new(connect_packet(
+        &encode(
+            &Packet::Connect(Box::new(connect_packet(V4, "dashboard", true))),
             V4,
-            "dashboard",
-            true,
-        )))),
+        ),
     );
     assert_eq!(ws_recv(&mut ws), [0x20, 2, 0, 0], "CONNACK accepted");
     ws_send(
         &mut ws,
-        &encode(&Packet::Subscribe(Subscribe {
-            packet_id: pid(1),
-            properties: Properties::default(),
-            filters: vec![("sensors/#".into(), sub_opts(QoS::AtMostOnce))],
-        })),
+        &encode(
+            &Packet::Subscribe(Subscribe {
+                packet_id: pid(1),
+                properties: Properties::default(),
+                filters: vec![("sensors/#".into(), sub_opts(QoS::AtMostOnce))],
+            }),
+            V4,
+        ),
     );
     assert_eq!(ws_recv(&mut ws), [0x90, 3, 0, 1, 0], "SUBACK");
     // A device publishes over TCP; the page receives it.
     let (mut device, _) = Raw::connect(s.port, V4, "device", true);
     let reading = publish("sensors/t1", b"21.5", QoS::AtMostOnce, 0);
     device.send(&Packet::Publish(reading.clone()));
-    assert_eq!(ws_recv(&mut ws), encode(&Packet::Publish(reading)));
+    assert_eq!(ws_recv(&mut ws), encode(&Packet::Publish(reading), V4));
     // It is counted like any connection.
     let (_, clients) = s.admin("GET", "/api/v1/clients?query=dashboard", None, None);
     assert!(clients.contains("\"dashboard\""), "{clients}");
@@ -143,11 +139,10 @@ fn the_brokers_own_authentication_applies_after_the_upgrade() {
     assert_eq!(status(&head), "101", "{head}");
     ws_send(
         &mut ws,
-        &encode(&Packet::Connect(Box::new(connect_packet(
+        &encode(
+            &Packet::Connect(Box::new(connect_packet(V4, "anonymous-page", true))),
             V4,
-            "anonymous-page",
-            true,
-        )))),
+        ),
     );
     // 3.1.1 "not authorized" (0x05), then the connection closes.
     assert_eq!(ws_recv(&mut ws), [0x20, 2, 0, 5]);

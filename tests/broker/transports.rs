@@ -305,12 +305,6 @@ fn sighup_reloads_tls_certificates() {
     );
 }
 
-fn encode(p: &Packet, v: ProtocolVersion) -> Vec<u8> {
-    let mut b = bytes::BytesMut::new();
-    encode_packet(p, v, &mut b).unwrap();
-    b.to_vec()
-}
-
 #[test]
 fn websocket_negotiates_mqtt_and_reassembles_packets_across_frames() {
     let s = Sluice::start_config("[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\n");

@@ -5,6 +5,8 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use sluice::codec::{encode_packet, Packet, ProtocolVersion};
+
 /// A minimal WebSocket client: upgrade, then binary frames (masked, as
 /// clients must).
 pub fn ws_connect(port: u16, path: &str, protocol: &str) -> (std::net::TcpStream, String) {
@@ -64,4 +66,11 @@ pub fn ws_recv(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut p = vec![0u8; len];
     s.read_exact(&mut p).unwrap();
     p
+}
+
+/// One packet as the bytes of a frame's payload.
+pub fn encode(p: &Packet, v: ProtocolVersion) -> Vec<u8> {
+    let mut b = bytes::BytesMut::new();
+    encode_packet(p, v, &mut b).unwrap();
+    b.to_vec()
 }
