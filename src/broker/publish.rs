@@ -49,7 +49,7 @@ impl Broker {
     /// (the retained copy, QoS 1/2 deliveries to persistent sessions) goes
     /// to the store first; the returned ticket says when it is durable.
     pub fn publish(&self, message: Message) -> Published {
-        self.route_message(message, false, false)
+        self.route_message(message, false, false, Vec::new())
     }
 
     /// A client's QoS 1/2 publish: its acknowledgement waits for `ticket`
@@ -58,8 +58,17 @@ impl Broker {
     /// `refuse_if_saturated`, a message that would reach a saturated
     /// subscriber is not routed at all (the caller answers v5 0x97 quota
     /// exceeded and the publisher retries later).
-    pub fn publish_acknowledged(&self, message: Message, refuse_if_saturated: bool) -> Published {
-        self.route_message(message, refuse_if_saturated, true)
+    ///
+    /// `with` (the publisher's session changes: an incoming QoS 2 packet
+    /// id) is written in the message's commit, or alone when the message is
+    /// refused; the ticket covers it either way.
+    pub fn publish_acknowledged(
+        &self,
+        message: Message,
+        refuse_if_saturated: bool,
+        with: Vec<Op>,
+    ) -> Published {
+        self.route_message(message, refuse_if_saturated, true, with)
     }
 
     fn route_message(
@@ -67,10 +76,16 @@ impl Broker {
         message: Message,
         refuse_if_saturated: bool,
         publisher_waits: bool,
+        with: Vec<Op>,
     ) -> Published {
         let mut message = match self.budget_retained(message, refuse_if_saturated) {
             Ok(m) => m,
-            Err(refused) => return refused,
+            Err(refused) => {
+                return Published {
+                    ticket: self.store.submit(with),
+                    ..refused
+                }
+            }
         };
         let access = self.access();
         let acl = access.acl.as_ref();
@@ -81,10 +96,11 @@ impl Broker {
         if saturated && refuse_if_saturated {
             return Published {
                 saturated,
+                ticket: self.store.submit(with),
                 ..Published::refused()
             };
         }
-        let mut ops = Vec::new();
+        let mut ops = with;
         let handoff = publisher_waits && message.qos == QoS::AtLeastOnce;
         self.persist_message(&mut message, &targets, handoff, &mut ops);
         let message = Arc::new(message);

@@ -262,6 +262,21 @@ impl SessionSlot {
         state.take_wait()
     }
 
+    /// The session's journaled changes as store operations, for the caller
+    /// to submit in one commit with its own (a client's QoS 2 publish: the
+    /// incoming packet id with the message), and what the serving
+    /// connection must wait for besides (changes others submitted).
+    pub fn take_journal_ops(&self, store: &Store) -> (Vec<Op>, Ticket) {
+        let mut state = self.state.lock();
+        let (changes, _) = state.take_journal();
+        let ops = if store.is_enabled() {
+            journal_ops(&self.client_id, changes)
+        } else {
+            Vec::new()
+        };
+        (ops, state.take_wait())
+    }
+
     /// The session as the store keeps it.
     pub fn record(&self, disconnected_at_ms: u64) -> SessionRecord {
         let subscriptions = self
@@ -293,7 +308,15 @@ fn submit_journal(client_id: &ByteString, state: &mut SessionState, store: &Stor
     if changes.is_empty() || !store.is_enabled() {
         return;
     }
-    let ops = changes
+    let ticket = store.submit(journal_ops(client_id, changes));
+    if must_wait {
+        state.raise_wait(ticket);
+    }
+}
+
+/// A session's journaled changes as store operations.
+fn journal_ops(client_id: &ByteString, changes: Vec<Change>) -> Vec<Op> {
+    changes
         .into_iter()
         .map(|c| match c {
             Change::Outbox {
@@ -323,9 +346,5 @@ fn submit_journal(client_id: &ByteString, state: &mut SessionState, store: &Stor
                 packet_id,
             },
         })
-        .collect();
-    let ticket = store.submit(ops);
-    if must_wait {
-        state.raise_wait(ticket);
-    }
+        .collect()
 }

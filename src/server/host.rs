@@ -112,11 +112,14 @@ impl ConnectionHost for BrokerHost<'_> {
     }
 
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed {
+        let (journal, waits) = self.slot.take_journal_ops(self.store);
+        self.held.wait_for(waits);
         let published = self
             .broker
-            .publish_acknowledged(message, refuse_if_saturated);
+            .publish_acknowledged(message, refuse_if_saturated, journal);
+        // Refused, the ticket is the journal's alone.
+        self.held.wait_for(published.ticket);
         if !published.refused {
-            self.held.wait_for(published.ticket);
             self.held.sink_waits.extend(published.sink_acks);
         }
         Routed {

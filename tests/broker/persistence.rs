@@ -3,6 +3,8 @@
 //! SIGKILL. Acknowledged means on disk.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::codec::*;
@@ -296,6 +298,8 @@ fn acknowledged_qos1_messages_survive_repeated_sigkill() {
     for _ in 0..cycles {
         let port = s.port;
         let start = next;
+        let progress = Arc::new(AtomicUsize::new(0));
+        let made = Arc::clone(&progress);
         let publisher = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let (mut p, _) = Raw::connect(port, V4, "crash-pub", true);
@@ -310,7 +314,10 @@ fn acknowledged_qos1_messages_survive_repeated_sigkill() {
                     id,
                 )));
                 match p.recv_timeout(Duration::from_secs(2)) {
-                    Some(Packet::PubAck(a)) if a.packet_id.get() == id => acked.push(n),
+                    Some(Packet::PubAck(a)) if a.packet_id.get() == id => {
+                        acked.push(n);
+                        made.fetch_add(1, Ordering::Relaxed);
+                    }
                     _ => break,
                 }
                 n += 1;
@@ -321,6 +328,12 @@ fn acknowledged_qos1_messages_survive_repeated_sigkill() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(150 + seed % 350));
+        // A loaded machine may take longer to answer the first publish: the
+        // kill comes once something was acknowledged (bounded).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while progress.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         s = s.kill_and_restart();
         let (got, n) = publisher.join().unwrap();
         assert!(!got.is_empty(), "the publisher made progress");

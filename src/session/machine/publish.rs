@@ -136,13 +136,18 @@ impl Machine {
         let fresh = host.state().on_incoming_qos2(id, receive_max);
         match fresh {
             Ok(true) => {
-                // The incoming id and the message become durable together.
-                host.flush_journal();
+                // The incoming id and the message become durable together:
+                // `route` writes the journal (the id) in the message's
+                // commit. Apart, a crash between the two commits would keep
+                // the id alone, and the publisher's resend would be taken
+                // for a repeat: acknowledged, never routed.
                 let matched = self.route_acked(message, routable, now, host);
                 if matched.is_none() {
                     // Refused: the flow ends here, the id is free again.
                     host.state().on_pubrel(id);
                 }
+                // Not routed (refused, or nothing to route): the id alone.
+                host.flush_journal();
                 let reason = self.ack_reason(matched);
                 self.send(Packet::PubRec(Ack::with_reason(id, reason)));
             }

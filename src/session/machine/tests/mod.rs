@@ -37,6 +37,9 @@ pub struct Host {
     pub subscriptions: HashMap<ByteString, (TopicFilter, SubscriptionOptions)>,
     pub session_expiry: Option<u32>,
     pub journal_flushes: usize,
+    /// The journal entries each `route` found, which the real host writes
+    /// in the message's commit.
+    pub routed_with_journal: Vec<usize>,
     /// SUBSCRIBE/UNSUBSCRIBE packets carried out (session record writes).
     pub subscription_writes: usize,
     pub drained: Cell<usize>,
@@ -67,6 +70,7 @@ impl Host {
             subscriptions: HashMap::new(),
             session_expiry: None,
             journal_flushes: 0,
+            routed_with_journal: Vec::new(),
             subscription_writes: 0,
             drained: Cell::new(0),
         }
@@ -118,6 +122,8 @@ impl ConnectionHost for Host {
     }
 
     fn route(&mut self, message: Message, _refuse_if_saturated: bool) -> Routed {
+        let (journal, _) = self.state.borrow_mut().take_journal();
+        self.routed_with_journal.push(journal.len());
         if !self.answer.refused {
             self.routed.push(message);
         }
@@ -125,6 +131,7 @@ impl ConnectionHost for Host {
     }
 
     fn flush_journal(&mut self) {
+        self.state.borrow_mut().take_journal();
         self.journal_flushes += 1;
     }
 

@@ -101,6 +101,27 @@ fn a_repeated_qos2_publish_is_routed_once() {
     assert_eq!(sent(&mut m), vec![Packet::PubComp(Ack::new(id(7)))]);
 }
 
+/// The incoming packet id of a persistent session and the message must
+/// become durable in one commit: with the id alone on disk, a crash makes
+/// the publisher's resend (DUP, no PUBREC came) look like a repeat, which
+/// is acknowledged and never routed (an acknowledged message lost; found
+/// by tests/broker/bridges_kafka_exactly_once.rs).
+#[test]
+fn a_qos2_publish_is_routed_together_with_its_incoming_packet_id() {
+    let now = Instant::now();
+    let mut host = Host::new();
+    host.state.borrow_mut().set_persistent(true);
+    let mut m = machine(V311, now);
+    let p = Packet::Publish(publish("a", QoS::ExactlyOnce, Some(7)));
+    assert_eq!(m.handle(p, now, &mut host), Ok(()));
+    assert_eq!(
+        host.routed_with_journal,
+        [1],
+        "the id goes with the message"
+    );
+    assert_eq!(sent(&mut m), vec![Packet::PubRec(Ack::new(id(7)))]);
+}
+
 #[test]
 fn more_qos2_flows_than_the_receive_maximum_close_with_0x93() {
     let now = Instant::now();
