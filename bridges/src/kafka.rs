@@ -33,6 +33,7 @@
 //! configuration check against start-up).
 
 mod config;
+mod transaction;
 
 #[cfg(test)]
 mod check_tests;
@@ -54,12 +55,15 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
+pub use transaction::TXN_HEADER;
+
 pub use config::{
     client_config, Compression, KafkaSinkConfig, KafkaSinkSetupError, DEFAULT_RECORD_RETRIES,
 };
 
 use crate::record::Record;
 use crate::sink::{Sink, SinkError};
+use transaction::Transactions;
 
 /// The header carrying the record id.
 pub const MSG_ID_HEADER: &str = "sluice-msg-id";
@@ -92,6 +96,9 @@ pub struct KafkaSink {
     record_retries: u32,
     /// Record id -> failures of its own so far (see the module docs).
     failures: HashMap<u64, u32>,
+    /// With `exactly_once`: each batch is a transaction (see `transaction`).
+    /// Boxed: most sinks have none, and the handle stays small.
+    transactions: Option<Box<Transactions>>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -114,6 +121,7 @@ impl KafkaSink {
         let cluster_error = ClusterError::default();
         let producer = create_producer(&client_config, &cluster_error)?;
         Ok(KafkaSink {
+            transactions: Transactions::of(&config).map(Box::new),
             producer,
             cluster_error,
             client_config,
@@ -143,6 +151,12 @@ impl KafkaSink {
             key: MSG_ID_HEADER,
             value: Some(id.as_bytes()),
         });
+        if let Some(name) = self.transactions.as_ref().and_then(|t| t.open.as_deref()) {
+            headers = headers.insert(Header {
+                key: transaction::TXN_HEADER,
+                value: Some(name.as_bytes()),
+            });
+        }
         let mut message = FutureRecord::<[u8], [u8]>::to(&record.destination)
             .payload(record.payload.as_ref())
             // 0 lets librdkafka stamp the current time.
@@ -205,8 +219,14 @@ impl KafkaSink {
     /// with PRODUCER_FENCED without librdkafka calling it fatal, and the
     /// bridge would retry forever.
     fn replace_producer_after_fatal_error(&mut self) -> Result<(), SinkError> {
+        let abandoned = self
+            .transactions
+            .as_mut()
+            .is_some_and(|t| std::mem::take(&mut t.abandoned));
         if std::mem::take(&mut self.fenced) {
             tracing::warn!("kafka producer fenced; replacing it");
+        } else if abandoned {
+            tracing::warn!("kafka transaction could not be aborted; replacing the producer");
         } else {
             let Some((code, reason)) = self.producer.client().fatal_error() else {
                 return Ok(());
@@ -217,7 +237,65 @@ impl KafkaSink {
             create_producer(&self.client_config, &self.cluster_error).map_err(|error| {
                 SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
             })?;
+        if let Some(t) = self.transactions.as_mut() {
+            t.producer_replaced();
+        }
         Ok(())
+    }
+
+    /// Produces `chunk` (at most `max_in_flight` records) and awaits every
+    /// delivery report.
+    async fn produce(&mut self, chunk: &[Record]) -> Result<(), SinkError> {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            match self.enqueue(record).await {
+                Ok(delivery) => deliveries.push(delivery),
+                // Refused before it was sent (its topic is known to be
+                // unknown, say): nothing after it went out.
+                Err(error) => return Err(self.judge(record, &error, false)),
+            }
+        }
+        // Every report is awaited: whether records after a failed one got
+        // through tells a record's own trouble from the cluster's.
+        let mut first_failure: Option<(&Record, KafkaError)> = None;
+        let mut later_ok = false;
+        for (record, delivery) in chunk.iter().zip(deliveries) {
+            let error = match delivery.await {
+                Ok(Ok(_)) => {
+                    later_ok |= first_failure.is_some();
+                    continue;
+                }
+                Ok(Err((error, _))) => error,
+                Err(_canceled) => {
+                    return Err(SinkError::Retryable(format!(
+                        "record {} to topic {:?}: the producer went away before reporting delivery",
+                        record.id, record.destination
+                    )))
+                }
+            };
+            if matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+            ) {
+                self.fenced = true;
+            }
+            if first_failure.is_none() {
+                first_failure = Some((record, error));
+            }
+        }
+        match first_failure {
+            Some((record, error)) => Err(self.judge(record, &error, later_ok)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records up to the batch's last are through: their counts go, and so
+    /// does the cluster's trouble.
+    fn settled(&mut self, batch: &[Record]) {
+        self.cluster_error.clear();
+        if let Some(last) = batch.last() {
+            self.failures.retain(|id, _| *id > last.id);
+        }
     }
 }
 
@@ -227,54 +305,13 @@ impl Sink for KafkaSink {
         for record in batch {
             check_topic(record)?;
         }
+        if self.transactions.is_some() {
+            return self.send_in_transaction(batch).await;
+        }
         for chunk in batch.chunks(self.max_in_flight) {
-            let mut deliveries = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                match self.enqueue(record).await {
-                    Ok(delivery) => deliveries.push(delivery),
-                    // Refused before it was sent (its topic is known to be
-                    // unknown, say): nothing after it went out.
-                    Err(error) => return Err(self.judge(record, &error, false)),
-                }
-            }
-            // Every report is awaited: whether records after a failed one got
-            // through tells a record's own trouble from the cluster's.
-            let mut first_failure: Option<(&Record, KafkaError)> = None;
-            let mut later_ok = false;
-            for (record, delivery) in chunk.iter().zip(deliveries) {
-                let error = match delivery.await {
-                    Ok(Ok(_)) => {
-                        later_ok |= first_failure.is_some();
-                        continue;
-                    }
-                    Ok(Err((error, _))) => error,
-                    Err(_canceled) => {
-                        return Err(SinkError::Retryable(format!(
-                        "record {} to topic {:?}: the producer went away before reporting delivery",
-                        record.id, record.destination
-                    )))
-                    }
-                };
-                if matches!(
-                    error.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-                ) {
-                    self.fenced = true;
-                }
-                if first_failure.is_none() {
-                    first_failure = Some((record, error));
-                }
-            }
-            if let Some((record, error)) = first_failure {
-                return Err(self.judge(record, &error, later_ok));
-            }
+            self.produce(chunk).await?;
         }
-        // Records up to the batch's last are through: their counts go, and
-        // so does the cluster's trouble.
-        self.cluster_error.clear();
-        if let Some(last) = batch.last() {
-            self.failures.retain(|id, _| *id > last.id);
-        }
+        self.settled(batch);
         Ok(())
     }
 
@@ -349,14 +386,7 @@ fn verdict(record: &Record, error: &KafkaError) -> SinkError {
 /// resend.
 fn check_topic(record: &Record) -> Result<(), SinkError> {
     let topic = record.destination.as_str();
-    let valid = !topic.is_empty()
-        && topic.len() <= MAX_TOPIC_LEN
-        && topic != "."
-        && topic != ".."
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
+    if is_valid_topic(topic) {
         return Ok(());
     }
     Err(SinkError::Permanent(format!(
@@ -364,6 +394,17 @@ fn check_topic(record: &Record) -> Result<(), SinkError> {
          (1 to {MAX_TOPIC_LEN} of a-z, A-Z, 0-9, '.', '_', '-'; not \".\" or \"..\")",
         record.id
     )))
+}
+
+/// Kafka's rules for a topic name.
+fn is_valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LEN
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Routes librdkafka's log lines and client errors to `tracing` (rdkafka's

@@ -58,3 +58,10 @@ impl Record {
             .map_or_else(|| self.id.to_string(), str::to_owned)
     }
 }
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -312,22 +312,28 @@ fn outage_loses_nothing_and_keeps_order(sink: &str) {
     assert!(st["retried"].as_u64().unwrap() >= 1, "{st}");
 }
 
-/// A QoS 1 publisher that lives through the broker dying under it (`Raw`
+/// A 3.1.1 publisher that lives through the broker dying under it (`Raw`
 /// panics on a lost connection instead).
-struct Link {
+pub(crate) struct Link {
     stream: TcpStream,
     buf: BytesMut,
 }
 
 impl Link {
     fn connect(port: u16, client_id: &str) -> Option<Link> {
+        Link::connect_session(port, client_id, true)
+    }
+
+    /// Connects with `clean` session (false: the broker keeps the session,
+    /// and with it the QoS 2 flows, across connections and restarts).
+    pub(crate) fn connect_session(port: u16, client_id: &str, clean: bool) -> Option<Link> {
         let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.set_nodelay(true).ok()?;
         let mut link = Link {
             stream,
             buf: BytesMut::new(),
         };
-        let connect = connect_packet(V4, client_id, true);
+        let connect = connect_packet(V4, client_id, clean);
         link.send(&Packet::Connect(Box::new(connect)))?;
         match link.recv(Duration::from_secs(5))? {
             Packet::ConnAck(a) if a.code == ReasonCode::Success => Some(link),
@@ -335,14 +341,14 @@ impl Link {
         }
     }
 
-    fn send(&mut self, p: &Packet) -> Option<()> {
+    pub(crate) fn send(&mut self, p: &Packet) -> Option<()> {
         let mut buf = BytesMut::new();
         encode_packet(p, V4, &mut buf).ok()?;
         self.stream.write_all(&buf).ok()
     }
 
     /// The next packet; `None` on a closed connection or after `timeout`.
-    fn recv(&mut self, timeout: Duration) -> Option<Packet> {
+    pub(crate) fn recv(&mut self, timeout: Duration) -> Option<Packet> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(p) = decode_packet(&mut self.buf, Some(V4), usize::MAX).ok()? {

@@ -18,17 +18,7 @@ fn read(
     topic: &str,
     distinct: usize,
 ) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "sluice-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    partitions
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&partitions).unwrap();
+    let consumer = reader(cluster, topic, &[]);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut out = Vec::new();
     // At least once: a retried batch may deliver a record twice.
@@ -41,6 +31,30 @@ fn read(
         }
     }
     out
+}
+
+/// A consumer of partition 0 of `topic` from the start, without a group,
+/// with `extra` settings.
+pub(crate) fn reader(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    topic: &str,
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", "sluice-test")
+        .set("enable.auto.commit", "false");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    consumer
 }
 
 /// A record for a topic the cluster does not have is retried

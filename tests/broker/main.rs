@@ -10,6 +10,7 @@ mod bridges;
 mod bridges_budget;
 mod bridges_identity;
 mod bridges_kafka;
+mod bridges_kafka_exactly_once;
 mod bridges_kafka_mock;
 mod bridges_kafka_secure;
 mod bridges_mqtt;

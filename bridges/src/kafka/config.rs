@@ -106,6 +106,27 @@ pub struct KafkaSinkConfig {
     /// An environment variable holding the SASL password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Exactly once into Kafka: each batch is produced in one Kafka
+    /// transaction together with the bridge's cursor, so `read_committed`
+    /// consumers see every record once, wherever a crash strikes (see
+    /// `transaction`). Needs `acks = "all"`, a `transactional_id` and a
+    /// cluster with transactions. Off by default (at least once, with ids).
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// The producer's `transactional.id` (with `exactly_once`): the same
+    /// across restarts, one per bridge. A restarted broker's producer fences
+    /// the one a crash left behind with it and finds its cursor by it.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// The topic holding the cursors (with `exactly_once`), one record per
+    /// transaction keyed by the `transactional_id`; created with one
+    /// partition and `cleanup.policy = compact` when missing.
+    #[serde(default = "default_cursor_topic")]
+    pub cursor_topic: String,
+}
+
+fn default_cursor_topic() -> String {
+    super::transaction::DEFAULT_CURSOR_TOPIC.to_owned()
 }
 
 fn default_acks() -> String {
@@ -138,6 +159,9 @@ impl Default for KafkaSinkConfig {
             options: BTreeMap::new(),
             password_file: None,
             password_env: None,
+            exactly_once: false,
+            transactional_id: None,
+            cursor_topic: default_cursor_topic(),
         }
     }
 }
@@ -187,6 +211,7 @@ impl KafkaSinkConfig {
                 return (format!("options.{name}"), error.to_string());
             }
             KafkaSinkSetupError::Password { key, reason } => (*key, reason.clone()),
+            KafkaSinkSetupError::ExactlyOnce { key, reason } => (*key, reason.clone()),
             // librdkafka's message names the property at fault, usually
             // first: the option it names earliest is the key.
             KafkaSinkSetupError::Producer(reason) => {
@@ -223,6 +248,9 @@ pub enum KafkaSinkSetupError {
     /// another way of giving the password.
     #[error("{key}: {reason}")]
     Password { key: &'static str, reason: String },
+    /// `exactly_once` and its settings do not fit together.
+    #[error("{key}: {reason}")]
+    ExactlyOnce { key: &'static str, reason: String },
     /// The options are each valid but do not fit together (for example
     /// `acks=1` with `enable.idempotence=true`); librdkafka's message names
     /// them.
@@ -279,6 +307,7 @@ pub(crate) fn validate(config: &KafkaSinkConfig) -> Result<(), KafkaSinkSetupErr
     {
         return Err(KafkaSinkSetupError::MessageTimeout(config.message_timeout));
     }
+    super::transaction::validate(config)?;
     // librdkafka takes C strings; rdkafka would report a NUL without the key.
     let with_nul = std::iter::once(("bootstrap_servers", config.bootstrap_servers.as_str()))
         .chain(config.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -368,6 +397,7 @@ pub fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
         )
         .set("queue.buffering.max.ms", LINGER_MS)
         .set("topic.metadata.propagation.max.ms", TOPIC_PROPAGATION_MS);
+    super::transaction::configure(config, &mut client);
     if !idempotent {
         // Without idempotence a retried request may overtake the next one.
         client.set("max.in.flight.requests.per.connection", "1");

@@ -17,9 +17,9 @@ use super::*;
 /// Bound on every wait in these tests.
 const WAIT: Duration = Duration::from_secs(8);
 
-type Cluster = MockCluster<'static, DefaultProducerContext>;
+pub(super) type Cluster = MockCluster<'static, DefaultProducerContext>;
 
-fn cluster_with(topic: &str) -> Cluster {
+pub(super) fn cluster_with(topic: &str) -> Cluster {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(topic, 1, 1).unwrap();
     cluster
@@ -48,17 +48,7 @@ fn record(id: u64, topic: &str, payload: impl Into<Bytes>) -> Record {
 /// Reads partition 0 of `topic` from the start until `count` messages came
 /// or `WAIT` passed.
 fn read(cluster: &Cluster, topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "sluice-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    partitions
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&partitions).unwrap();
+    let consumer = reader(cluster, topic, &[]);
     let deadline = std::time::Instant::now() + WAIT;
     let mut messages = Vec::new();
     while messages.len() < count && std::time::Instant::now() < deadline {
@@ -67,6 +57,26 @@ fn read(cluster: &Cluster, topic: &str, count: usize) -> Vec<OwnedMessage> {
         }
     }
     messages
+}
+
+/// A consumer of partition 0 of `topic` from the start, without a group,
+/// with `extra` settings.
+pub(super) fn reader(cluster: &Cluster, topic: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", "sluice-test")
+        .set("enable.auto.commit", "false");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    consumer
 }
 
 fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {

@@ -11,7 +11,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::record::now_ms;
 
 use tokio::sync::mpsc as tmpsc;
 
@@ -58,12 +60,6 @@ pub struct Runner {
     /// to the rule thread and back cost ~5 µs and a wake-up per message
     /// (the Kafka bridge benchmark fell from 64k to 50k records/s).
     inline: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Runner {
