@@ -333,6 +333,9 @@ fn a_full_bridge_drops_nothing_it_acknowledged_under_drop_oldest() {
     }
     // Well past the queue limit (checked below, after what matters most).
     let backlog = backlog_over(&s, MAX_QUEUED as u64 + 20);
+    // The 3.1.1 publisher's PUBRECs wait for room (checked below too).
+    old.collect(Duration::from_millis(500));
+    let answered_while_full = old.released.len() + old.acked.len();
 
     let (status, body) = s.admin("POST", "/api/v1/bridges/telemetry/resume", None, None);
     assert_eq!(status, 200, "{body}");
@@ -350,6 +353,10 @@ fn a_full_bridge_drops_nothing_it_acknowledged_under_drop_oldest() {
             && backlog["dropped"] == 0
             && backlog["pushing_back"] == true,
         "the full bridge's session: {backlog}"
+    );
+    assert_eq!(
+        answered_while_full, 0,
+        "3.1.1 PUBRECs while the bridge was full"
     );
     // Nor did any other queue (the keeper took exactly what it holds).
     let metrics = assert_bridge_dropped_nothing(&s);
