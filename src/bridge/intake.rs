@@ -262,6 +262,8 @@ fn take_batch(shared: &Shared, carried: Vec<Publish>) -> Batch {
             None => break,
         }
     }
+    // Taken: publishers held back by the full queue may go on.
+    shared.slot.release_push_back(&state);
     let extras = batch
         .iter()
         .map(|p| match p.packet_id {

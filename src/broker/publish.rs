@@ -105,7 +105,7 @@ impl Broker {
         self.persist_message(&mut message, &targets, handoff, &mut ops);
         let message = Arc::new(message);
         self.keep_retained(&message, &mut ops);
-        let prepared = self.prepare_deliveries(&message, targets, handoff, &mut ops);
+        let prepared = self.prepare_deliveries(&message, targets, publisher_waits, &mut ops);
         // Before queueing: a later delete of a queued entry must follow its put.
         let ticket = self.store.submit(ops);
         let matched = self.enqueue(prepared.deliveries);
@@ -164,21 +164,23 @@ impl Broker {
 
     /// One delivery per target; an outbox entry for each QoS 1/2 delivery
     /// to a persistent session the store keeps it for; a sink
-    /// acknowledgement for each bridge that acknowledges on its sink or
-    /// holds the only durable copy.
+    /// acknowledgement for each bridge that acknowledges on its sink, holds
+    /// the only durable copy, or pushes back (see [`held_for_room`]).
     fn prepare_deliveries(
         &self,
         message: &Arc<Message>,
         targets: Vec<Target>,
-        handoff: bool,
+        publisher_waits: bool,
         ops: &mut Vec<Op>,
     ) -> Prepared {
+        let handoff = publisher_waits && message.qos == QoS::AtLeastOnce;
         let mut deliveries = Vec::with_capacity(targets.len());
         let mut sink_acks = Vec::new();
         for t in targets {
             let waits = t.qos != QoS::AtMostOnce && t.slot.acks_on_sink();
             let handed_off = hands_off(&t, handoff);
-            let sink_ack = (waits || handed_off).then(|| {
+            let held = held_for_room(&t, publisher_waits);
+            let sink_ack = (waits || handed_off || held).then(|| {
                 let (signal, wait) = OneshotSinkAck::pair();
                 sink_acks.push(wait);
                 signal
@@ -258,6 +260,17 @@ impl Broker {
 /// with it or a crash between the two would lose or repeat it.
 fn hands_off(t: &Target, handoff: bool) -> bool {
     handoff && t.qos != QoS::AtMostOnce && t.slot.is_bridge()
+}
+
+/// Whether the publisher's acknowledgement waits until the bridge of
+/// target `t` has taken the message into its buffer: the bridge pushes
+/// back (its buffer or its queue is full) and the publisher was routed
+/// anyway (a 3.1.1 publisher, which has no way to be told 0x97). A
+/// bridge's queue never drops the message (it is lossless), so what bounds
+/// it is the publisher: it gets no PUBACK/PUBREC, so no reason to send
+/// more, until there is room (and its reading pauses meanwhile).
+fn held_for_room(t: &Target, publisher_waits: bool) -> bool {
+    publisher_waits && t.qos != QoS::AtMostOnce && t.slot.is_bridge() && t.slot.is_saturated()
 }
 
 /// Drops the targets the ACL does not let read `topic`. Shared picks were

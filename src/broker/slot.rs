@@ -80,7 +80,8 @@ pub struct SessionSlot {
     /// Set by a bridge whose buffer is full under the `block` policy.
     saturated: AtomicBool,
     /// Set while this session's full queue holds publishers back (the
-    /// `push_back` queue policy); cleared by its connection as it drains.
+    /// `push_back` queue policy, or a bridge's session); cleared by its
+    /// connection (a bridge's intake) as it drains.
     pushing_back: AtomicBool,
     /// A bridge without a configured user name: trusted to read whatever
     /// its own filters name, so the ACL is not applied to it.
@@ -90,7 +91,8 @@ pub struct SessionSlot {
     ack_on_sink: AtomicBool,
     /// A bridge's session: a QoS 1 publisher's acknowledgement waits for
     /// the bridge (its buffer, or its sink with `ack = "sink"`) instead of
-    /// the store keeping a copy of the message for it.
+    /// the store keeping a copy of the message for it; its queue never
+    /// drops a QoS 1/2 delivery (it pushes back instead).
     bridge: AtomicBool,
     /// Next outbox key for deliveries persisted for this session.
     next_seq: AtomicU64,
@@ -171,7 +173,8 @@ impl SessionSlot {
     }
 
     /// Whether publishers must wait for this session: a bridge whose
-    /// buffer is full (`block`), or a full queue under `push_back`.
+    /// buffer is full (`block`), or a full queue under `push_back` (or a
+    /// bridge's, whatever the policy).
     pub fn is_saturated(&self) -> bool {
         self.saturated.load(Ordering::Relaxed) || self.pushing_back.load(Ordering::Relaxed)
     }
@@ -223,8 +226,12 @@ impl SessionSlot {
         self.bridge.load(Ordering::Relaxed)
     }
 
+    /// Marks a bridge's session, whose queue is lossless: what the broker
+    /// acknowledged on its way to the bridge is never dropped, whatever
+    /// the queue policy (see `session::SessionState::set_lossless`).
     pub fn set_bridge(&self, on: bool) {
         self.bridge.store(on, Ordering::Relaxed);
+        self.state.lock().set_lossless(on);
     }
 
     pub fn next_seq(&self) -> u64 {

@@ -76,7 +76,8 @@ pub struct Limits {
     /// would create one more is refused (v5 0x97, 3.1.1 rc 3).
     pub max_sessions: usize,
     /// Payload and topic bytes queued across all sessions; deliveries
-    /// beyond it are dropped and counted.
+    /// beyond it are dropped and counted (a bridge's QoS 1/2 deliveries
+    /// are charged and kept: a bridge's session never drops them).
     pub max_total_queued_bytes: usize,
 }
 

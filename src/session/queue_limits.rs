@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::queued_bytes::QueuedBytes;
 
-/// What to do when a session's queue is full.
+/// What to do when a session's queue is full. A bridge's session never
+/// drops a QoS 1/2 delivery, whatever the policy: it pushes back at its
+/// limits (see `state/enqueue.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueFullPolicy {

@@ -11,7 +11,7 @@ use crate::codec::{Ack, Packet, PacketId, Publish, QoS, ReasonCode};
 
 use super::message::{Delivery, SinkAck};
 use super::outbox::{OutboxRecord, OutboxState, Ticket};
-use super::queue_limits::{QueueFullPolicy, QueueLimits};
+use super::queue_limits::QueueLimits;
 use super::queued_bytes::QueueCharge;
 
 /// A change the state machine made that must reach the store. Produced
@@ -94,6 +94,9 @@ pub struct SessionState {
     pub expired: u64,
     /// Whether this session's state is kept in the store.
     persistent: bool,
+    /// A bridge's session: QoS 1/2 deliveries are never dropped (see
+    /// `enqueue.rs`).
+    lossless: bool,
     journal: Vec<Change>,
     /// Set when a journaled change must be durable before the next packet
     /// goes to the client (QoS 2 exactly-once bookkeeping).
@@ -217,75 +220,6 @@ impl SessionState {
     /// a few bytes of header each), to size a write buffer once.
     pub fn pending_wire_bytes(&self) -> usize {
         self.queued_bytes + 8 * self.queue.len()
-    }
-
-    /// The queue policy in force (set per listener when a client connects).
-    pub fn set_policy(&mut self, policy: QueueFullPolicy) {
-        self.limits.policy = policy;
-    }
-
-    /// Whether publishers should be held back for this session: push-back
-    /// policy, persistent, and the queue at its limit.
-    pub fn wants_push_back(&self) -> bool {
-        self.limits.policy == QueueFullPolicy::PushBack
-            && self.persistent
-            && (self.queue.len() >= self.limits.max_messages
-                || self.queued_bytes >= self.limits.max_bytes)
-    }
-
-    /// Whether a push-back may end: the queue is down to three quarters of
-    /// its limits (hysteresis, so publishers are not flapped per message).
-    pub fn push_back_may_end(&self) -> bool {
-        self.queue.len() <= self.limits.max_messages / 4 * 3
-            && self.queued_bytes <= self.limits.max_bytes / 4 * 3
-    }
-
-    /// Offers a message to the session. Bounded by count and bytes.
-    pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
-        let size = delivery_bytes(&d);
-        let full = |s: &Self| {
-            s.queue.len() >= s.limits.max_messages || s.queued_bytes + size > s.limits.max_bytes
-        };
-        let mut outcome = Enqueued::Queued;
-        if full(self) {
-            let policy = match self.limits.policy {
-                QueueFullPolicy::PushBack if self.persistent => QueueFullPolicy::DropNewest,
-                QueueFullPolicy::PushBack => QueueFullPolicy::DropOldest,
-                p => p,
-            };
-            match policy {
-                QueueFullPolicy::PushBack | QueueFullPolicy::DropNewest => {
-                    self.dropped += 1;
-                    self.journal_done(&d);
-                    return Enqueued::DroppedNew;
-                }
-                QueueFullPolicy::DropOldest => {
-                    while full(self) {
-                        let Some(old) = self.queue.pop_front() else {
-                            // One message bigger than the byte limit on its own.
-                            self.dropped += 1;
-                            self.journal_done(&d);
-                            return Enqueued::DroppedNew;
-                        };
-                        self.queued_bytes -= delivery_bytes(&old);
-                        self.charge.give_back(delivery_bytes(&old));
-                        self.journal_done(&old);
-                        self.dropped += 1;
-                        outcome = Enqueued::DroppedOldest;
-                    }
-                }
-            }
-        }
-        if !self.charge.take(size) {
-            // The global budget is spent: the new delivery goes, whatever
-            // the policy (this session's oldest may not be what fills it).
-            self.dropped += 1;
-            self.journal_done(&d);
-            return Enqueued::DroppedNew;
-        }
-        self.queued_bytes += size;
-        self.queue.push_back(d);
-        outcome
     }
 
     fn allocate_packet_id(&mut self) -> Option<PacketId> {
@@ -594,5 +528,6 @@ pub fn build_publish(
     }
 }
 
+mod enqueue;
 #[cfg(test)]
 mod tests;

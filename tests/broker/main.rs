@@ -14,6 +14,7 @@ mod bridges_kafka_exactly_once;
 mod bridges_kafka_mock;
 mod bridges_kafka_secure;
 mod bridges_mqtt;
+mod bridges_no_drop;
 mod bridges_single_copy;
 mod clients_mosquitto;
 mod clients_rumqttc;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::session::message::Message;
-use crate::session::QueuedBytes;
+use crate::session::{QueueFullPolicy, QueuedBytes};
 
 fn delivery(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Delivery {
     Delivery {
@@ -267,6 +267,46 @@ fn push_back_holds_publishers_for_a_full_persistent_queue() {
         clean.enqueue(delivery("5", QoS::AtLeastOnce, None)),
         Enqueued::DroppedOldest
     );
+}
+
+/// A bridge's queue: QoS 1/2 deliveries are kept past the limits and the
+/// global budget whatever the policy, and the limits push back instead; a
+/// QoS 0 delivery may still go, but never pushes a QoS 1/2 one out.
+#[test]
+fn a_lossless_queue_keeps_qos_1_and_2_and_pushes_back() {
+    let budget = Arc::new(QueuedBytes::new(4));
+    let limits = QueueLimits {
+        max_messages: 2,
+        max_bytes: usize::MAX,
+        policy: QueueFullPolicy::DropOldest,
+        global: Some(Arc::clone(&budget)),
+    };
+    let mut s = SessionState::new(limits);
+    s.set_lossless(true);
+    s.enqueue(delivery("0", QoS::AtMostOnce, None));
+    for t in ["1", "2", "3", "4"] {
+        assert_eq!(
+            s.enqueue(delivery(t, QoS::AtLeastOnce, None)),
+            Enqueued::Queued,
+            "{t}"
+        );
+    }
+    assert_eq!((s.queued_len(), s.dropped), (5, 0));
+    assert!(s.wants_push_back(), "not persistent, not push_back: still");
+    assert_eq!(budget.used(), 10, "charged past the budget");
+    // A QoS 0 delivery: the oldest QoS 0 one goes, then it finds only
+    // deliveries that may not go ahead, and goes too.
+    assert_eq!(
+        s.enqueue(delivery("5", QoS::AtMostOnce, None)),
+        Enqueued::DroppedNew
+    );
+    let now = Instant::now();
+    let sent: Vec<String> = std::iter::from_fn(|| s.next_publish(now, 10))
+        .map(|p| p.topic.to_string())
+        .collect();
+    assert_eq!(sent, ["1", "2", "3", "4"]);
+    assert!(s.push_back_may_end());
+    assert_eq!((budget.used(), s.dropped), (0, 2));
 }
 
 #[test]
