@@ -31,6 +31,40 @@ fn bridge(name: &str, state: &'static str, base: u64) -> BridgeStatus {
         oldest_undelivered_ms: 1500 + base,
         session_queued: 12,
         link: None,
+        kafka: None,
+    }
+}
+
+/// Two partitions, one not yet acknowledged, and errors of both kinds.
+fn kafka_report() -> sluice_bridges::kafka::KafkaReport {
+    use sluice_bridges::kafka::PartitionReport;
+    sluice_bridges::kafka::KafkaReport {
+        partitions: vec![
+            PartitionReport {
+                topic: "telemetry".to_owned(),
+                partition: 0,
+                delivered: 60,
+                acked_offset: Some(1041),
+                queued: 3,
+                in_flight: 2,
+                delivery_latency_ms: Some(250),
+                last_ack_ms: Some(1_700_000_000_500),
+            },
+            PartitionReport {
+                topic: "telemetry".to_owned(),
+                partition: 1,
+                queued: 7,
+                ..PartitionReport::default()
+            },
+        ],
+        untracked_delivered: 4,
+        producer_queued: 12,
+        record_errors: [("MESSAGE_TIMED_OUT".to_owned(), 5)].into(),
+        client_errors: [
+            ("ALL_BROKERS_DOWN".to_owned(), 1),
+            ("BROKER_TRANSPORT_FAILURE".to_owned(), 2),
+        ]
+        .into(),
     }
 }
 
@@ -77,7 +111,11 @@ fn snapshot(store_enabled: bool, process: Option<ProcessStats>) -> Snapshot {
         store_ops: 35,
         commit: (0.25, 36, vec![(0.001, 30), (0.01, 35), (f64::MAX, 36)]),
         bridges: vec![
-            bridge("kafka-one", "running", 100),
+            BridgeStatus {
+                sink: "kafka",
+                kafka: Some(kafka_report()),
+                ..bridge("kafka-one", "running", 100)
+            },
             bridge("http-two", "failing", 200),
             BridgeStatus {
                 sink: "mqtt",
