@@ -65,7 +65,7 @@ refreshers.bridges = (() => {
     const parts = [...k.partitions].sort((a, b) => held(b) - held(a) || (b.delivery_latency_ms ?? 0) - (a.delivery_latency_ms ?? 0));
     syncChildren(box.querySelector("tbody"), parts.slice(0, KAFKA_ROWS), (p) => `${p.topic}/${p.partition}`, () => row(8), (tr, p) => {
       setCells(tr, [p.topic, p.partition, p.delivered, p.acked_offset ?? "—", p.queued, p.in_flight,
-        p.delivery_latency_ms === null ? "—" : formatAge(p.delivery_latency_ms),
+        p.delivery_latency_ms === null ? "—" : p.delivery_latency_ms < 1000 ? `${p.delivery_latency_ms} ms` : formatAge(p.delivery_latency_ms),
         p.last_ack_ms ? formatAge(Date.now() - p.last_ack_ms) + " ago" : "—"]);
       tr.classList.toggle("bad", held(p) > 0 && (p.delivery_latency_ms ?? 0) > 60000);
     });

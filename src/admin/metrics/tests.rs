@@ -177,3 +177,48 @@ fn without_store_bridges_or_process_their_families_are_left_out() {
     }
     assert!(text.contains("sluice_sessions_pushing_back 31"), "{text}");
 }
+
+/// The Grafana dashboard in examples/ queries only series the exposition
+/// has: a renamed family must take the panel along.
+#[test]
+fn the_grafana_dashboard_names_only_series_the_exposition_has() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../examples/grafana/sluice-bridges.json"
+    ))
+    .unwrap();
+    let exposition = include_str!("exposition.txt");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut checked = 0;
+    for expr in exprs {
+        for (start, _) in expr.match_indices("sluice_") {
+            let name: String = expr[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let sampled = exposition.lines().any(|l| {
+                l.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            });
+            assert!(sampled, "{name} (in {expr}) is not in exposition.txt");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10);
+}
+
+fn collect_exprs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("expr" | "definition", Some(expr)) => out.push(expr),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
