@@ -28,6 +28,14 @@ impl AnySink {
             AnySink::Http(_) | AnySink::Kafka(_) => None,
         }
     }
+
+    /// Kafka sinks' per-partition numbers and errors by code.
+    pub fn kafka_status(&self) -> Option<std::sync::Arc<crate::kafka::KafkaStatus>> {
+        match self {
+            AnySink::Kafka(s) => Some(s.status()),
+            AnySink::Http(_) | AnySink::Mqtt(_) => None,
+        }
+    }
 }
 
 impl AnySink {

@@ -28,15 +28,19 @@
 //! the dead letter. A topic name Kafka would refuse is caught before
 //! anything of the batch is sent. Messages name the record id and the topic.
 //!
-//! Layout: `config` (settings, validation, librdkafka options), `tests`
-//! (against librdkafka's in-process mock cluster) and `check_tests` (the
-//! configuration check against start-up).
+//! Layout: `config` (settings, validation, librdkafka options), `report`
+//! (per-partition numbers and errors by code, for metrics), `tests`
+//! (against librdkafka's in-process mock cluster, `report_tests` for the
+//! report) and `check_tests` (the configuration check against start-up).
 
 mod config;
+mod report;
 mod transaction;
 
 #[cfg(test)]
 mod check_tests;
+#[cfg(test)]
+mod report_tests;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +55,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
@@ -60,6 +65,8 @@ pub use transaction::TXN_HEADER;
 pub use config::{
     client_config, Compression, KafkaSinkConfig, KafkaSinkSetupError, DEFAULT_RECORD_RETRIES,
 };
+use report::Tally;
+pub use report::{KafkaReport, KafkaStatus, PartitionReport, MAX_PARTITIONS};
 
 use crate::record::Record;
 use crate::sink::{Sink, SinkError};
@@ -86,6 +93,8 @@ pub struct KafkaSink {
     /// What librdkafka last said about the cluster as a whole, shared with
     /// the producer's context (and its replacements').
     cluster_error: ClusterError,
+    /// Per-partition numbers and errors by code, shared the same way.
+    status: Arc<KafkaStatus>,
     /// Kept to replace the producer after a fatal error.
     client_config: ClientConfig,
     /// The producer was fenced (its idempotent epoch refused): the next
@@ -117,13 +126,16 @@ impl KafkaSink {
     /// from `send`, not here. Needs no runtime, but `send` must run on a
     /// Tokio one.
     pub fn new(config: KafkaSinkConfig) -> Result<KafkaSink, KafkaSinkSetupError> {
-        let client_config = config::settings(&config)?;
+        let mut client_config = config::settings(&config)?;
+        report::enable_statistics(&mut client_config);
         let cluster_error = ClusterError::default();
-        let producer = create_producer(&client_config, &cluster_error)?;
+        let status = Arc::new(KafkaStatus::default());
+        let producer = create_producer(&client_config, &cluster_error, &status)?;
         Ok(KafkaSink {
             transactions: Transactions::of(&config).map(Box::new),
             producer,
             cluster_error,
+            status,
             client_config,
             fenced: false,
             max_in_flight: config.max_in_flight,
@@ -131,6 +143,11 @@ impl KafkaSink {
             record_retries: config.record_retries,
             failures: HashMap::new(),
         })
+    }
+
+    /// Per-partition numbers and errors by code, for the bridge's status.
+    pub fn status(&self) -> Arc<KafkaStatus> {
+        Arc::clone(&self.status)
     }
 
     /// Hands one record to librdkafka, waiting while its queue is full (for
@@ -233,8 +250,8 @@ impl KafkaSink {
             };
             tracing::warn!(?code, %reason, "kafka producer failed fatally; replacing it");
         }
-        self.producer =
-            create_producer(&self.client_config, &self.cluster_error).map_err(|error| {
+        self.producer = create_producer(&self.client_config, &self.cluster_error, &self.status)
+            .map_err(|error| {
                 SinkError::Retryable(format!("replacing the failed Kafka producer: {error}"))
             })?;
         if let Some(t) = self.transactions.as_mut() {
@@ -244,15 +261,22 @@ impl KafkaSink {
     }
 
     /// Produces `chunk` (at most `max_in_flight` records) and awaits every
-    /// delivery report.
-    async fn produce(&mut self, chunk: &[Record]) -> Result<(), SinkError> {
+    /// delivery report, counting them in `tally`.
+    async fn produce<'a>(
+        &mut self,
+        chunk: &'a [Record],
+        tally: &mut Tally<'a>,
+    ) -> Result<(), SinkError> {
         let mut deliveries = Vec::with_capacity(chunk.len());
         for record in chunk {
             match self.enqueue(record).await {
                 Ok(delivery) => deliveries.push(delivery),
                 // Refused before it was sent (its topic is known to be
                 // unknown, say): nothing after it went out.
-                Err(error) => return Err(self.judge(record, &error, false)),
+                Err(error) => {
+                    tally.failed(&error);
+                    return Err(self.judge(record, &error, false));
+                }
             }
         }
         // Every report is awaited: whether records after a failed one got
@@ -261,11 +285,15 @@ impl KafkaSink {
         let mut later_ok = false;
         for (record, delivery) in chunk.iter().zip(deliveries) {
             let error = match delivery.await {
-                Ok(Ok(_)) => {
+                Ok(Ok(delivery)) => {
+                    tally.delivered(record, delivery.partition, delivery.offset);
                     later_ok |= first_failure.is_some();
                     continue;
                 }
-                Ok(Err((error, _))) => error,
+                Ok(Err((error, _))) => {
+                    tally.failed(&error);
+                    error
+                }
                 Err(_canceled) => {
                     return Err(SinkError::Retryable(format!(
                         "record {} to topic {:?}: the producer went away before reporting delivery",
@@ -308,8 +336,9 @@ impl Sink for KafkaSink {
         if self.transactions.is_some() {
             return self.send_in_transaction(batch).await;
         }
+        let mut tally = self.status.tally();
         for chunk in batch.chunks(self.max_in_flight) {
-            self.produce(chunk).await?;
+            self.produce(chunk, &mut tally).await?;
         }
         self.settled(batch);
         Ok(())
@@ -335,10 +364,12 @@ impl Drop for KafkaSink {
 fn create_producer(
     config: &ClientConfig,
     cluster_error: &ClusterError,
+    status: &Arc<KafkaStatus>,
 ) -> Result<FutureProducer<TracingContext>, KafkaSinkSetupError> {
     config
         .create_with_context(TracingContext {
             cluster_error: cluster_error.clone(),
+            status: Arc::clone(status),
         })
         .map_err(KafkaSinkSetupError::from_kafka)
 }
@@ -408,9 +439,11 @@ fn is_valid_topic(topic: &str) -> bool {
 }
 
 /// Routes librdkafka's log lines and client errors to `tracing` (rdkafka's
-/// default writes to the `log` crate, which nothing here listens to).
+/// default writes to the `log` crate, which nothing here listens to), and
+/// its statistics and client errors to the sink's [`KafkaStatus`].
 struct TracingContext {
     cluster_error: ClusterError,
+    status: Arc<KafkaStatus>,
 }
 
 /// The reason of librdkafka's last error about the connection to the
@@ -463,6 +496,11 @@ impl ClientContext for TracingContext {
         // Connection losses land here and repeat while the cluster is down;
         // `send` reports their effect, so this stays below warn.
         tracing::info!(%error, reason, "kafka client error");
+        self.status.client_error(&error);
         self.cluster_error.set(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.status.statistics(&statistics);
     }
 }

@@ -298,6 +298,7 @@ fn start(
         dead_letter_log: Mutex::new(running::LogBudget::default()),
         stop: stop_rx,
         link: sink.link_status(),
+        kafka: sink.kafka_status(),
     });
     let mut tasks = vec![
         tokio::spawn(intake::run(

@@ -43,6 +43,8 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// The sink's own connection (MQTT bridges), reported in the status.
     pub link: Option<Arc<sluice_bridges::mqtt::LinkStatus>>,
+    /// The Kafka sink's per-partition numbers and errors (Kafka bridges).
+    pub kafka: Option<Arc<sluice_bridges::kafka::KafkaStatus>>,
 }
 
 /// Lines allowed per [`LogBudget::WINDOW`].
@@ -177,6 +179,7 @@ impl Shared {
             oldest_undelivered_ms: oldest.map_or(0, |t| now_ms().saturating_sub(t)),
             session_queued: self.slot.state.lock().queued_len(),
             link: self.link.as_ref().map(|l| l.report()),
+            kafka: self.kafka.as_ref().map(|k| k.report()),
         }
     }
 }

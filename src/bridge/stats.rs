@@ -68,4 +68,9 @@ pub struct BridgeStatus {
     /// remote still had our session, connections made, last error).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<sluice_bridges::mqtt::LinkReport>,
+    /// Kafka bridges: per partition, records acknowledged, the last
+    /// acknowledged offset, records librdkafka holds and the last batch's
+    /// latency; failed records and client errors by error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<sluice_bridges::kafka::KafkaReport>,
 }

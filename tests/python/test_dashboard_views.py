@@ -5,7 +5,9 @@ against a real broker, and the admin token form.
 One broker serves the view tests: a TCP listener, a WS listener (the page's
 Topics connection), at most 5 queued messages per session (so an offline
 session drops), an HTTP bridge to a closed 127.0.0.1 port (so it fails and
-keeps a backlog) and an MQTT bridge to a second broker (its link is up). Each test uses its own client ids and topics. The
+keeps a backlog), a Kafka bridge to the same closed port (nothing routed to
+it: it stays running, and librdkafka's connection errors count by code) and
+an MQTT bridge to a second broker (its link is up). Each test uses its own client ids and topics. The
 setup of test_dashboard.py (Selenium with Debian's chromium and
 chromedriver) is reused; on failure a screenshot and the browser's console
 log are saved in the test's tmp_path.
@@ -63,6 +65,14 @@ qos = 1
 kind = "http"
 url = "http://127.0.0.1:{dead_port}/hook"
 timeout_secs = 1
+
+[[bridges]]
+name = "stream"
+filters = ["stream/#"]
+[bridges.sink]
+kind = "kafka"
+bootstrap_servers = "127.0.0.1:{dead_port}"
+topic = "telemetry"
 
 [[bridges]]
 name = "uplink"
@@ -180,7 +190,7 @@ def test_overview_cards_and_charts_over_the_last_minutes(page, ops, tmp_path):
         # A bridge that cannot deliver is counted on its card.
         publish(ops.ports["tcp"], "alerts/overview", '{"severity": 1}')
         wait_for("the failing bridge on its card", lambda: text(page, "#ov-bridges-note") == "bridges · 1 failing")
-        assert text(page, "#ov-bridges") == "2"
+        assert text(page, "#ov-bridges") == "3"
         assert text(page, "#ov-uptime").endswith((" s", " min"))
 
 
@@ -324,6 +334,14 @@ def test_bridges_state_backlog_errors_and_pause(page, ops, tmp_path):
         wait_for("the MQTT sink's link", lambda: css(page, uplink + ' .link[data-connected="true"]'))
         assert "1 connects" in text(page, uplink + " .link")
         assert css(page, uplink + " .bridge-state")[0].get_attribute("data-state") == "running"
+        assert css(page, card + " .kafka")[0].is_displayed() is False  # nor a Kafka part
+        # A Kafka sink's partitions (none yet: the cluster never answered)
+        # and librdkafka's errors by code.
+        stream = '[data-bridge="stream"]'
+        wait_for("the Kafka client errors", lambda: "BROKER_TRANSPORT_FAILURE" in text(page, stream + " .kafka-errors"))
+        assert "record errors: none" in text(page, stream + " .kafka-errors")
+        assert css(page, stream + " .kafka-partitions thead th")[0].text == "topic"
+        assert not css(page, stream + " .kafka-partitions tbody tr")
 
         toggle = css(page, card + " .toggle")[0]
         assert toggle.text == "Pause"

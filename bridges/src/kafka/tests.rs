@@ -15,7 +15,7 @@ use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 use super::*;
 
 /// Bound on every wait in these tests.
-const WAIT: Duration = Duration::from_secs(8);
+pub(super) const WAIT: Duration = Duration::from_secs(8);
 
 pub(super) type Cluster = MockCluster<'static, DefaultProducerContext>;
 
@@ -25,7 +25,7 @@ pub(super) fn cluster_with(topic: &str) -> Cluster {
     cluster
 }
 
-fn sink_for(cluster: &Cluster, tweak: impl FnOnce(&mut KafkaSinkConfig)) -> KafkaSink {
+pub(super) fn sink_for(cluster: &Cluster, tweak: impl FnOnce(&mut KafkaSinkConfig)) -> KafkaSink {
     let mut config = KafkaSinkConfig {
         bootstrap_servers: cluster.bootstrap_servers(),
         ..KafkaSinkConfig::default()
@@ -34,7 +34,7 @@ fn sink_for(cluster: &Cluster, tweak: impl FnOnce(&mut KafkaSinkConfig)) -> Kafk
     KafkaSink::new(config).unwrap()
 }
 
-fn record(id: u64, topic: &str, payload: impl Into<Bytes>) -> Record {
+pub(super) fn record(id: u64, topic: &str, payload: impl Into<Bytes>) -> Record {
     Record {
         id,
         destination: topic.to_owned(),

@@ -239,7 +239,8 @@ impl KafkaSink {
         self.producer
             .begin_transaction()
             .map_err(|e| self.transaction_failed("beginning a transaction", &e))?;
-        let produced = match self.produce(rest).await {
+        let mut tally = self.status.tally();
+        let produced = match self.produce(rest, &mut tally).await {
             Ok(()) => self
                 .produce_cursor(&cursor_topic, &transactional_id, cursor, &name)
                 .await

@@ -112,7 +112,10 @@ async fn a_restart_in_the_middle_of_a_transaction_resends_from_kafkas_cursor() {
     let mut crashed = KafkaSink::new(config.clone()).unwrap();
     crashed.send(&records(0..2, "eo")).await.unwrap();
     crashed.producer.begin_transaction().unwrap();
-    crashed.produce(&records(2..4, "eo")).await.unwrap();
+    let open = records(2..4, "eo");
+    let mut tally = crashed.status.tally();
+    crashed.produce(&open, &mut tally).await.unwrap();
+    drop(tally);
     std::mem::forget(crashed);
 
     let mut restarted = KafkaSink::new(config.clone()).unwrap();

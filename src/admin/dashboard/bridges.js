@@ -1,4 +1,5 @@
-// Bridges: state, backlog, oldest undelivered, errors, link, pause/resume.
+// Bridges: state, backlog, oldest undelivered, errors, link, pause/resume,
+// and a Kafka bridge's partitions and errors by code.
 "use strict";
 
 refreshers.bridges = (() => {
@@ -37,8 +38,42 @@ refreshers.bridges = (() => {
       el("p", { className: "error" }),
       el("dl", { className: "numbers" }),
       el("div", { className: "link" }),
+      el("div", { className: "kafka" },
+        el("p", { className: "kafka-errors" }),
+        el("table", { className: "grid kafka-partitions" },
+          el("thead", {}, el("tr", {}, ...["topic", "partition", "delivered", "acked offset", "queued", "in flight", "last batch latency", "last ack"]
+            .map((h) => el("th", { textContent: h })))),
+          el("tbody")),
+        el("p", { className: "kafka-more" })),
     );
     return card;
+  }
+
+  // Partitions shown per Kafka bridge: the most held back first.
+  const KAFKA_ROWS = 50;
+
+  // A Kafka bridge's partitions (what librdkafka holds, then the latency,
+  // decide the order) and its errors by code.
+  function kafka(box, k) {
+    box.hidden = !k;
+    if (!k) return;
+    const codes = (errors) => Object.entries(errors).map(([c, n]) => `${c} ${n}`).join(", ") || "none";
+    const errs = box.querySelector(".kafka-errors");
+    errs.textContent = `Kafka: ${k.producer_queued} in librdkafka's queues · record errors: ${codes(k.record_errors)} · client errors: ${codes(k.client_errors)}`;
+    errs.classList.toggle("bad", Object.keys(k.record_errors).length > 0);
+    const held = (p) => p.queued + p.in_flight;
+    const parts = [...k.partitions].sort((a, b) => held(b) - held(a) || (b.delivery_latency_ms ?? 0) - (a.delivery_latency_ms ?? 0));
+    syncChildren(box.querySelector("tbody"), parts.slice(0, KAFKA_ROWS), (p) => `${p.topic}/${p.partition}`, () => row(8), (tr, p) => {
+      setCells(tr, [p.topic, p.partition, p.delivered, p.acked_offset ?? "—", p.queued, p.in_flight,
+        p.delivery_latency_ms === null ? "—" : p.delivery_latency_ms < 1000 ? `${p.delivery_latency_ms} ms` : formatAge(p.delivery_latency_ms),
+        p.last_ack_ms ? formatAge(Date.now() - p.last_ack_ms) + " ago" : "—"]);
+      tr.classList.toggle("bad", held(p) > 0 && (p.delivery_latency_ms ?? 0) > 60000);
+    });
+    const more = box.querySelector(".kafka-more");
+    const rest = parts.length - KAFKA_ROWS;
+    more.textContent = (rest > 0 ? `${rest} more partitions (see /metrics). ` : "") +
+      (k.untracked_delivered ? `${k.untracked_delivered} records delivered to partitions past the tracked ones.` : "");
+    more.hidden = !more.textContent;
   }
 
   // Label/value pairs, updated in place.
@@ -84,6 +119,7 @@ refreshers.bridges = (() => {
         `${l.connects} connects · ${l.delivered} delivered · ${l.skipped_completed} skipped on resend · ` +
         `in ${l.inbound_received} (${l.inbound_dropped} dropped)` + (l.last_error ? ` · last error: ${l.last_error}` : "");
     }
+    kafka(card.querySelector(".kafka"), b.kafka);
   }
   return refresh;
 })();

@@ -124,7 +124,8 @@ impl Snapshot {
             MetricType::Gauge,
             &up,
         )?;
-        self.encode_bridge_links(e)
+        self.encode_bridge_links(e)?;
+        self.encode_bridge_kafka(e)
     }
 
     /// The links of MQTT bridges to their remote brokers.

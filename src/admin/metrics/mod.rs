@@ -3,12 +3,14 @@
 //! registry per scrape (no global one) keeps tests isolated.
 //!
 //! Layout: `snapshot` reads the numbers once, `family` writes one metric
-//! family, and `broker`, `bridges` and `process` write their families in
-//! the order the exposition has always had.
+//! family, and `broker`, `bridges` (with `kafka`: Kafka bridges' partitions
+//! and error codes) and `process` write their families in the order the
+//! exposition has always had.
 
 mod bridges;
 mod broker;
 mod family;
+mod kafka;
 mod process;
 mod snapshot;
 #[cfg(test)]

@@ -31,6 +31,40 @@ fn bridge(name: &str, state: &'static str, base: u64) -> BridgeStatus {
         oldest_undelivered_ms: 1500 + base,
         session_queued: 12,
         link: None,
+        kafka: None,
+    }
+}
+
+/// Two partitions, one not yet acknowledged, and errors of both kinds.
+fn kafka_report() -> sluice_bridges::kafka::KafkaReport {
+    use sluice_bridges::kafka::PartitionReport;
+    sluice_bridges::kafka::KafkaReport {
+        partitions: vec![
+            PartitionReport {
+                topic: "telemetry".to_owned(),
+                partition: 0,
+                delivered: 60,
+                acked_offset: Some(1041),
+                queued: 3,
+                in_flight: 2,
+                delivery_latency_ms: Some(250),
+                last_ack_ms: Some(1_700_000_000_500),
+            },
+            PartitionReport {
+                topic: "telemetry".to_owned(),
+                partition: 1,
+                queued: 7,
+                ..PartitionReport::default()
+            },
+        ],
+        untracked_delivered: 4,
+        producer_queued: 12,
+        record_errors: [("MESSAGE_TIMED_OUT".to_owned(), 5)].into(),
+        client_errors: [
+            ("ALL_BROKERS_DOWN".to_owned(), 1),
+            ("BROKER_TRANSPORT_FAILURE".to_owned(), 2),
+        ]
+        .into(),
     }
 }
 
@@ -77,7 +111,11 @@ fn snapshot(store_enabled: bool, process: Option<ProcessStats>) -> Snapshot {
         store_ops: 35,
         commit: (0.25, 36, vec![(0.001, 30), (0.01, 35), (f64::MAX, 36)]),
         bridges: vec![
-            bridge("kafka-one", "running", 100),
+            BridgeStatus {
+                sink: "kafka",
+                kafka: Some(kafka_report()),
+                ..bridge("kafka-one", "running", 100)
+            },
             bridge("http-two", "failing", 200),
             BridgeStatus {
                 sink: "mqtt",
@@ -138,4 +176,49 @@ fn without_store_bridges_or_process_their_families_are_left_out() {
         assert!(!text.contains(gone), "{gone} in\n{text}");
     }
     assert!(text.contains("sluice_sessions_pushing_back 31"), "{text}");
+}
+
+/// The Grafana dashboard in examples/ queries only series the exposition
+/// has: a renamed family must take the panel along.
+#[test]
+fn the_grafana_dashboard_names_only_series_the_exposition_has() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../examples/grafana/sluice-bridges.json"
+    ))
+    .unwrap();
+    let exposition = include_str!("exposition.txt");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut checked = 0;
+    for expr in exprs {
+        for (start, _) in expr.match_indices("sluice_") {
+            let name: String = expr[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let sampled = exposition.lines().any(|l| {
+                l.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            });
+            assert!(sampled, "{name} (in {expr}) is not in exposition.txt");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10);
+}
+
+fn collect_exprs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("expr" | "definition", Some(expr)) => out.push(expr),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
 }
