@@ -243,7 +243,7 @@ impl KafkaSink {
         if std::mem::take(&mut self.fenced) {
             tracing::warn!("kafka producer fenced; replacing it");
         } else if abandoned {
-            tracing::warn!("kafka transaction could not be aborted; replacing the producer");
+            tracing::warn!("kafka transaction could not be ended; replacing the producer");
         } else {
             let Some((code, reason)) = self.producer.client().fatal_error() else {
                 return Ok(());

@@ -236,9 +236,11 @@ impl KafkaSink {
         let cursor = last.id.saturating_add(1);
         let name = format!("{cursor}@{}", t.producer_started_ms);
         t.open = Some(name.clone());
-        self.producer
-            .begin_transaction()
-            .map_err(|e| self.transaction_failed("beginning a transaction", &e))?;
+        if let Err(e) = self.producer.begin_transaction() {
+            // Only in a state no batch should leave: start over.
+            self.abandon();
+            return Err(self.transaction_failed("beginning a transaction", &e));
+        }
         let mut tally = self.status.tally();
         let produced = match self.produce(rest, &mut tally).await {
             Ok(()) => self
@@ -271,18 +273,26 @@ impl KafkaSink {
             }
             Ok(Err(e)) => {
                 // Committed or not: the cursor read before the next batch
-                // tells.
+                // tells. An abortable error is aborted; any other (a commit
+                // that timed out may still be under way) gets a new
+                // producer, whose `init_transactions` waits for the old
+                // transaction to end.
                 if let Some(t) = self.transactions.as_mut() {
                     t.ready = false;
                 }
                 if matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort()) {
                     self.abort().await;
+                } else {
+                    self.abandon();
                 }
                 Err(self.transaction_failed("committing the transaction", &e))
             }
-            Err(_) => Err(SinkError::Retryable(
-                "the commit of a Kafka transaction was cancelled".to_owned(),
-            )),
+            Err(_) => {
+                self.abandon();
+                Err(SinkError::Retryable(
+                    "the commit of a Kafka transaction was cancelled".to_owned(),
+                ))
+            }
         }
     }
 
@@ -417,9 +427,16 @@ impl KafkaSink {
         let aborted =
             tokio::task::spawn_blocking(move || producer.abort_transaction(timeout)).await;
         if !matches!(aborted, Ok(Ok(()))) {
-            if let Some(t) = self.transactions.as_mut() {
-                t.abandoned = true;
-            }
+            self.abandon();
+        }
+    }
+
+    /// The producer is in a transaction state we cannot end: it is replaced
+    /// before the next batch, and Kafka's cursor read again.
+    fn abandon(&mut self) {
+        if let Some(t) = self.transactions.as_mut() {
+            t.abandoned = true;
+            t.ready = false;
         }
     }
 

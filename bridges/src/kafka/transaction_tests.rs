@@ -155,6 +155,37 @@ async fn an_outage_fails_the_transaction_and_the_resend_commits_once() {
     assert_eq!(committed_payloads(&cluster, "eo", 6), names(0..6));
 }
 
+/// A commit Kafka refuses in a way that cannot be aborted (the producer
+/// fenced): the producer is replaced, Kafka's cursor read again, and the
+/// records go out (once: here the mock shows the failed transaction's
+/// cursor, so they count as committed; Kafka would have hidden both and
+/// they would be sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_gets_a_new_producer_and_kafkas_cursor_again() {
+    let cluster = cluster_with("eo");
+    let config = exactly_once(&cluster, "bridge-e");
+    let mut sink = KafkaSink::new(config.clone()).unwrap();
+    sink.send(&records(0..2, "eo")).await.unwrap();
+    let fenced = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    cluster.request_errors(rdkafka::types::RDKafkaApiKey::EndTxn, &[fenced]);
+    let refused = sink.send(&records(2..4, "eo")).await;
+    assert!(
+        matches!(refused, Err(SinkError::Retryable(_))),
+        "the refused commit: {refused:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    let mut after = sink.send(&records(2..5, "eo")).await;
+    while after.is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = sink.send(&records(2..5, "eo")).await;
+    }
+    assert_eq!(after, Ok(()));
+    let client = super::super::config::settings(&config).unwrap();
+    let cursor = read_cursor(&client, &cursor_topic(&config), "bridge-e", WAIT);
+    assert!(matches!(cursor, Ok(Some(5))), "the cursor in Kafka");
+    assert_eq!(committed_payloads(&cluster, "eo", 5), names(0..5));
+}
+
 #[test]
 fn exactly_once_settings_are_checked() {
     let base = KafkaSinkConfig {
