@@ -282,3 +282,39 @@ message_timeout_secs = 10
         seqs.len()
     );
 }
+
+/// `check-config` names the key of each `exactly_once` mistake, as
+/// start-up would refuse it.
+#[test]
+fn check_config_names_the_exactly_once_key_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |sink: &str| {
+        format!(
+            "[[listeners]]\nbind = \"127.0.0.1:0\"\n[[bridges]]\nname = \"eo\"\nfilters = [\"a/#\"]\n\
+             [bridges.sink]\nkind = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"t\"\n{sink}"
+        )
+    };
+    let ok = config("exactly_once = true\ntransactional_id = \"eo-1\"\n");
+    let (code, err) = crate::bridges::check_config(dir.path(), &ok);
+    assert_eq!(code, Some(0), "{err}");
+    let cases = [
+        ("exactly_once = true\n", "bridges[0].sink.transactional_id"),
+        (
+            "exactly_once = true\ntransactional_id = \"eo-1\"\nacks = \"1\"\n",
+            "bridges[0].sink.acks",
+        ),
+        (
+            "transactional_id = \"eo-1\"\n",
+            "bridges[0].sink.transactional_id",
+        ),
+        (
+            "exactly_once = true\ntransactional_id = \"eo-1\"\ncursor_topic = \"a/b\"\n",
+            "bridges[0].sink.cursor_topic",
+        ),
+    ];
+    for (sink, key) in cases {
+        let (code, err) = crate::bridges::check_config(dir.path(), &config(sink));
+        assert_eq!(code, Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
