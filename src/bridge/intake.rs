@@ -94,6 +94,9 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             return;
         }
         let mut taken = take_batch(&shared, std::mem::take(&mut carried));
+        // The messages were routed before they were queued: once this is
+        // durable, so is every copy of theirs the store keeps.
+        let routed = store.submitted();
         if checking && !taken.publishes.is_empty() {
             checking = skip_buffered(&shared, &store, &mut taken).await;
         }
@@ -129,6 +132,13 @@ pub async fn run(shared: Arc<Shared>, runner: Runner, store: Store) {
             if looped {
                 *outcome = Ok(None);
             }
+        }
+        // Not in the buffer before the store has them: a message whose
+        // routing a crash undid was never acknowledged, its publisher sends
+        // it again, and a buffered copy would be a second one at the sink.
+        tokio::select! {
+            _ = store.wait(routed) => {}
+            _ = stop.changed() => return,
         }
         let (records, mut on_append) = to_records(&shared, &batch, extras, outcomes).await;
         let produced = records.len() as u64;

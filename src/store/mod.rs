@@ -292,6 +292,15 @@ impl Store {
         }
     }
 
+    /// The ticket of everything submitted so far: once it is durable, so
+    /// is every change submitted before this call.
+    pub fn submitted(&self) -> Ticket {
+        if self.inner.policy == FsyncPolicy::Never {
+            return Ticket::at(0);
+        }
+        Ticket::at(self.inner.sender.lock().0)
+    }
+
     /// Waits until `ticket` is durable: after a storage failure, for ever
     /// (the process exits; see `committer`).
     pub async fn wait(&self, ticket: Ticket) {

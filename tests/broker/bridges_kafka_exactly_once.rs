@@ -136,9 +136,8 @@ fn publish_qos2_through_crashes(port: u16, stop: &AtomicBool) -> Published {
 }
 
 /// Where the `suspects` are: their neighbours in the mock's log with their
-/// transactions, the cursors, whether the bridge's buffer files hold them
-/// (never buffered, or lost after), and the broker's bridge log lines.
-fn explain(cluster: &Cluster, s: &Sluice, logs: &[String], suspects: &[u64]) -> String {
+/// transactions, the cursors, and the broker's bridge log lines.
+fn explain(cluster: &Cluster, logs: &[String], suspects: &[u64]) -> String {
     let near = |payload: &str| {
         let q: u64 = payload.trim_matches(['<', '>']).parse().unwrap_or(0);
         suspects.iter().any(|m| q + 8 > *m && q < m + 8)
@@ -148,26 +147,13 @@ fn explain(cluster: &Cluster, s: &Sluice, logs: &[String], suspects: &[u64]) -> 
         .filter(|(p, _)| near(p))
         .collect();
     let cursors = all_records(cluster, CURSOR_TOPIC);
-    let mut buffered = Vec::new();
-    let dir = s.data.path().join("store/bridges/eo");
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let bytes = std::fs::read(entry.path()).unwrap_or_default();
-        for m in suspects {
-            let needle = format!("<{m}>");
-            let hits = bytes
-                .windows(needle.len())
-                .filter(|w| *w == needle.as_bytes())
-                .count();
-            buffered.push(format!("{}: {needle} x{hits}", entry.path().display()));
-        }
-    }
     let bridge_lines: Vec<&String> = logs
         .iter()
         .filter(|l| !l.contains("librdkafka") && (l.contains("bridge") || l.contains("kafka")))
         .collect();
     format!(
-        "around them in the log: {neighbours:?}\ncursors: {cursors:?}\nin the buffer files: \
-         {buffered:?}\nbridge log lines: {bridge_lines:#?}"
+        "around them in the log: {neighbours:?}\ncursors: {cursors:?}\nbridge log lines: \
+         {bridge_lines:#?}"
     )
 }
 
@@ -269,7 +255,7 @@ message_timeout_secs = 10
         let suspects: Vec<u64> = missing.iter().chain(&twice).copied().collect();
         panic!(
             "lost: {missing:?}, more than once: {twice:?}; {context}\n{}",
-            explain(&cluster, &s, &logs, &suspects)
+            explain(&cluster, &logs, &suspects)
         );
     }
     let in_order = seqs.windows(2).all(|w| w[0] < w[1]);
