@@ -20,6 +20,7 @@ mod clients_mosquitto;
 mod clients_rumqttc;
 mod closing;
 mod cluster_nats_peer;
+mod cluster_refused;
 mod config_reference;
 mod connect;
 mod idle_parking;
