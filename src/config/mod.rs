@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod admin;
+mod cluster;
 mod limits;
 mod listener;
 mod validate;
 
 pub use admin::AdminConfig;
+pub use cluster::ClusterConfig;
 pub use limits::Limits;
 pub use listener::{IdentitySource, ListenerConfig, ListenerProtocol, TlsConfig};
 /// A bridge's table is the bridges crate's own type: its keys, defaults and
@@ -112,6 +114,8 @@ pub struct Config {
     /// broker shares a small machine (see BENCHMARKS.md). Read at start
     /// only.
     pub worker_threads: usize,
+    /// Cluster mode on NATS JetStream; absent (default): a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// More threads than this is a typo, not a machine.
@@ -141,6 +145,7 @@ impl Default for Config {
             sys_interval: 10,
             drain_timeout_secs: 10,
             worker_threads: 0,
+            cluster: None,
         }
     }
 }

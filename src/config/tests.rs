@@ -144,3 +144,40 @@ fn missing_file_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn cluster_is_off_by_default_and_checked_when_present() {
+    assert_eq!(Config::load(None).unwrap().cluster, None);
+    let c = load_str("[cluster]\nservers = [\"nats://10.0.0.1:4222\", \"tls://nats.lan:4443\"]\nnode_name = \"node-1\"\n").unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!((cluster.replicas, cluster.prefix.as_str()), (3, "sluice"));
+    let mut password = tempfile::NamedTempFile::new().unwrap();
+    password.write_all(b"secret\n").unwrap();
+    let password = password.path().display().to_string();
+    let with_user = format!("user = \"sluice\"\npassword_file = \"{password}\"");
+    let c = load_str(&format!(
+        "[cluster]\nservers = [\"nats://h:4222\"]\nnode_name = \"a\"\n{with_user}\n"
+    ))
+    .unwrap();
+    assert_eq!(c.cluster.unwrap().user.as_deref(), Some("sluice"));
+    for (toml, key) in [
+        ("node_name = \"a\"", "cluster.servers"),
+        ("servers = [\"h:4222\"]\nnode_name = \"a\"", "cluster.servers"),
+        ("servers = [\"nats://h\"]\nnode_name = \"a\"", "cluster.servers"),
+        ("servers = [\"nats://u:p@h:4222\"]\nnode_name = \"a\"", "cluster.servers"),
+        ("servers = [\"nats://h:4222\"]", "cluster.node_name"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a.b\"", "cluster.node_name"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\nreplicas = 0", "cluster.replicas"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\nreplicas = 6", "cluster.replicas"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\nprefix = \"a.>\"", "cluster.prefix"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\nuser = \"u\"", "cluster.user"),
+        (&format!("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\npassword_file = \"{password}\""), "cluster.password_file"),
+        (&format!("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\n{with_user}\ntoken_env = \"HOME\""), "cluster.token_file"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\ntoken_file = \"/nonexistent/t\"", "cluster.token_file"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\ntoken_env = \"SLUICE_TEST_UNSET_TOKEN\"", "cluster.token_env"),
+        ("servers = [\"nats://h:4222\"]\nnode_name = \"a\"\ntls_ca = \"/nonexistent/ca.pem\"", "cluster.tls_ca"),
+    ] {
+        let err = load_str(&format!("[cluster]\n{toml}\n")).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(".toml"), "{toml}: {err}");
+    }
+}

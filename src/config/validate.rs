@@ -101,6 +101,9 @@ impl Config {
         }
         self.limits.validate_connections()?;
         self.admin.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(Problem::new(
                 "log_level",
