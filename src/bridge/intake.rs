@@ -256,10 +256,13 @@ fn take_batch(shared: &Shared, carried: Vec<Publish>) -> Batch {
     let mut state = shared.slot.state.lock();
     let now = Instant::now();
     let mut batch = carried;
-    let mut origins: Vec<Option<Arc<Message>>> = batch
-        .iter()
-        .map(|p| p.packet_id.and_then(|id| state.message_of(id)))
-        .collect();
+    batch.reserve(INTAKE_BATCH.saturating_sub(batch.len()));
+    let mut origins: Vec<Option<Arc<Message>>> = Vec::with_capacity(batch.capacity());
+    origins.extend(
+        batch
+            .iter()
+            .map(|p| p.packet_id.and_then(|id| state.message_of(id))),
+    );
     while batch.len() < INTAKE_BATCH {
         let next = state.next_delivery(now, 4096, |d, id| {
             (build_publish(d, id, false, now), Arc::clone(&d.message))
@@ -397,17 +400,14 @@ fn raw_record(p: &Publish) -> Record {
 async fn append_all(shared: &Arc<Shared>, records: Vec<Record>, on_append: &mut OnAppend) -> bool {
     let slot = &shared.slot;
     let name = &shared.name;
-    let mut pending: VecDeque<Vec<Record>> = records
-        .chunks(APPEND_CHUNK)
-        .map(<[Record]>::to_vec)
-        .collect();
+    let mut pending = into_chunks(records);
     while let Some(chunk) = pending.pop_front() {
         if chunk.is_empty() {
             continue;
         }
         loop {
             let b = Arc::clone(&shared.buffer);
-            let recs = chunk.clone();
+            let recs = Arc::clone(&chunk);
             match tokio::task::spawn_blocking(move || b.lock().append(&recs)).await {
                 Ok(Ok(appended)) => {
                     slot.set_saturated(false);
@@ -433,7 +433,7 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>, on_append: &mut 
                 Ok(Err(BufferError::TooLarge { .. })) if chunk.len() > 1 => {
                     // Smaller pieces, in order, ahead of the rest.
                     for single in chunk.iter().rev() {
-                        pending.push_front(vec![single.clone()]);
+                        pending.push_front(Arc::new(vec![single.clone()]));
                     }
                     break;
                 }
@@ -461,6 +461,17 @@ async fn append_all(shared: &Arc<Shared>, records: Vec<Record>, on_append: &mut 
         }
     }
     true
+}
+
+/// `records` in chunks of up to [`APPEND_CHUNK`], moved, not copied: each
+/// attempt to append a chunk shares it with the blocking task.
+fn into_chunks(mut records: Vec<Record>) -> VecDeque<Arc<Vec<Record>>> {
+    let mut chunks = VecDeque::new();
+    while !records.is_empty() {
+        let rest = records.split_off(records.len().min(APPEND_CHUNK));
+        chunks.push_back(Arc::new(std::mem::replace(&mut records, rest)));
+    }
+    chunks
 }
 
 /// Dead-letters a round's records with one write and one sync.

@@ -120,6 +120,11 @@ impl Template {
         Ok(Template { parts, escape })
     }
 
+    /// Whether rendering reads a field of the payload.
+    pub(crate) fn reads_payload(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Payload(_)))
+    }
+
     /// Renders the template over a topic alone (no client, no payload):
     /// an MQTT bridge's local topic for a message from the remote.
     pub fn render_topic(&self, topic: &str) -> Result<String, String> {

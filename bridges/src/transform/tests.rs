@@ -409,6 +409,42 @@ fn undecodable_payloads_follow_the_policy() {
 }
 
 #[test]
+fn passing_without_a_rule_still_decodes_for_payload_templates() {
+    let with = |destination: &str, key: Option<&str>| {
+        Transform::compile(&TransformConfig {
+            on_decode_error: OnDecodeError::Pass,
+            destination: destination.into(),
+            key: key.map(str::to_owned),
+            ..config(None)
+        })
+        .unwrap()
+    };
+    let good = &br#"{"temp": 21}"#[..];
+    let bad = &b"\x00\xff binary"[..];
+    for t in [
+        with("t.{payload.temp}", None),
+        with("t.", Some("{payload.temp}")),
+    ] {
+        let r = t.apply(&input(good), 1).unwrap().unwrap();
+        let rendered = format!(
+            "{}{}",
+            r.destination,
+            String::from_utf8_lossy(r.key.as_deref().unwrap_or_default())
+        );
+        assert_eq!(rendered, "t.21");
+        let r = t.apply(&input(bad), 2).unwrap().unwrap();
+        assert_eq!(&r.payload[..], bad);
+    }
+    // No template reads the payload: the same record, decodable or not.
+    let t = with("t.{topic.2}", Some("{client_id}"));
+    for payload in [good, bad] {
+        let r = t.apply(&input(payload), 3).unwrap().unwrap();
+        assert_eq!((&r.payload[..], &r.destination[..]), (payload, "t.pump1"));
+        assert_eq!(r.key.as_deref(), Some(&b"pump1"[..]));
+    }
+}
+
+#[test]
 fn templates_render_from_the_transformed_payload() {
     let t = Transform::compile(&TransformConfig {
         expression: Some("{device: .payload.d, temp: .payload.t}".into()),
