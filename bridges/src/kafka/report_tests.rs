@@ -111,10 +111,11 @@ async fn kafka_an_outage_shows_queued_records_and_errors_by_code() {
     let batch = [record(1, "down", "a"), record(2, "down", "b")];
     let (sent, held) = tokio::join!(
         sink.send(&batch),
-        // librdkafka holds the records (a batch being built may be in
-        // neither count yet, so not necessarily both).
-        wait_report(&status, |r| r.producer_queued > 0
-            && r.partitions[0].queued + r.partitions[0].in_flight > 0)
+        // librdkafka holds the records. Which partition counts show them
+        // depends on librdkafka's timing (a batch being built is in
+        // neither yet; a loaded machine may skip the moment), so only the
+        // producer's total is waited for.
+        wait_report(&status, |r| r.producer_queued > 0)
     );
     assert!(matches!(sent, Err(SinkError::Retryable(_))), "{sent:?}");
     assert_eq!(held.partitions[0].delivered, 1, "{held:#?}");
