@@ -14,7 +14,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::auth::Acl;
 use crate::broker::{Broker, SessionSlot, Subscription};
-use crate::codec::SubscriptionOptions;
+use crate::codec::{QoS, SubscriptionOptions};
 use crate::session::machine::{Count, ProtocolLimits, Routed};
 use crate::session::{ConnectionHost, Message, SessionState};
 use crate::store::{now_ms, Store, Ticket};
@@ -112,8 +112,15 @@ impl ConnectionHost for BrokerHost<'_> {
     }
 
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed {
-        let (journal, waits) = self.slot.take_journal_ops(self.store);
-        self.held.wait_for(waits);
+        // QoS 2 only: its incoming packet id must share the message's
+        // commit; QoS 1 keeps the publish path free of the extra lock.
+        let journal = if message.qos == QoS::ExactlyOnce {
+            let (journal, waits) = self.slot.take_journal_ops(self.store);
+            self.held.wait_for(waits);
+            journal
+        } else {
+            Vec::new()
+        };
         let published = self
             .broker
             .publish_acknowledged(message, refuse_if_saturated, journal);

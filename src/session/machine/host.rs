@@ -79,8 +79,8 @@ pub trait ConnectionHost {
     /// Routes a QoS 0 message; nothing waits for it.
     fn route_at_most_once(&mut self, message: Message);
 
-    /// Routes a QoS 1/2 message, writing the session's journaled changes
-    /// (an incoming QoS 2 packet id) in the message's commit. Unless
+    /// Routes a QoS 1/2 message; for QoS 2 the session's journaled changes
+    /// (its incoming packet id) are written in the message's commit. Unless
     /// refused, its acknowledgement (the next output) waits for the message
     /// to be durable and for any bridge sink that must confirm it.
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed;
