@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::admin::{self, AdminState};
 use sluice::bridge::Bridges;
-use sluice::broker::{AccessControl, Broker};
+use sluice::broker::{AccessControl, Broker, Seams};
+use sluice::cluster::{Cluster, InterestRouter};
 use sluice::config::{Config, ListenerConfig, LogFormat};
 use sluice::ops::reload::{Reloader, SetLogLevel};
 use sluice::ops::sys_topics;
@@ -109,16 +110,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The table is parsed and checked, but nothing routes across nodes
-    // yet: starting as a single node would silently split the cluster.
-    if config.cluster.is_some() {
-        let source = cli
-            .config
-            .as_deref()
-            .map_or("the environment".into(), |f| f.display().to_string());
-        eprintln!("error: {source}: [cluster]: cluster mode is not available yet in this build");
-        return ExitCode::from(2);
-    }
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
@@ -248,9 +239,20 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     let listener_configs = config.listeners.clone();
     let allow_anonymous = config.allow_anonymous;
     let initial_level = config.log_level.clone();
-    let (broker, store) = start_broker(config)?;
+    let interest = config.cluster.as_ref().map(|_| InterestRouter::new());
+    let (broker, store) = start_broker(config, interest.as_ref().map(|(r, _)| Arc::clone(r)))?;
     let cfg = &broker.config;
     let bridges = Bridges::start_all(&broker, &cfg.bridges, &cfg.data_dir).await?;
+    // After the bridges: their start removes `$bridge/` sessions it does
+    // not know, and the cluster's link session is one.
+    let cluster = match (&cfg.cluster, interest) {
+        (Some(cluster_cfg), Some((_, changes))) => {
+            let cluster = Cluster::start(cluster_cfg, &broker, changes).await?;
+            tracing::info!(node = %cluster_cfg.node_name, servers = ?cluster_cfg.servers, replicas = cluster_cfg.replicas, "cluster mode: connecting to NATS");
+            Some(cluster)
+        }
+        _ => None,
+    };
     let listeners = server::bind_all(&listener_configs, allow_anonymous).await?;
     for l in &listeners {
         let (addr, protocol) = (l.ctx.addr, l.ctx.protocol.name());
@@ -267,6 +269,9 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         logging.from_env,
     ));
     let admin = start_admin(&broker, &bridges, &reloader, bound).await?;
+    if let (Some(state), Some(cluster)) = (&admin, &cluster) {
+        let _ = state.cluster.set(cluster.status());
+    }
     tokio::spawn(Arc::clone(&broker).housekeeping(Duration::from_secs(30)));
     if cfg.sys_interval > 0 {
         tokio::spawn(sys_topics::run(
@@ -296,6 +301,9 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     if let Some(state) = &admin {
         state.ready.store(false, Ordering::Release);
     }
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
     let result = stop(&bridges, &store, drain_timeout).await;
     drop(second_signal);
     drop(keep_alive);
@@ -304,7 +312,11 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
 
 /// Opens the store (or runs in memory), loads the password and ACL files,
 /// and builds the broker with what the store recovered.
-fn start_broker(config: Config) -> anyhow::Result<(Arc<Broker>, Store)> {
+/// A clustered node's router (`cluster`) announces its filters to NATS.
+fn start_broker(
+    config: Config,
+    cluster: Option<Arc<InterestRouter>>,
+) -> anyhow::Result<(Arc<Broker>, Store)> {
     let (store, recovered) = if config.persistence {
         let started = std::time::Instant::now();
         let (store, recovered) =
@@ -340,7 +352,17 @@ fn start_broker(config: Config) -> anyhow::Result<(Arc<Broker>, Store)> {
     );
     warn_if_anonymous_off_loopback(&config);
     warn_if_few_open_files(config.limits.max_connections);
-    let broker = Broker::new(config, store.clone());
+    let broker = match cluster {
+        Some(router) => Broker::with_seams(
+            config,
+            store.clone(),
+            Seams {
+                router,
+                ..Seams::default()
+            },
+        ),
+        None => Broker::new(config, store.clone()),
+    };
     broker.set_access(access);
     if let Some(recovered) = recovered {
         let s = broker.restore(recovered);

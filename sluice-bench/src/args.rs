@@ -12,6 +12,13 @@ pub struct Args {
     pub host: String,
     #[arg(long, default_value_t = 1883, global = true)]
     pub port: u16,
+    /// Ports publishers connect to, in turn (publisher i to the i-th modulo
+    /// their number): for the nodes of a cluster. Default: `--port`.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub pub_ports: Vec<u16>,
+    /// Ports subscribers connect to, in turn, as `--pub-ports`.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub sub_ports: Vec<u16>,
     /// MQTT protocol level: 4 (3.1.1) or 5.
     #[arg(long = "mqtt", default_value_t = 4, global = true)]
     pub mqtt_version: u8,
@@ -57,6 +64,18 @@ pub struct Args {
     pub prefix: String,
     #[command(subcommand)]
     pub scenario: Scenario,
+}
+
+impl Args {
+    /// These arguments with `--port` set to the `i`-th of `ports` (in
+    /// turn), or as they are when `ports` is empty.
+    pub fn on_port(&self, ports: &[u16], i: usize) -> Args {
+        let mut a = self.clone();
+        if !ports.is_empty() {
+            a.port = ports[i % ports.len()];
+        }
+        a
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -250,6 +250,15 @@ pub async fn delete_retained(State(s): Shared, Query(q): Query<TopicQuery>) -> R
     }
 }
 
+/// `GET /api/v1/cluster`: the node's name, its NATS connection, whether
+/// the stream and bucket are ready, and its counters; 404 on a single node.
+pub async fn cluster(State(s): Shared) -> Response {
+    match s.cluster.get() {
+        Some(c) => Json(c.view()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not in cluster mode"),
+    }
+}
+
 /// `GET /api/v1/bridges`
 pub async fn list_bridges(State(s): Shared) -> Json<serde_json::Value> {
     Json(json!({"items": s.bridges.statuses()}))

@@ -53,6 +53,8 @@ pub struct AdminState {
     pub listeners: Vec<Arc<ListenerCtx>>,
     /// Set once every MQTT listener is bound; cleared at shutdown.
     pub ready: AtomicBool,
+    /// The node's cluster part, in cluster mode.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterStatus>>,
     /// MQTT over WebSocket at `/mqtt` on the admin port
     /// (`admin.mqtt_websocket`), as a listener of its own.
     mqtt_endpoint: Option<Arc<ListenerCtx>>,
@@ -110,6 +112,7 @@ impl AdminState {
             reloader,
             listeners,
             ready: AtomicBool::new(false),
+            cluster: std::sync::OnceLock::new(),
             token,
             protect_metrics: config.protect_metrics,
             dashboard: config.dashboard,
@@ -183,7 +186,12 @@ async fn metrics_handler(State(state): State<Arc<AdminState>>, req: Request) -> 
         )
             .into_response();
     }
-    match render_metrics(&state.broker, &state.bridges, &state.listeners) {
+    match render_metrics(
+        &state.broker,
+        &state.bridges,
+        &state.listeners,
+        state.cluster.get().map(|c| &**c),
+    ) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -251,6 +259,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/retained",
             get(api::list_retained).delete(api::delete_retained),
         )
+        .route("/cluster", get(api::cluster))
         .route("/bridges", get(api::list_bridges))
         .route("/bridges/{name}", get(api::get_bridge))
         .route("/bridges/{name}/pause", post(api::pause_bridge))

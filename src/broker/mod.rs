@@ -40,7 +40,7 @@ use tokio::sync::watch;
 
 pub use access::AccessControl;
 pub use budget::{BudgetNumbers, Budgets, OpeningCharge};
-pub use publish::{message_record, will_message, Published};
+pub use publish::{message_from_record, message_record, will_message, Published};
 pub use restore::RestoreSummary;
 pub use retained::{LocalRetained, RetainedBackend, RetainedStore};
 pub use router::{LocalRouter, RouteEntry, Router, Target};

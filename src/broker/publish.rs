@@ -14,6 +14,7 @@ use crate::auth::Acl;
 use crate::codec::{QoS, Will};
 use crate::session::{Delivery, Enqueued, Message, StoredMessage};
 use crate::store::{now_ms, MessageRecord, Op, OutboxRecord, OutboxState, Ticket};
+use crate::topic::TopicFilter;
 
 /// What routing a publish produced.
 #[derive(Debug)]
@@ -69,6 +70,75 @@ impl Broker {
         with: Vec<Op>,
     ) -> Published {
         self.route_message(message, refuse_if_saturated, true, with)
+    }
+
+    /// A message another node of the cluster accepted and sent here: it
+    /// goes to this node's subscribers only. Never to a bridge (each node
+    /// bridges what its own clients publish, so a bridge configured on
+    /// every node forwards each message once) nor back to the cluster's
+    /// link (itself a bridge session); the retained copy comes from the
+    /// cluster's retained mirror ([`Broker::mirror_retained`]), not from
+    /// here, so the two cannot disagree about the order of updates.
+    pub fn publish_from_cluster(&self, message: Message) -> Published {
+        let access = self.access();
+        let acl = access.acl.as_ref();
+        let mut targets = self.router.route(&message, acl);
+        targets.retain(|t| !t.slot.is_bridge());
+        keep_readers(&mut targets, acl, &message.topic);
+        self.deliver_from_cluster(message, targets)
+    }
+
+    /// A message the cluster gave this node for its members of the shared
+    /// subscription `share` (`$share/g/f`): one of them gets it, as a
+    /// local publish would pick it.
+    pub fn publish_to_shared(&self, share: &TopicFilter, message: Message) -> Published {
+        let access = self.access();
+        let picked = self
+            .router
+            .pick_shared(share, &message.topic, access.acl.as_ref());
+        let targets = picked
+            .map(|e| {
+                let opts = &e.subscription.options;
+                Target {
+                    qos: message.qos.min(opts.qos),
+                    retain: message.retain && opts.retain_as_published,
+                    subscription_ids: e.subscription.identifier.into_iter().collect(),
+                    shared: true,
+                    share: Some(e.subscription.filter.raw.clone()),
+                    slot: e.slot,
+                }
+            })
+            .into_iter()
+            .collect();
+        self.deliver_from_cluster(message, targets)
+    }
+
+    /// Persists and queues another node's message for `targets`.
+    fn deliver_from_cluster(&self, mut message: Message, targets: Vec<Target>) -> Published {
+        // The targets carry the retain flag each subscriber gets; the
+        // store keeps no retained copy of it here.
+        message.retain = false;
+        let mut ops = Vec::new();
+        self.persist_message(&mut message, &targets, false, &mut ops);
+        let message = Arc::new(message);
+        let prepared = self.prepare_deliveries(&message, targets, false, &mut ops);
+        let ticket = self.store.submit(ops);
+        let matched = self.enqueue(prepared.deliveries);
+        Published {
+            matched,
+            ticket,
+            saturated: false,
+            refused: false,
+            sink_acks: prepared.sink_acks,
+        }
+    }
+
+    /// Replaces (or, with an empty payload, clears) a topic's retained
+    /// message with the cluster's copy, in memory only: the cluster's
+    /// key-value bucket is what keeps it, and replays it at every start.
+    pub fn mirror_retained(&self, message: Message) {
+        self.retained
+            .put(&Arc::new(super::budget::detached(message)));
     }
 
     fn route_message(
@@ -327,6 +397,31 @@ pub fn message_record(m: &Message) -> MessageRecord {
         publisher: m.publisher.clone(),
         username: m.username.clone(),
         accepted_ms: m.accepted_ms,
+    }
+}
+
+/// The message a record holds (read back from the store, or sent by
+/// another node), its expiry moved from wall-clock time (`now_wall`, ms
+/// since the epoch) to `now`'s clock.
+pub fn message_from_record(
+    r: MessageRecord,
+    stored: Option<Arc<StoredMessage>>,
+    now: Instant,
+    now_wall: u64,
+) -> Message {
+    let expires_at = (r.expires_at_ms != 0)
+        .then(|| now + Duration::from_millis(r.expires_at_ms.saturating_sub(now_wall)));
+    Message {
+        topic: r.topic,
+        payload: r.payload,
+        qos: r.qos,
+        retain: r.retain,
+        properties: r.properties,
+        expires_at,
+        publisher: r.publisher,
+        username: r.username,
+        accepted_ms: r.accepted_ms,
+        stored,
     }
 }
 

@@ -267,18 +267,6 @@ impl Restoring {
 }
 
 fn to_message(id: u64, r: MessageRecord, broker: &Broker, now: Instant, now_wall: u64) -> Message {
-    let expires_at = (r.expires_at_ms != 0)
-        .then(|| now + Duration::from_millis(r.expires_at_ms.saturating_sub(now_wall)));
-    Message {
-        topic: r.topic,
-        payload: r.payload,
-        qos: r.qos,
-        retain: r.retain,
-        properties: r.properties,
-        expires_at,
-        publisher: r.publisher,
-        username: r.username,
-        accepted_ms: r.accepted_ms,
-        stored: Some(Arc::new(StoredMessage::new(id, broker.release.clone()))),
-    }
+    let stored = Arc::new(StoredMessage::new(id, broker.release.clone()));
+    super::message_from_record(r, Some(stored), now, now_wall)
 }

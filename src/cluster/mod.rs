@@ -1,12 +1,265 @@
-//! Cluster mode on NATS JetStream (issue 23), being built piece by piece:
-//! so far the mapping between MQTT topics and NATS subjects. Routing,
-//! sessions and retained messages across nodes come next; until then the
-//! broker refuses a `[cluster]` section.
+//! Cluster mode on NATS JetStream (issue 23): several nodes, one broker to
+//! clients. What this version carries across nodes:
+//!
+//! - messages: what a node's clients publish reaches the subscribers of
+//!   every node (QoS 0, 1 and 2, v5 properties, expiry), through NATS
+//!   subjects, so a node only receives what its clients subscribed to
+//!   ([`interest`], [`inbound`]); a QoS 1/2 publisher's acknowledgement
+//!   waits until JetStream stored the message on a majority of its
+//!   replicas ([`link`]);
+//! - retained messages, in a replicated key-value bucket every node
+//!   mirrors ([`retained`]).
+//!
+//! - shared subscriptions: NATS queue groups pick one node per message, the
+//!   node one of its members.
+//!
+//! Sessions and wills stay per node in this version.
 //!
 //! The cluster is an edge of the broker, a sibling of `server` and
-//! `bridge` (docs/ARCHITECTURE.md): it will publish into the local broker
-//! what other nodes send and carry out what local clients publish.
+//! `bridge` (docs/ARCHITECTURE.md): it plugs into the broker's router seam
+//! and publishes into the broker what other nodes send.
 
+mod connect;
+mod digest;
+mod envelope;
+mod inbound;
+mod interest;
+mod link;
+mod recent;
+mod retained;
+mod status;
+mod streams;
 mod subject;
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use connect::ConnectError;
+pub use interest::{Interest, InterestRouter};
+pub use status::{ClusterCounters, ClusterStats};
 pub use subject::{SubjectError, SubjectSpace};
+
+use crate::broker::{Broker, Subscription};
+use crate::codec::{ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
+use crate::config::ClusterConfig;
+use crate::store::now_ms;
+use crate::topic::TopicFilter;
+
+/// The session the link drains (under the bridges' reserved prefix, so
+/// no client can take it).
+pub const LINK_CLIENT_ID: &str = "$bridge/$cluster";
+
+/// A running cluster node: its NATS connection and tasks.
+pub struct Cluster {
+    status: Arc<ClusterStatus>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the admin API and `/metrics` read of a running cluster node.
+pub struct ClusterStatus {
+    pub node: String,
+    pub stats: Arc<ClusterStats>,
+    client: async_nats::Client,
+}
+
+/// What the admin API shows of the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    pub node: String,
+    /// `connected`, `disconnected` or `pending`.
+    pub nats: String,
+    /// The stream and bucket exist: messages flow between nodes.
+    pub ready: bool,
+    pub counters: ClusterCounters,
+}
+
+impl Cluster {
+    /// Connects to NATS and starts the link, the inbound side and the
+    /// retained mirror. The stream and bucket are made (or found) in the
+    /// background: until NATS answers, local clients are served and QoS
+    /// 1/2 publishers wait for their acknowledgement.
+    pub async fn start(
+        cfg: &ClusterConfig,
+        broker: &Arc<Broker>,
+        interest: mpsc::UnboundedReceiver<Interest>,
+    ) -> Result<Cluster, ConnectError> {
+        let client = connect::connect(cfg, false).await?;
+        let shared_client = connect::connect(cfg, true).await?;
+        let stats = Arc::new(ClusterStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let space = |kind: &str| {
+            SubjectSpace::new(&format!("{}.{kind}", cfg.prefix))
+                .map_err(|e| ConnectError::Nats(format!("cluster.prefix: {e}")))
+        };
+        let (durable, volatile) = (space("m")?, space("v")?);
+        // The router has announced every filter since the broker was made
+        // (the restored sessions' too): the channel holds them all.
+        let inbound = inbound::Inbound {
+            client: client.clone(),
+            shared_client,
+            spaces: [durable.clone(), volatile.clone()],
+            prefix: cfg.prefix.clone(),
+            node: cfg.node_name.clone(),
+            broker: Arc::clone(broker),
+            stats: Arc::clone(&stats),
+        };
+        let link = link::Link {
+            slot: open_link_session(broker),
+            client: client.clone(),
+            js: async_nats::jetstream::new(client.clone()),
+            retained: None,
+            durable,
+            volatile,
+            node: cfg.node_name.clone(),
+            incarnation: now_ms(),
+            next_id: AtomicU64::new(0),
+            stats: Arc::clone(&stats),
+        };
+        let tasks = vec![
+            tokio::spawn(inbound::run(inbound, interest, stop_rx.clone())),
+            tokio::spawn(run_when_ready(
+                link,
+                streams::Names::new(&cfg.prefix),
+                usize::from(cfg.replicas),
+                Arc::clone(broker),
+                stop_rx,
+            )),
+        ];
+        Ok(Cluster {
+            status: Arc::new(ClusterStatus {
+                node: cfg.node_name.clone(),
+                stats,
+                client,
+            }),
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn status(&self) -> Arc<ClusterStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Stops the tasks and flushes what the client still holds.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        let client = &self.status.client;
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    }
+}
+
+impl ClusterStatus {
+    /// Whether the node is connected to a NATS server now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    pub fn view(&self) -> ClusterView {
+        let nats = match self.client.connection_state() {
+            async_nats::connection::State::Connected => "connected",
+            async_nats::connection::State::Disconnected => "disconnected",
+            async_nats::connection::State::Pending => "pending",
+        };
+        ClusterView {
+            node: self.node.clone(),
+            nats: nats.into(),
+            ready: self.stats.ready.load(std::sync::atomic::Ordering::Acquire),
+            counters: self.stats.snapshot(),
+        }
+    }
+}
+
+/// Once the stream and bucket exist: the link and the retained mirror,
+/// until `stop`.
+async fn run_when_ready(
+    mut link: link::Link,
+    names: streams::Names,
+    replicas: usize,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(bucket) = ensure_until_ready(&link.js, &names, replicas, &mut stop).await else {
+        return;
+    };
+    link.stats
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(stream = %names.stream, bucket = %names.retained_bucket, replicas, "cluster: stream and retained bucket ready");
+    link.retained = Some(bucket.clone());
+    let mirror = tokio::spawn(retained::mirror(
+        bucket,
+        Arc::clone(&broker),
+        Arc::clone(&link.stats),
+        stop.clone(),
+    ));
+    link::run(Arc::new(link), broker.store().clone(), stop).await;
+    mirror.abort();
+}
+
+/// Creates the stream and bucket, retrying while NATS does not answer.
+async fn ensure_until_ready(
+    js: &async_nats::jetstream::Context,
+    names: &streams::Names,
+    replicas: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<async_nats::jetstream::kv::Store> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match streams::ensure(js, names, replicas).await {
+            Ok(bucket) => return Some(bucket),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: JetStream not ready, retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The link's session: subscribed to every topic at QoS 1, acknowledged
+/// by the link (its publishers wait for JetStream), never dropping a
+/// QoS 1/2 message.
+fn open_link_session(broker: &Arc<Broker>) -> Arc<crate::broker::SessionSlot> {
+    let client_id = ByteString::from_static(LINK_CLIENT_ID);
+    let (slot, _) = broker.open_session(&client_id, true);
+    {
+        let mut c = slot.control.lock();
+        c.protocol = Some(ProtocolVersion::V5);
+        c.generation += 1;
+    }
+    slot.set_acl_exempt(true);
+    slot.set_persistent(false);
+    slot.set_ack_on_sink(true);
+    slot.set_bridge(true);
+    slot.set_online(true);
+    let max_levels = broker.config.limits.max_topic_levels;
+    if let Ok(filter) = TopicFilter::parse(ByteString::from_static("#"), max_levels) {
+        broker.subscribe(
+            &slot,
+            Subscription {
+                filter,
+                options: SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    no_local: false,
+                    retain_as_published: true,
+                    retain_handling: RetainHandling::DoNotSend,
+                },
+                identifier: None,
+            },
+            Instant::now(),
+        );
+    }
+    slot
+}

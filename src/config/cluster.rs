@@ -1,8 +1,6 @@
 //! The `[cluster]` table: cluster mode on NATS JetStream (issue 23). Its
 //! presence turns cluster mode on; without it the broker is a single node
-//! with its embedded store. Parsed and checked now so that operators can
-//! write it, while the broker refuses to start with it until routing across
-//! nodes exists.
+//! with its embedded store (see `crate::cluster` for what crosses nodes).
 
 use std::path::PathBuf;
 

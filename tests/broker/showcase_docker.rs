@@ -745,3 +745,64 @@ fn the_image_generates_its_admin_token_once() {
         local.startup_log
     );
 }
+
+/// docker/cluster.compose.yaml: three nodes on three NATS servers. Every
+/// node mounts a configuration that exists and that the broker accepts
+/// under its node name, names only NATS services of the file (on their
+/// client port), publishes its ports on loopback only, and the node names
+/// differ.
+#[test]
+fn the_cluster_compose_file_runs_three_distinct_nodes_on_its_nats() {
+    let doc = parse_yaml(&std::fs::read_to_string(docker().join("cluster.compose.yaml")).unwrap());
+    let services = doc.get("services").expect("services").entries();
+    let names: HashSet<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    let mut nodes = Vec::new();
+    for (name, svc) in services {
+        let image = svc.get("image").and_then(Yaml::scalar).unwrap_or("");
+        if !image.starts_with("sluice") {
+            continue;
+        }
+        let command = svc.get("command").map(Yaml::items).unwrap_or_default();
+        let i = command
+            .iter()
+            .position(|a| a == "--config")
+            .expect("--config");
+        let host = mounts(svc)
+            .remove(&command[i + 1])
+            .unwrap_or_else(|| panic!("{name}: {} is not mounted", command[i + 1]));
+        let node_name = environment(svc)
+            .remove("SLUICE__CLUSTER__NODE_NAME")
+            .unwrap_or_else(|| panic!("{name}: no node name"));
+        let out = std::process::Command::new(SLUICE)
+            .arg("check-config")
+            .arg(&host)
+            .env("SLUICE__CLUSTER__NODE_NAME", &node_name)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = toml_value(&std::fs::read_to_string(&host).unwrap());
+        for url in config["cluster"]["servers"].as_array().expect("servers") {
+            let (h, port) = host_port(url.as_str().unwrap(), None).expect("host:port");
+            assert!(
+                names.contains(h.as_str()) && h.starts_with("nats"),
+                "{name}: {url}"
+            );
+            assert_eq!(port, 4222, "{name}: {url}");
+        }
+        for p in svc.get("ports").map(Yaml::items).unwrap_or_default() {
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{name}: port {p} not on loopback"
+            );
+        }
+        nodes.push(node_name);
+    }
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "node names must differ");
+}

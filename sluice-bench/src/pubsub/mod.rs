@@ -167,7 +167,7 @@ async fn start_subscribers(
     let mut subs = Vec::new();
     for (i, filter) in plan.sub_filters.iter().enumerate() {
         let (rd, mut wr, buf) = connect_with(
-            args,
+            &args.on_port(&args.sub_ports, i),
             &format!("{}-sub-{i}", args.prefix),
             300,
             None,
@@ -226,7 +226,13 @@ async fn start_publishers(
     };
     let mut pubs = Vec::new();
     for (i, topic) in plan.pub_topics.iter().enumerate() {
-        let (rd, wr, _) = connect(args, &format!("{}-pub-{i}", args.prefix), 300, None).await?;
+        let (rd, wr, _) = connect(
+            &args.on_port(&args.pub_ports, i),
+            &format!("{}-pub-{i}", args.prefix),
+            300,
+            None,
+        )
+        .await?;
         let cfg = PubConfig {
             index: i as u32,
             topic: topic.clone(),

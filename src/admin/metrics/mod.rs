@@ -5,10 +5,11 @@
 //! Layout: `snapshot` reads the numbers once, `family` writes one metric
 //! family, and `broker`, `bridges` (with `kafka`: Kafka bridges' partitions
 //! and error codes) and `process` write their families in the order the
-//! exposition has always had.
+//! exposition has always had; `cluster`'s come last, in cluster mode.
 
 mod bridges;
 mod broker;
+mod cluster;
 mod family;
 mod kafka;
 mod process;
@@ -50,9 +51,13 @@ pub fn render_metrics(
     broker: &Arc<Broker>,
     bridges: &Bridges,
     listeners: &[Arc<ListenerCtx>],
+    cluster: Option<&crate::cluster::ClusterStatus>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot::take(broker, bridges, listeners)));
+    if let Some(c) = cluster {
+        registry.register_collector(Box::new(cluster::ClusterSnapshot(c.view())));
+    }
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Cluster mode against a single node, in one run, on 127.0.0.1.
+
+    python3 examples/bench/cluster.py [--seconds 8] [--rounds 3]
+
+Setups, each loaded by sluice-bench `pairs` (50 publishers, each to its own
+topic, 50 subscribers, 64-byte payloads, closed loop) at QoS 0 and QoS 1:
+
+- single:   one Sluice, no cluster (the default), store on;
+- cluster1: one Sluice node in cluster mode, publishers and subscribers on it;
+- cluster2: two nodes, publishers on node 1, subscribers on node 2;
+- cluster3: three nodes, publishers on node 1, subscribers spread over
+            nodes 2 and 3.
+
+Every cluster setup uses the same three nats-server processes (JetStream,
+streams with 3 replicas), started once; each setup gets its own subject
+prefix. Prints the delivered rate and publish-to-delivery latency (median
+of the rounds). Needs `nats-server` on PATH (tests/install-deps.sh) and
+builds the release binaries itself. Bounded: every process stops by itself.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from common import free_port, stop, wait_port
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REL = os.path.join(ROOT, "target", "release")
+
+
+def start_nats(workdir, n=3):
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    routes = ",".join(f"nats://127.0.0.1:{c}" for _, c in ports)
+    procs = []
+    for i, (client, cluster) in enumerate(ports):
+        log = open(os.path.join(workdir, f"nats{i}.log"), "w")
+        procs.append(subprocess.Popen(
+            ["nats-server", "-a", "127.0.0.1", "-p", str(client), "-js", "-sd",
+             os.path.join(workdir, f"nats{i}"), "--server_name", f"n{i}",
+             "--cluster_name", "bench", "--cluster", f"nats://127.0.0.1:{cluster}",
+             "--routes", routes], stdout=log, stderr=log))
+    for (client, _), p in zip(ports, procs):
+        wait_port(client, p)
+    time.sleep(3)  # a JetStream meta leader
+    return procs, [f"nats://127.0.0.1:{c}" for c, _ in ports]
+
+
+def start_node(workdir, name, cluster=None):
+    port = free_port()
+    conf = os.path.join(workdir, f"{name}.toml")
+    text = f'sys_interval = 0\nlog_level = "warn"\n[[listeners]]\nbind = "127.0.0.1:{port}"\n'
+    text += "[limits]\nmax_queued_messages = 1000000\nmax_queued_bytes = 1000000000\n"
+    if cluster:
+        servers, prefix = cluster
+        urls = ", ".join(f'"{u}"' for u in servers)
+        text += f'[cluster]\nservers = [{urls}]\nnode_name = "{name}"\nprefix = "{prefix}"\n'
+    with open(conf, "w") as f:
+        f.write(text)
+    log = open(os.path.join(workdir, f"{name}.log"), "w")
+    proc = subprocess.Popen([os.path.join(REL, "sluice"), "--config", conf, "--data-dir",
+                             os.path.join(workdir, f"{name}-data"), "--admin-bind", "127.0.0.1:0"],
+                            stdout=log, stderr=log)
+    wait_port(port, proc)
+    return proc, port
+
+
+def load(pub_ports, sub_ports, qos, seconds, prefix):
+    out = subprocess.run(
+        [os.path.join(REL, "sluice-bench"), "--qos", str(qos), "--duration", str(seconds),
+         "--warmup", "2", "--prefix", prefix, "--json",
+         "--pub-ports", ",".join(map(str, pub_ports)),
+         "--sub-ports", ",".join(map(str, sub_ports)), "pairs", "-n", "50"],
+        capture_output=True, text=True, timeout=seconds + 120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def setup(workdir, kind, nats_urls):
+    if kind == "single":
+        proc, port = start_node(workdir, "single")
+        return [proc], [port], [port]
+    n = int(kind[-1])
+    nodes = [start_node(workdir, f"{kind}n{i}", (nats_urls, kind)) for i in range(n)]
+    time.sleep(3)  # stream and bucket ready, interest propagated
+    ports = [p for _, p in nodes]
+    subs = ports[1:] if n > 1 else ports
+    return [p for p, _ in nodes], ports[:1], subs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--bin", "sluice", "-p", "sluice-bench"],
+                   cwd=ROOT, check=True)
+    workdir = tempfile.mkdtemp(prefix="sluice-cluster-bench-")
+    nats, urls = start_nats(workdir)
+    results = {}
+    try:
+        for r in range(a.rounds):
+            for kind in ["single", "cluster1", "cluster2", "cluster3"]:
+                procs, pubs, subs = setup(workdir, kind, urls)
+                try:
+                    for qos in (0, 1):
+                        res = load(pubs, subs, qos, a.seconds, f"b{r}{kind}q{qos}")
+                        results.setdefault((kind, qos), []).append(res)
+                        print(kind, f"qos{qos}", round(res["received_per_sec"]),
+                              "msg/s p50", res["latency_us"]["p50"], "us p99",
+                              res["latency_us"]["p99"], "lost", res["lost"], flush=True)
+                finally:
+                    for p in procs:
+                        stop(p)
+    finally:
+        for p in nats:
+            stop(p)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n| setup | QoS | delivered msg/s | p50 latency | p99 latency | lost |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (kind, qos), runs in results.items():
+        med = lambda f: statistics.median(f(x) for x in runs)
+        print(f"| {kind} | {qos} | {med(lambda x: x['received_per_sec']):,.0f} | "
+              f"{med(lambda x: x['latency_us']['p50']) / 1000:.2f} ms | "
+              f"{med(lambda x: x['latency_us']['p99']) / 1000:.2f} ms | "
+              f"{sum(x['lost'] for x in runs)} |")
+
+
+if __name__ == "__main__":
+    main()

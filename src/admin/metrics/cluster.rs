@@ -1,0 +1,92 @@
+//! The cluster families (`sluice_cluster_*`), written only in cluster mode,
+//! after every other family.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::family::{counter, family, gauge};
+use crate::cluster::ClusterView;
+
+/// One scrape's reading of the node's cluster part.
+#[derive(Debug)]
+pub(super) struct ClusterSnapshot(pub(super) ClusterView);
+
+impl Collector for ClusterSnapshot {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let v = &self.0;
+        let c = &v.counters;
+        let node = || vec![("node", v.node.clone())];
+        family(
+            &mut e,
+            "sluice_cluster_nats_connected",
+            "1 while the node is connected to a NATS server.",
+            MetricType::Gauge,
+            &[(node(), gauge(u64::from(v.nats == "connected")))],
+        )?;
+        family(
+            &mut e,
+            "sluice_cluster_ready",
+            "1 once the cluster's stream and retained bucket exist.",
+            MetricType::Gauge,
+            &[(node(), gauge(u64::from(v.ready)))],
+        )?;
+        let counters: [(&str, &str, u64); 9] = [
+            (
+                "sluice_cluster_published_durable",
+                "QoS 1/2 messages JetStream stored for this node's publishers.",
+                c.published_durable,
+            ),
+            (
+                "sluice_cluster_published_volatile",
+                "QoS 0 messages sent to the other nodes.",
+                c.published_volatile,
+            ),
+            (
+                "sluice_cluster_publish_retries",
+                "Publishes sent again after NATS or JetStream did not answer.",
+                c.publish_retries,
+            ),
+            (
+                "sluice_cluster_received",
+                "Messages from other nodes routed to this node's subscribers.",
+                c.received,
+            ),
+            (
+                "sluice_cluster_received_shared",
+                "Messages NATS gave this node for its shared subscriptions.",
+                c.received_shared,
+            ),
+            (
+                "sluice_cluster_duplicates",
+                "Copies from other nodes skipped (overlapping subscriptions, resends).",
+                c.duplicates,
+            ),
+            (
+                "sluice_cluster_decode_errors",
+                "NATS messages and bucket entries that were not a node's.",
+                c.decode_errors,
+            ),
+            (
+                "sluice_cluster_retained_applied",
+                "Retained-bucket updates applied to this node.",
+                c.retained_applied,
+            ),
+            (
+                "sluice_cluster_too_large",
+                "Messages over the NATS servers' max_payload, kept on this node.",
+                c.too_large,
+            ),
+        ];
+        for (name, help, value) in counters {
+            family(
+                &mut e,
+                name,
+                help,
+                MetricType::Counter,
+                &[(node(), counter(value))],
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! What the cluster part of a node did, for the admin API and `/metrics`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Counters, each only ever increasing.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// QoS 1/2 messages JetStream stored (and so acknowledged).
+    pub published_durable: AtomicU64,
+    /// QoS 0 messages sent as plain NATS messages.
+    pub published_volatile: AtomicU64,
+    /// Publishes sent again after NATS or JetStream did not answer.
+    pub publish_retries: AtomicU64,
+    /// Messages from other nodes routed to this node's subscribers.
+    pub received: AtomicU64,
+    /// Messages NATS gave this node for its shared subscriptions.
+    pub received_shared: AtomicU64,
+    /// Copies skipped: a message matching several of this node's
+    /// subscriptions, or published again.
+    pub duplicates: AtomicU64,
+    /// Messages and bucket entries that were not Sluice's.
+    pub decode_errors: AtomicU64,
+    /// Retained-bucket updates applied to this node's retained store.
+    pub retained_applied: AtomicU64,
+    /// Messages larger than NATS takes, kept on this node.
+    pub too_large: AtomicU64,
+    /// The stream and the bucket exist: messages flow.
+    pub ready: AtomicBool,
+}
+
+impl ClusterStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ClusterCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClusterCounters {
+            published_durable: get(&self.published_durable),
+            published_volatile: get(&self.published_volatile),
+            publish_retries: get(&self.publish_retries),
+            received: get(&self.received),
+            received_shared: get(&self.received_shared),
+            duplicates: get(&self.duplicates),
+            decode_errors: get(&self.decode_errors),
+            retained_applied: get(&self.retained_applied),
+            too_large: get(&self.too_large),
+        }
+    }
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ClusterCounters {
+    pub published_durable: u64,
+    pub published_volatile: u64,
+    pub publish_retries: u64,
+    pub received: u64,
+    pub received_shared: u64,
+    pub duplicates: u64,
+    pub decode_errors: u64,
+    pub retained_applied: u64,
+    pub too_large: u64,
+}

@@ -1,0 +1,72 @@
+//! The JetStream stream and key-value bucket a cluster shares, created by
+//! the first node that starts (every node asks; the same configuration
+//! answers the same).
+//!
+//! The stream takes every QoS 1/2 message published on any node
+//! (`<prefix>.m.>`), with the configured replicas: JetStream acknowledges a
+//! publish once a majority stored it, and that acknowledgement is what a
+//! publisher's PUBACK waits for. Its retention is by interest: nothing
+//! reads the stream yet (nodes receive the same publish as plain NATS
+//! subscribers), so a message is dropped as soon as it is stored; the
+//! stream's role is the quorum write and the de-duplication window, and it
+//! is where per-session consumers will read from.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+/// The names a cluster's prefix gives.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub stream: String,
+    pub stream_subjects: String,
+    pub retained_bucket: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            stream: format!("{prefix}_messages"),
+            stream_subjects: format!("{prefix}.m.>"),
+            retained_bucket: format!("{prefix}_retained"),
+        }
+    }
+}
+
+/// How long JetStream remembers a message id to drop a resend.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Creates the stream and the bucket if they are missing; the bucket.
+pub async fn ensure(
+    js: &jetstream::Context,
+    names: &Names,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    js.get_or_create_stream(stream::Config {
+        name: names.stream.clone(),
+        subjects: vec![names.stream_subjects.clone()],
+        retention: stream::RetentionPolicy::Interest,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        max_age: Duration::from_secs(24 * 3600),
+        description: Some("Sluice: QoS 1/2 messages of the cluster".into()),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {}: {e}", names.stream))?;
+    match js.get_key_value(&names.retained_bucket).await {
+        Ok(bucket) => Ok(bucket),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: names.retained_bucket.clone(),
+                description: "Sluice: retained messages of the cluster".into(),
+                history: 1,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("bucket {}: {e}", names.retained_bucket)),
+    }
+}
