@@ -97,7 +97,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--bin", "sluice", "-p", "sluice-bench"],
+    subprocess.run(["cargo", "build", "--release"],
                    cwd=ROOT, check=True)
     workdir = tempfile.mkdtemp(prefix="sluice-cluster-bench-")
     nats, urls = start_nats(workdir)

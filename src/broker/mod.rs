@@ -18,6 +18,7 @@
 
 mod access;
 mod budget;
+mod directory;
 mod lifecycle;
 mod offline;
 mod publish;
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 
 pub use access::AccessControl;
 pub use budget::{BudgetNumbers, Budgets, OpeningCharge};
+pub use directory::{Claim, SessionDirectory};
 pub use publish::{message_from_record, message_record, will_message, Published};
 pub use restore::RestoreSummary;
 pub use retained::{LocalRetained, RetainedBackend, RetainedStore};
@@ -90,6 +92,8 @@ pub struct Broker {
     /// here so each stored message only clones it (no allocation).
     release: Arc<dyn MessageRelease>,
     access: ArcSwap<AccessControl>,
+    /// Where client ids are claimed across nodes (cluster mode).
+    directory: std::sync::OnceLock<Arc<dyn SessionDirectory>>,
     /// Failed logins per source address (kept across reloads).
     pub login_throttle: crate::auth::LoginThrottle,
 }
@@ -127,6 +131,7 @@ impl Broker {
             release: Arc::new(StoreRelease(store.clone())),
             store,
             access: ArcSwap::from_pointee(AccessControl::default()),
+            directory: std::sync::OnceLock::new(),
             login_throttle,
         })
     }
@@ -140,6 +145,24 @@ impl Broker {
     /// Installs new access rules (at startup and on reload).
     pub fn set_access(&self, access: AccessControl) {
         self.access.store(Arc::new(access));
+    }
+
+    /// Installs the cluster's session directory (once, at start).
+    pub fn set_directory(&self, directory: Arc<dyn SessionDirectory>) {
+        let _ = self.directory.set(directory);
+    }
+
+    /// Claims `client_id` for `identity` across nodes; granted on a single
+    /// node.
+    pub async fn claim_session(
+        &self,
+        client_id: &ByteString,
+        identity: Option<&ByteString>,
+    ) -> Claim {
+        match self.directory.get() {
+            Some(d) => d.claim(client_id, identity).await,
+            None => Claim::Granted,
+        }
     }
 
     /// Re-reads the password and ACL files; on error the old rules stay.

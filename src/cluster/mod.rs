@@ -11,9 +11,12 @@
 //!   mirrors ([`retained`]).
 //!
 //! - shared subscriptions: NATS queue groups pick one node per message, the
-//!   node one of its members.
+//!   node one of its members;
+//! - who holds a client id ([`directory`]): a second connection on another
+//!   node takes over (or is refused, for another identity).
 //!
-//! Sessions and wills stay per node in this version.
+//! Session state (queued messages, in flight) and wills stay on their node
+//! in this version.
 //!
 //! The cluster is an edge of the broker, a sibling of `server` and
 //! `bridge` (docs/ARCHITECTURE.md): it plugs into the broker's router seam
@@ -21,6 +24,7 @@
 
 mod connect;
 mod digest;
+mod directory;
 mod envelope;
 mod inbound;
 mod interest;
@@ -46,7 +50,7 @@ pub use subject::{SubjectError, SubjectSpace};
 
 use crate::broker::{Broker, Subscription};
 use crate::codec::{ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, SessionTakeover};
 use crate::store::now_ms;
 use crate::topic::TopicFilter;
 
@@ -121,10 +125,17 @@ impl Cluster {
             next_id: AtomicU64::new(0),
             stats: Arc::clone(&stats),
         };
+        let directory = Arc::new(directory::Directory {
+            node: cfg.node_name.clone(),
+            any_identity: broker.config.session_takeover == SessionTakeover::AnyIdentity,
+            bucket: std::sync::OnceLock::new(),
+        });
+        broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
         let tasks = vec![
             tokio::spawn(inbound::run(inbound, interest, stop_rx.clone())),
             tokio::spawn(run_when_ready(
                 link,
+                directory,
                 streams::Names::new(&cfg.prefix),
                 usize::from(cfg.replicas),
                 Arc::clone(broker),
@@ -178,18 +189,27 @@ impl ClusterStatus {
     }
 }
 
-/// Once the stream and bucket exist: the link and the retained mirror,
-/// until `stop`.
+/// Once the stream and buckets exist: the link, the retained mirror and
+/// the session directory, until `stop`.
 async fn run_when_ready(
     mut link: link::Link,
+    directory: Arc<directory::Directory>,
     names: streams::Names,
     replicas: usize,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(bucket) = ensure_until_ready(&link.js, &names, replicas, &mut stop).await else {
+    let Some(buckets) = ensure_until_ready(&link.js, &names, replicas, &mut stop).await else {
         return;
     };
+    let _ = directory.bucket.set(buckets.sessions.clone());
+    let claims = tokio::spawn(directory::watch_claims(
+        buckets.sessions,
+        directory.node.clone(),
+        Arc::clone(&broker),
+        stop.clone(),
+    ));
+    let bucket = buckets.retained;
     link.stats
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
@@ -203,6 +223,7 @@ async fn run_when_ready(
     ));
     link::run(Arc::new(link), broker.store().clone(), stop).await;
     mirror.abort();
+    claims.abort();
 }
 
 /// Creates the stream and bucket, retrying while NATS does not answer.
@@ -211,11 +232,11 @@ async fn ensure_until_ready(
     names: &streams::Names,
     replicas: usize,
     stop: &mut watch::Receiver<bool>,
-) -> Option<async_nats::jetstream::kv::Store> {
+) -> Option<streams::Buckets> {
     let mut delay = Duration::from_millis(200);
     loop {
         match streams::ensure(js, names, replicas).await {
-            Ok(bucket) => return Some(bucket),
+            Ok(buckets) => return Some(buckets),
             Err(e) => {
                 tracing::warn!(error = %e, "cluster: JetStream not ready, retrying");
             }

@@ -21,6 +21,7 @@ pub struct Names {
     pub stream: String,
     pub stream_subjects: String,
     pub retained_bucket: String,
+    pub sessions_bucket: String,
 }
 
 impl Names {
@@ -29,6 +30,7 @@ impl Names {
             stream: format!("{prefix}_messages"),
             stream_subjects: format!("{prefix}.m.>"),
             retained_bucket: format!("{prefix}_retained"),
+            sessions_bucket: format!("{prefix}_sessions"),
         }
     }
 }
@@ -36,12 +38,18 @@ impl Names {
 /// How long JetStream remembers a message id to drop a resend.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// Creates the stream and the bucket if they are missing; the bucket.
+/// The buckets a cluster keeps.
+pub struct Buckets {
+    pub retained: kv::Store,
+    pub sessions: kv::Store,
+}
+
+/// Creates the stream and the buckets if they are missing.
 pub async fn ensure(
     js: &jetstream::Context,
     names: &Names,
     replicas: usize,
-) -> Result<kv::Store, String> {
+) -> Result<Buckets, String> {
     js.get_or_create_stream(stream::Config {
         name: names.stream.clone(),
         subjects: vec![names.stream_subjects.clone()],
@@ -55,18 +63,37 @@ pub async fn ensure(
     })
     .await
     .map_err(|e| format!("stream {}: {e}", names.stream))?;
-    match js.get_key_value(&names.retained_bucket).await {
+    Ok(Buckets {
+        retained: bucket(js, &names.retained_bucket, "retained messages", replicas).await?,
+        sessions: bucket(
+            js,
+            &names.sessions_bucket,
+            "who holds each client id",
+            replicas,
+        )
+        .await?,
+    })
+}
+
+/// The key-value bucket `name` (one value per key), made if missing.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    what: &str,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    match js.get_key_value(name).await {
         Ok(bucket) => Ok(bucket),
         Err(_) => js
             .create_key_value(kv::Config {
-                bucket: names.retained_bucket.clone(),
-                description: "Sluice: retained messages of the cluster".into(),
+                bucket: name.to_owned(),
+                description: format!("Sluice: {what} of the cluster"),
                 history: 1,
                 storage: stream::StorageType::File,
                 num_replicas: replicas,
                 ..Default::default()
             })
             .await
-            .map_err(|e| format!("bucket {}: {e}", names.retained_bucket)),
+            .map_err(|e| format!("bucket {name}: {e}")),
     }
 }

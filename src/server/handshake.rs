@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::connection::Origin;
 use crate::auth::Access;
-use crate::broker::{AccessControl, Broker, SessionSlot};
+use crate::broker::{AccessControl, Broker, Claim, SessionSlot};
 use crate::codec::{owned_string, ConnAck, Connect, ProtocolVersion, ReasonCode};
 use crate::config::SessionTakeover;
 use crate::session::machine::{
@@ -89,6 +89,17 @@ pub async fn attach(
     let because = |(code, why)| refuse_because(code, why);
     check_will(broker, connect, &client_id, username.as_ref(), &access).map_err(because)?;
     let foreign = owner_differs(broker, &client_id, username.as_ref()).map_err(because)?;
+    if broker.claim_session(&client_id, username.as_ref()).await == Claim::Refused {
+        tracing::info!(client_id = %client_id, "client id belongs to a session of another identity on another node");
+        broker
+            .stats
+            .takeover_refused
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(because((
+            ReasonCode::NotAuthorized,
+            "client id in use by a session of another identity",
+        )));
+    }
     let clean_start = connect.clean_start || foreign;
     if !broker.admits_session(&client_id) {
         tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");

@@ -22,10 +22,16 @@ impl SluiceCluster {
     /// `servers` NATS servers and `nodes` Sluice nodes, streams with
     /// `replicas` replicas; returns once every node is ready.
     pub fn start(servers: usize, nodes: usize, replicas: usize) -> SluiceCluster {
+        SluiceCluster::start_with(servers, nodes, replicas, "")
+    }
+
+    /// As [`SluiceCluster::start`], with `top` (top-level keys) at the
+    /// head of every node's configuration.
+    pub fn start_with(servers: usize, nodes: usize, replicas: usize, top: &str) -> SluiceCluster {
         let nats = NatsCluster::start(servers);
         let urls = nats.urls();
         let nodes = (0..nodes)
-            .map(|i| Sluice::start_config(&node_config(&urls, i, replicas)))
+            .map(|i| Sluice::start_config(&format!("{top}\n{}", node_config(&urls, i, replicas))))
             .collect();
         let cluster = SluiceCluster { nats, nodes };
         for (i, node) in cluster.nodes.iter().enumerate() {

@@ -281,3 +281,61 @@ fn a_shared_subscription_spans_nodes_and_gets_each_message_once() {
     // A plain subscription beside the group still gets everything.
     assert_eq!(collect(&mut plain).len(), sent);
 }
+
+#[test]
+fn a_connection_on_another_node_takes_the_client_id_over() {
+    let cluster = SluiceCluster::start(3, 2, 3);
+    let mut first = client(cluster.port(0), V5, "roamer");
+    let mut connected = crate::harness::connect_packet(V5, "roamer", true);
+    connected.keep_alive = 60;
+    let (_second, _) = Raw::connect_with(cluster.port(1), connected);
+    let closing = first.until_closed();
+    assert!(
+        closing.iter().any(|p| matches!(
+            p,
+            Packet::Disconnect(d) if d.reason == ReasonCode::SessionTakenOver
+        )),
+        "the first connection is told 0x8E: {closing:?}"
+    );
+    // Node 0 ended its session: nothing is left there.
+    let (status, body) = cluster.nodes[0].admin("GET", "/api/v1/clients/roamer", None, None);
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn another_identity_cannot_take_a_client_id_held_on_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwd");
+    for (user, password) in [("alice", "a-secret"), ("bob", "b-secret")] {
+        let ok = std::process::Command::new(crate::harness::SLUICE)
+            .arg("passwd")
+            .arg(&passwords)
+            .arg(user)
+            .args(["--password", password])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let top = format!(
+        "allow_anonymous = false\npassword_file = \"{}\"\n",
+        passwords.display()
+    );
+    let cluster = SluiceCluster::start_with(3, 2, 3, &top);
+    let login = |user: &str, password: &str| {
+        let mut c = crate::harness::connect_packet(V5, "owned", false);
+        c.properties.session_expiry_interval = Some(3600);
+        c.username = Some(ByteString::from(user));
+        c.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        c
+    };
+    let (_alice, _) = Raw::connect_with(cluster.port(0), login("alice", "a-secret"));
+    let mut bob = Raw::open(cluster.port(1), V5);
+    bob.send(&Packet::Connect(Box::new(login("bob", "b-secret"))));
+    match bob.recv() {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::NotAuthorized),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Alice herself may move.
+    let (_alice_again, _) = Raw::connect_with(cluster.port(1), login("alice", "a-secret"));
+}

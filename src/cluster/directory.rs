@@ -1,0 +1,174 @@
+//! Client ids across nodes: a JetStream key-value bucket
+//! (`<prefix>_sessions`, replicated like the stream) says which node and
+//! which identity hold each client id. A CONNECT claims its client id
+//! there before the session is taken: refused when another identity's
+//! session holds it on another node (unless `session_takeover =
+//! "any_identity"`), written otherwise. Every node watches the bucket: a
+//! node whose client id another node claimed closes that connection (v5
+//! DISCONNECT 0x8E, as a takeover on one node) and ends its session there,
+//! so one session per client id exists in the cluster; its queued messages
+//! stay behind (sessions do not move between nodes in this version).
+//!
+//! Availability over strictness: with the bucket unreachable, a claim is
+//! granted after [`CLAIM_WITHIN`] and not written.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::digest::short_hash;
+use crate::broker::{Broker, Claim, SessionDirectory};
+use crate::codec::ReasonCode;
+use crate::session::machine::{owner_check, OwnerCheck};
+use crate::store::now_ms;
+
+/// Bound on a claim's round trips to the bucket.
+const CLAIM_WITHIN: Duration = Duration::from_secs(2);
+
+/// How long a node waits for its connection to let go of a session
+/// another node claimed before ending it anyway.
+const LET_GO_WITHIN: Duration = Duration::from_secs(10);
+
+/// One entry of the bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Holder {
+    client_id: String,
+    node: String,
+    username: Option<String>,
+    at_ms: u64,
+}
+
+/// The cluster's [`SessionDirectory`].
+pub struct Directory {
+    pub node: String,
+    pub any_identity: bool,
+    /// Set once the bucket exists; claims are granted before.
+    pub bucket: OnceLock<kv::Store>,
+}
+
+impl SessionDirectory for Directory {
+    fn claim<'a>(
+        &'a self,
+        client_id: &'a ByteString,
+        identity: Option<&'a ByteString>,
+    ) -> Pin<Box<dyn Future<Output = Claim> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(bucket) = self.bucket.get() else {
+                return Claim::Granted;
+            };
+            match tokio::time::timeout(CLAIM_WITHIN, self.claim_in(bucket, client_id, identity))
+                .await
+            {
+                Ok(Ok(claim)) => claim,
+                Ok(Err(e)) => {
+                    tracing::warn!(client_id = %client_id, error = %e, "cluster: client id not claimed in the session bucket; connecting anyway");
+                    Claim::Granted
+                }
+                Err(_) => {
+                    tracing::warn!(client_id = %client_id, "cluster: session bucket did not answer; connecting anyway");
+                    Claim::Granted
+                }
+            }
+        })
+    }
+}
+
+impl Directory {
+    async fn claim_in(
+        &self,
+        bucket: &kv::Store,
+        client_id: &ByteString,
+        identity: Option<&ByteString>,
+    ) -> Result<Claim, async_nats::Error> {
+        let key = short_hash(client_id);
+        let held: Option<Holder> = bucket
+            .get(key.as_str())
+            .await?
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        if let Some(h) = &held {
+            if h.node != self.node {
+                let owner = h.username.as_deref().map(ByteString::from);
+                let check = owner_check(Some((owner.as_ref(), false)), identity, self.any_identity);
+                if check == OwnerCheck::ForeignRefused {
+                    return Ok(Claim::Refused);
+                }
+            }
+        }
+        let mine = Holder {
+            client_id: client_id.to_string(),
+            node: self.node.clone(),
+            username: identity.map(|u| u.to_string()),
+            at_ms: now_ms(),
+        };
+        let unchanged = held
+            .as_ref()
+            .is_some_and(|h| h.node == mine.node && h.username == mine.username);
+        if !unchanged {
+            bucket
+                .put(key.as_str(), serde_json::to_vec(&mine)?.into())
+                .await?;
+        }
+        Ok(Claim::Granted)
+    }
+}
+
+/// Follows the bucket until `stop`: a client id another node claimed
+/// leaves this node.
+pub async fn watch_claims(
+    bucket: kv::Store,
+    node: String,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let mut updates = match bucket.watch_all().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: cannot watch the session bucket, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        loop {
+            let entry = tokio::select! {
+                e = updates.next() => e,
+                _ = stop.changed() => return,
+            };
+            let Some(Ok(entry)) = entry else { break };
+            let Ok(holder) = serde_json::from_slice::<Holder>(&entry.value) else {
+                continue;
+            };
+            if holder.node != node {
+                let broker = Arc::clone(&broker);
+                tokio::spawn(async move { let_go(&broker, holder).await });
+            }
+        }
+    }
+}
+
+/// Closes this node's connection of a client id another node claimed, and
+/// ends its session here.
+async fn let_go(broker: &Broker, holder: Holder) {
+    let client_id = ByteString::from(holder.client_id);
+    let Some(slot) = broker.find_session(&client_id) else {
+        return;
+    };
+    // A connection made here after the other node's claim is the newer.
+    if slot.is_bridge() || slot.control.lock().connected_at_ms > holder.at_ms {
+        return;
+    }
+    tracing::info!(client_id = %client_id, node = %holder.node, "cluster: client id taken over by another node");
+    slot.kick(ReasonCode::SessionTakenOver);
+    let lock = slot.connection_lock.clone();
+    let _ = tokio::time::timeout(LET_GO_WITHIN, lock.lock_owned()).await;
+    broker.remove_session(&slot);
+}
