@@ -70,9 +70,10 @@ def start_node(workdir, name, cluster=None):
     return proc, port
 
 
-def load(pub_ports, sub_ports, qos, seconds, prefix):
+def load(pub_ports, sub_ports, qos, seconds, prefix, rate=0):
     out = subprocess.run(
         [os.path.join(REL, "sluice-bench"), "--qos", str(qos), "--duration", str(seconds),
+         "--rate", str(rate),
          "--warmup", "2", "--prefix", prefix, "--json",
          "--pub-ports", ",".join(map(str, pub_ports)),
          "--sub-ports", ",".join(map(str, sub_ports)), "pairs", "-n", "50"],
@@ -107,10 +108,12 @@ def main():
             for kind in ["single", "cluster1", "cluster2", "cluster3"]:
                 procs, pubs, subs = setup(workdir, kind, urls)
                 try:
-                    for qos in (0, 1):
-                        res = load(pubs, subs, qos, a.seconds, f"b{r}{kind}q{qos}")
-                        results.setdefault((kind, qos), []).append(res)
-                        print(kind, f"qos{qos}", round(res["received_per_sec"]),
+                    # Full speed (throughput; latency is then queueing), and
+                    # QoS 1 at a fixed 2,000 msg/s (latency of one message).
+                    for qos, rate in ((0, 0), (1, 0), (1, 2000)):
+                        res = load(pubs, subs, qos, a.seconds, f"b{r}{kind}q{qos}r{rate}", rate)
+                        results.setdefault((kind, qos, rate), []).append(res)
+                        print(kind, f"qos{qos}", f"rate{rate}", round(res["received_per_sec"]),
                               "msg/s p50", res["latency_us"]["p50"], "us p99",
                               res["latency_us"]["p99"], "lost", res["lost"], flush=True)
                 finally:
@@ -120,11 +123,12 @@ def main():
         for p in nats:
             stop(p)
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n| setup | QoS | delivered msg/s | p50 latency | p99 latency | lost |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (kind, qos), runs in results.items():
+    print("\n| setup | QoS | offered | delivered msg/s | p50 latency | p99 latency | lost |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (kind, qos, rate), runs in results.items():
         med = lambda f: statistics.median(f(x) for x in runs)
-        print(f"| {kind} | {qos} | {med(lambda x: x['received_per_sec']):,.0f} | "
+        offered = f"{rate:,}/s" if rate else "full speed"
+        print(f"| {kind} | {qos} | {offered} | {med(lambda x: x['received_per_sec']):,.0f} | "
               f"{med(lambda x: x['latency_us']['p50']) / 1000:.2f} ms | "
               f"{med(lambda x: x['latency_us']['p99']) / 1000:.2f} ms | "
               f"{sum(x['lost'] for x in runs)} |")

@@ -9,6 +9,8 @@ use std::pin::Pin;
 
 use bytestring::ByteString;
 
+use crate::session::Message;
+
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -29,4 +31,9 @@ pub trait SessionDirectory: Send + Sync {
         client_id: &'a ByteString,
         identity: Option<&'a ByteString>,
     ) -> Pin<Box<dyn Future<Output = Claim> + Send + 'a>>;
+
+    /// The will this node holds for `client_id` now (with its delay in
+    /// seconds), or none: kept where other nodes find it, so it is
+    /// published if this node dies. Never blocks.
+    fn will_changed(&self, _client_id: &ByteString, _will: Option<(Message, u32)>) {}
 }

@@ -165,6 +165,18 @@ impl Broker {
         }
     }
 
+    /// Tells the directory which will this node now holds for `client_id`
+    /// (a connection's, from its CONNECT) or that it holds none.
+    pub fn note_will(&self, client_id: &ByteString, will: Option<&crate::codec::Will>) {
+        if let Some(d) = self.directory.get() {
+            let will = will.map(|w| {
+                let delay = w.properties.will_delay_interval.unwrap_or(0);
+                (will_message(w, client_id), delay)
+            });
+            d.will_changed(client_id, will);
+        }
+    }
+
     /// Re-reads the password and ACL files; on error the old rules stay.
     pub fn reload_access(&self) -> Result<(), crate::auth::AuthError> {
         let access = AccessControl::load(

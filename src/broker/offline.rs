@@ -24,6 +24,10 @@ impl Broker {
         generation: u64,
     ) {
         self.plan_offline(slot, &plan, generation, Instant::now());
+        // Published or cancelled already: no other node needs it.
+        if slot.control.lock().will.is_none() {
+            self.note_will(&slot.client_id, None);
+        }
         if self.timers.claim_driver() {
             tokio::spawn(drive_timers(Arc::downgrade(self), Arc::clone(&self.timers)));
         }
@@ -66,6 +70,7 @@ impl Broker {
                     if let Some(w) = will {
                         self.publish_will(&w, &slot);
                         self.persist_session(&slot, now_ms());
+                        self.note_will(&slot.client_id, None);
                     }
                 }
                 TimerKind::Expiry => {

@@ -43,6 +43,7 @@ impl Broker {
     pub fn remove_session(&self, slot: &Arc<SessionSlot>) {
         if self.sessions.remove_if_current(slot) {
             self.end_session(slot);
+            self.note_will(&slot.client_id, None);
         }
     }
 

@@ -12,6 +12,7 @@
 //! Availability over strictness: with the bucket unreachable, a claim is
 //! granted after [`CLAIM_WITHIN`] and not written.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -20,13 +21,16 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use bytestring::ByteString;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::digest::short_hash;
+use super::wills::WillChange;
 use crate::broker::{Broker, Claim, SessionDirectory};
 use crate::codec::ReasonCode;
 use crate::session::machine::{owner_check, OwnerCheck};
+use crate::session::Message;
 use crate::store::now_ms;
 
 /// Bound on a claim's round trips to the bucket.
@@ -51,6 +55,11 @@ pub struct Directory {
     pub any_identity: bool,
     /// Set once the bucket exists; claims are granted before.
     pub bucket: OnceLock<kv::Store>,
+    /// Will changes, to [`super::wills::keep`].
+    pub wills: mpsc::UnboundedSender<WillChange>,
+    /// Client ids whose will this node put in the wills bucket (only
+    /// those need a removal).
+    pub with_will: Mutex<HashSet<ByteString>>,
 }
 
 impl SessionDirectory for Directory {
@@ -78,9 +87,31 @@ impl SessionDirectory for Directory {
             }
         })
     }
+
+    fn will_changed(&self, client_id: &ByteString, will: Option<(Message, u32)>) {
+        self.will_change(client_id, will);
+    }
 }
 
 impl Directory {
+    fn will_change(&self, client_id: &ByteString, will: Option<(Message, u32)>) {
+        let change = match will {
+            Some((will, delay_secs)) => {
+                self.with_will.lock().insert(client_id.clone());
+                WillChange::Set {
+                    client_id: client_id.clone(),
+                    will: Box::new(will),
+                    delay_secs,
+                }
+            }
+            None if self.with_will.lock().remove(client_id) => WillChange::Clear {
+                client_id: client_id.clone(),
+            },
+            None => return,
+        };
+        let _ = self.wills.send(change);
+    }
+
     async fn claim_in(
         &self,
         bucket: &kv::Store,

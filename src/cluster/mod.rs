@@ -15,8 +15,10 @@
 //! - who holds a client id ([`directory`]): a second connection on another
 //!   node takes over (or is refused, for another identity).
 //!
-//! Session state (queued messages, in flight) and wills stay on their node
-//! in this version.
+//! - wills of a node that dies ([`wills`]): the others publish them.
+//!
+//! Session state (queued messages, in flight) stays on its node in this
+//! version.
 //!
 //! The cluster is an edge of the broker, a sibling of `server` and
 //! `bridge` (docs/ARCHITECTURE.md): it plugs into the broker's router seam
@@ -34,6 +36,7 @@ mod retained;
 mod status;
 mod streams;
 mod subject;
+mod wills;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -125,17 +128,20 @@ impl Cluster {
             next_id: AtomicU64::new(0),
             stats: Arc::clone(&stats),
         };
+        let (will_changes, will_rx) = mpsc::unbounded_channel();
         let directory = Arc::new(directory::Directory {
             node: cfg.node_name.clone(),
             any_identity: broker.config.session_takeover == SessionTakeover::AnyIdentity,
             bucket: std::sync::OnceLock::new(),
+            wills: will_changes,
+            with_will: Default::default(),
         });
         broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
         let tasks = vec![
             tokio::spawn(inbound::run(inbound, interest, stop_rx.clone())),
             tokio::spawn(run_when_ready(
                 link,
-                directory,
+                (directory, will_rx),
                 streams::Names::new(&cfg.prefix),
                 usize::from(cfg.replicas),
                 Arc::clone(broker),
@@ -193,7 +199,10 @@ impl ClusterStatus {
 /// the session directory, until `stop`.
 async fn run_when_ready(
     mut link: link::Link,
-    directory: Arc<directory::Directory>,
+    (directory, will_changes): (
+        Arc<directory::Directory>,
+        mpsc::UnboundedReceiver<wills::WillChange>,
+    ),
     names: streams::Names,
     replicas: usize,
     broker: Arc<Broker>,
@@ -204,9 +213,25 @@ async fn run_when_ready(
     };
     let _ = directory.bucket.set(buckets.sessions.clone());
     let claims = tokio::spawn(directory::watch_claims(
-        buckets.sessions,
+        buckets.sessions.clone(),
         directory.node.clone(),
         Arc::clone(&broker),
+        stop.clone(),
+    ));
+    let kept = tokio::spawn(wills::keep(
+        buckets.wills.clone(),
+        directory.node.clone(),
+        Arc::clone(&link.stats),
+        will_changes,
+        stop.clone(),
+    ));
+    let nodes = tokio::spawn(wills::watch_nodes(
+        buckets.nodes,
+        buckets.wills,
+        buckets.sessions.clone(),
+        directory.node.clone(),
+        Arc::clone(&broker),
+        Arc::clone(&link.stats),
         stop.clone(),
     ));
     let bucket = buckets.retained;
@@ -222,8 +247,9 @@ async fn run_when_ready(
         stop.clone(),
     ));
     link::run(Arc::new(link), broker.store().clone(), stop).await;
-    mirror.abort();
-    claims.abort();
+    for task in [mirror, claims, kept, nodes] {
+        task.abort();
+    }
 }
 
 /// Creates the stream and bucket, retrying while NATS does not answer.

@@ -26,6 +26,13 @@ pub struct ClusterStats {
     pub retained_applied: AtomicU64,
     /// Messages larger than NATS takes, kept on this node.
     pub too_large: AtomicU64,
+    /// Wills of this node's connections written to the wills bucket.
+    pub wills_kept: AtomicU64,
+    /// Heartbeats this node wrote (other nodes publish the wills of a
+    /// node whose heartbeats stop).
+    pub heartbeats: AtomicU64,
+    /// Wills of dead nodes' clients this node published.
+    pub wills_of_dead_nodes: AtomicU64,
     /// The stream and the bucket exist: messages flow.
     pub ready: AtomicBool,
 }
@@ -47,6 +54,9 @@ impl ClusterStats {
             decode_errors: get(&self.decode_errors),
             retained_applied: get(&self.retained_applied),
             too_large: get(&self.too_large),
+            wills_kept: get(&self.wills_kept),
+            heartbeats: get(&self.heartbeats),
+            wills_of_dead_nodes: get(&self.wills_of_dead_nodes),
         }
     }
 }
@@ -63,4 +73,7 @@ pub struct ClusterCounters {
     pub decode_errors: u64,
     pub retained_applied: u64,
     pub too_large: u64,
+    pub wills_kept: u64,
+    pub heartbeats: u64,
+    pub wills_of_dead_nodes: u64,
 }

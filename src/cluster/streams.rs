@@ -22,6 +22,8 @@ pub struct Names {
     pub stream_subjects: String,
     pub retained_bucket: String,
     pub sessions_bucket: String,
+    pub wills_bucket: String,
+    pub nodes_bucket: String,
 }
 
 impl Names {
@@ -31,6 +33,8 @@ impl Names {
             stream_subjects: format!("{prefix}.m.>"),
             retained_bucket: format!("{prefix}_retained"),
             sessions_bucket: format!("{prefix}_sessions"),
+            wills_bucket: format!("{prefix}_wills"),
+            nodes_bucket: format!("{prefix}_nodes"),
         }
     }
 }
@@ -42,6 +46,8 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 pub struct Buckets {
     pub retained: kv::Store,
     pub sessions: kv::Store,
+    pub wills: kv::Store,
+    pub nodes: kv::Store,
 }
 
 /// Creates the stream and the buckets if they are missing.
@@ -72,6 +78,14 @@ pub async fn ensure(
             replicas,
         )
         .await?,
+        wills: bucket(
+            js,
+            &names.wills_bucket,
+            "wills of open connections",
+            replicas,
+        )
+        .await?,
+        nodes: bucket(js, &names.nodes_bucket, "node heartbeats", replicas).await?,
     })
 }
 

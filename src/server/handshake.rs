@@ -111,6 +111,7 @@ pub async fn attach(
     }
     let (slot, guard, session_present) = take_session(broker, &client_id, clean_start).await?;
     let kick = install(&slot, connect, expiry.granted, &username);
+    broker.note_will(&client_id, connect.will.as_ref());
     let ticket = keep_on_disk(broker, &slot, origin, session_present, expiry.granted);
     let (keep_alive, server_keep_alive) = keep_alive(connect, limits.max_keep_alive);
     let properties = connack_properties(

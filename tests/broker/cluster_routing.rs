@@ -339,3 +339,60 @@ fn another_identity_cannot_take_a_client_id_held_on_another_node() {
     // Alice herself may move.
     let (_alice_again, _) = Raw::connect_with(cluster.port(1), login("alice", "a-secret"));
 }
+
+#[test]
+fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
+    let mut cluster = SluiceCluster::start(3, 2, 3);
+    let mut watcher = client(cluster.port(1), V5, "will-watcher");
+    watcher.subscribe(1, &[("w/#", sub_opts(QoS::AtLeastOnce))]);
+    let mut prober = client(cluster.port(0), V5, "will-prober");
+    wait_for_route(&mut prober, &mut watcher, "w/probe");
+    let mut c = crate::harness::connect_packet(V5, "mortal", true);
+    c.will = Some(Will {
+        topic: ByteString::from("w/mortal"),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let (_mortal, _) = Raw::connect_with(cluster.port(0), c);
+    // The will reaches the bucket a moment after CONNACK (a node killed
+    // before that loses it: the window the README states).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // Kept, and node 0 seen alive since (its death is told by the end
+        // of its heartbeats).
+        let counters = &view["counters"];
+        if counters["wills_kept"].as_u64() >= Some(1) && counters["heartbeats"].as_u64() >= Some(2)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "will not kept: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(prober);
+    // SIGKILL: node 0 cannot publish anything any more.
+    drop(cluster.nodes.remove(0));
+    let Some(will) = receive(&mut watcher, Duration::from_secs(60)) else {
+        let log = cluster.nodes[0].log_lines();
+        let log: Vec<&String> = log
+            .iter()
+            .filter(|l| !l.contains("client connected"))
+            .collect();
+        panic!("no will from node 1; its log:\n{log:#?}");
+    };
+    assert_eq!(will.topic, "w/mortal");
+    assert_eq!(&will.payload[..], b"gone");
+    assert!(
+        receive(&mut watcher, Duration::from_secs(5)).is_none(),
+        "published once"
+    );
+    let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["counters"]["wills_of_dead_nodes"], 1, "{body}");
+}

@@ -6,7 +6,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use super::family::{counter, family, gauge};
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterCounters, ClusterView};
 
 /// One scrape's reading of the node's cluster part.
 #[derive(Debug)]
@@ -15,7 +15,6 @@ pub(super) struct ClusterSnapshot(pub(super) ClusterView);
 impl Collector for ClusterSnapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let v = &self.0;
-        let c = &v.counters;
         let node = || vec![("node", v.node.clone())];
         family(
             &mut e,
@@ -31,53 +30,7 @@ impl Collector for ClusterSnapshot {
             MetricType::Gauge,
             &[(node(), gauge(u64::from(v.ready)))],
         )?;
-        let counters: [(&str, &str, u64); 9] = [
-            (
-                "sluice_cluster_published_durable",
-                "QoS 1/2 messages JetStream stored for this node's publishers.",
-                c.published_durable,
-            ),
-            (
-                "sluice_cluster_published_volatile",
-                "QoS 0 messages sent to the other nodes.",
-                c.published_volatile,
-            ),
-            (
-                "sluice_cluster_publish_retries",
-                "Publishes sent again after NATS or JetStream did not answer.",
-                c.publish_retries,
-            ),
-            (
-                "sluice_cluster_received",
-                "Messages from other nodes routed to this node's subscribers.",
-                c.received,
-            ),
-            (
-                "sluice_cluster_received_shared",
-                "Messages NATS gave this node for its shared subscriptions.",
-                c.received_shared,
-            ),
-            (
-                "sluice_cluster_duplicates",
-                "Copies from other nodes skipped (overlapping subscriptions, resends).",
-                c.duplicates,
-            ),
-            (
-                "sluice_cluster_decode_errors",
-                "NATS messages and bucket entries that were not a node's.",
-                c.decode_errors,
-            ),
-            (
-                "sluice_cluster_retained_applied",
-                "Retained-bucket updates applied to this node.",
-                c.retained_applied,
-            ),
-            (
-                "sluice_cluster_too_large",
-                "Messages over the NATS servers' max_payload, kept on this node.",
-                c.too_large,
-            ),
-        ];
+        let counters = counter_families(&v.counters);
         for (name, help, value) in counters {
             family(
                 &mut e,
@@ -89,4 +42,70 @@ impl Collector for ClusterSnapshot {
         }
         Ok(())
     }
+}
+
+/// The counter families: name, help, value.
+fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 12] {
+    [
+        (
+            "sluice_cluster_published_durable",
+            "QoS 1/2 messages JetStream stored for this node's publishers.",
+            c.published_durable,
+        ),
+        (
+            "sluice_cluster_published_volatile",
+            "QoS 0 messages sent to the other nodes.",
+            c.published_volatile,
+        ),
+        (
+            "sluice_cluster_publish_retries",
+            "Publishes sent again after NATS or JetStream did not answer.",
+            c.publish_retries,
+        ),
+        (
+            "sluice_cluster_received",
+            "Messages from other nodes routed to this node's subscribers.",
+            c.received,
+        ),
+        (
+            "sluice_cluster_received_shared",
+            "Messages NATS gave this node for its shared subscriptions.",
+            c.received_shared,
+        ),
+        (
+            "sluice_cluster_duplicates",
+            "Copies from other nodes skipped (overlapping subscriptions, resends).",
+            c.duplicates,
+        ),
+        (
+            "sluice_cluster_decode_errors",
+            "NATS messages and bucket entries that were not a node's.",
+            c.decode_errors,
+        ),
+        (
+            "sluice_cluster_retained_applied",
+            "Retained-bucket updates applied to this node.",
+            c.retained_applied,
+        ),
+        (
+            "sluice_cluster_heartbeats",
+            "Heartbeats this node wrote for the others to see it alive.",
+            c.heartbeats,
+        ),
+        (
+            "sluice_cluster_wills_kept",
+            "Wills of this node's connections written where other nodes find them.",
+            c.wills_kept,
+        ),
+        (
+            "sluice_cluster_wills_of_dead_nodes",
+            "Wills of dead nodes' clients this node published.",
+            c.wills_of_dead_nodes,
+        ),
+        (
+            "sluice_cluster_too_large",
+            "Messages over the NATS servers' max_payload, kept on this node.",
+            c.too_large,
+        ),
+    ]
 }
