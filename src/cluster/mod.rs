@@ -28,6 +28,7 @@ mod connect;
 mod digest;
 mod directory;
 mod envelope;
+mod follow;
 mod inbound;
 mod interest;
 mod link;

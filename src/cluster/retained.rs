@@ -14,14 +14,12 @@
 //! little after the node that took the PUBLISH (which applied it at once).
 
 use async_nats::jetstream::kv;
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::envelope;
 use super::status::ClusterStats;
 use crate::broker::Broker;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The bucket key of `topic`.
 pub fn retained_key(topic: &str) -> String {
@@ -37,41 +35,10 @@ pub async fn mirror(
     stats: Arc<ClusterStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next_revision = 0u64;
-    loop {
-        let watch = if next_revision == 0 {
-            bucket.watch_with_history(">").await
-        } else {
-            bucket.watch_all_from_revision(next_revision).await
-        };
-        let mut entries = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot watch the retained bucket, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.changed() => return,
-                }
-            }
-        };
-        loop {
-            let entry = tokio::select! {
-                e = entries.next() => e,
-                _ = stop.changed() => return,
-            };
-            match entry {
-                Some(Ok(entry)) => {
-                    next_revision = entry.revision + 1;
-                    apply(&broker, &stats, entry);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "cluster: retained bucket watch interrupted");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
+    super::follow::follow(&bucket, "retained", &mut stop, |entry| {
+        apply(&broker, &stats, entry)
+    })
+    .await;
 }
 
 fn apply(broker: &Broker, stats: &ClusterStats, entry: kv::Entry) {

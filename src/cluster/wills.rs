@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytestring::ByteString;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -261,27 +260,11 @@ async fn follow(
     mut stop: watch::Receiver<bool>,
     apply: fn(&mut Known, String, Option<&[u8]>),
 ) {
-    loop {
-        let mut entries = match bucket.watch_with_history(">").await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot watch a bucket, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.changed() => return,
-                }
-            }
-        };
-        loop {
-            let entry = tokio::select! {
-                e = entries.next() => e,
-                _ = stop.changed() => return,
-            };
-            let Some(Ok(entry)) = entry else { break };
-            let value = (entry.operation == kv::Operation::Put).then_some(&entry.value[..]);
-            apply(&mut known.lock(), entry.key, value);
-        }
-    }
+    super::follow::follow(&bucket, "nodes or wills", &mut stop, |entry| {
+        let value = (entry.operation == kv::Operation::Put).then_some(&entry.value[..]);
+        apply(&mut known.lock(), entry.key, value);
+    })
+    .await;
 }
 
 /// Publishes the will under `key` of the dead node `node` once its delay
