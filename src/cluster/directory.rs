@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::digest::short_hash;
+use super::status::ClusterStats;
 use super::wills::WillChange;
 use crate::broker::{Broker, Claim, SessionDirectory};
 use crate::codec::ReasonCode;
@@ -34,7 +35,7 @@ use crate::session::Message;
 use crate::store::now_ms;
 
 /// Bound on a claim's round trips to the bucket.
-const CLAIM_WITHIN: Duration = Duration::from_secs(2);
+const CLAIM_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long a node waits for its connection to let go of a session
 /// another node claimed before ending it anyway.
@@ -60,6 +61,7 @@ pub struct Directory {
     /// Client ids whose will this node put in the wills bucket (only
     /// those need a removal).
     pub with_will: Mutex<HashSet<ByteString>>,
+    pub stats: Arc<ClusterStats>,
 }
 
 impl SessionDirectory for Directory {
@@ -77,10 +79,12 @@ impl SessionDirectory for Directory {
             {
                 Ok(Ok(claim)) => claim,
                 Ok(Err(e)) => {
+                    ClusterStats::add(&self.stats.claims_unanswered, 1);
                     tracing::warn!(client_id = %client_id, error = %e, "cluster: client id not claimed in the session bucket; connecting anyway");
                     Claim::Granted
                 }
                 Err(_) => {
+                    ClusterStats::add(&self.stats.claims_unanswered, 1);
                     tracing::warn!(client_id = %client_id, "cluster: session bucket did not answer; connecting anyway");
                     Claim::Granted
                 }
@@ -145,6 +149,7 @@ impl Directory {
             bucket
                 .put(key.as_str(), serde_json::to_vec(&mine)?.into())
                 .await?;
+            ClusterStats::add(&self.stats.claims_written, 1);
         }
         Ok(Claim::Granted)
     }

@@ -136,6 +136,7 @@ impl Cluster {
             bucket: std::sync::OnceLock::new(),
             wills: will_changes,
             with_will: Default::default(),
+            stats: Arc::clone(&stats),
         });
         broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
         let tasks = vec![

@@ -26,6 +26,10 @@ pub struct ClusterStats {
     pub retained_applied: AtomicU64,
     /// Messages larger than NATS takes, kept on this node.
     pub too_large: AtomicU64,
+    /// Client ids this node's CONNECTs wrote into the session bucket.
+    pub claims_written: AtomicU64,
+    /// CONNECTs let in without a claim: the bucket did not answer in time.
+    pub claims_unanswered: AtomicU64,
     /// Wills of this node's connections written to the wills bucket.
     pub wills_kept: AtomicU64,
     /// Heartbeats this node wrote (other nodes publish the wills of a
@@ -54,6 +58,8 @@ impl ClusterStats {
             decode_errors: get(&self.decode_errors),
             retained_applied: get(&self.retained_applied),
             too_large: get(&self.too_large),
+            claims_written: get(&self.claims_written),
+            claims_unanswered: get(&self.claims_unanswered),
             wills_kept: get(&self.wills_kept),
             heartbeats: get(&self.heartbeats),
             wills_of_dead_nodes: get(&self.wills_of_dead_nodes),
@@ -73,6 +79,8 @@ pub struct ClusterCounters {
     pub decode_errors: u64,
     pub retained_applied: u64,
     pub too_large: u64,
+    pub claims_written: u64,
+    pub claims_unanswered: u64,
     pub wills_kept: u64,
     pub heartbeats: u64,
     pub wills_of_dead_nodes: u64,

@@ -330,6 +330,21 @@ fn another_identity_cannot_take_a_client_id_held_on_another_node() {
         c
     };
     let (_alice, _) = Raw::connect_with(cluster.port(0), login("alice", "a-secret"));
+    // A claim the bucket does not answer in time lets the CONNECT in
+    // unwritten (availability first): wait until Alice's is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if view["counters"]["claims_written"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "claim not written: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut bob = Raw::open(cluster.port(1), V5);
     bob.send(&Packet::Connect(Box::new(login("bob", "b-secret"))));
     match bob.recv() {

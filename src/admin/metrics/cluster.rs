@@ -45,7 +45,7 @@ impl Collector for ClusterSnapshot {
 }
 
 /// The counter families: name, help, value.
-fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 12] {
+fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 14] {
     [
         (
             "sluice_cluster_published_durable",
@@ -86,6 +86,16 @@ fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 
             "sluice_cluster_retained_applied",
             "Retained-bucket updates applied to this node.",
             c.retained_applied,
+        ),
+        (
+            "sluice_cluster_claims_written",
+            "Client ids this node's CONNECTs wrote into the session bucket.",
+            c.claims_written,
+        ),
+        (
+            "sluice_cluster_claims_unanswered",
+            "CONNECTs let in without a claim: the session bucket did not answer in time.",
+            c.claims_unanswered,
         ),
         (
             "sluice_cluster_heartbeats",
