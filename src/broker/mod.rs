@@ -177,6 +177,15 @@ impl Broker {
         }
     }
 
+    /// After a connection closed: a will already published or cancelled
+    /// needs no other node (a delayed one stays theirs until it fires).
+    /// Nothing to do, and no lock taken, on a single node.
+    fn forget_settled_will(&self, slot: &SessionSlot) {
+        if self.directory.get().is_some() && slot.control.lock().will.is_none() {
+            self.note_will(&slot.client_id, None);
+        }
+    }
+
     /// Re-reads the password and ACL files; on error the old rules stay.
     pub fn reload_access(&self) -> Result<(), crate::auth::AuthError> {
         let access = AccessControl::load(

@@ -24,10 +24,7 @@ impl Broker {
         generation: u64,
     ) {
         self.plan_offline(slot, &plan, generation, Instant::now());
-        // Published or cancelled already: no other node needs it.
-        if slot.control.lock().will.is_none() {
-            self.note_will(&slot.client_id, None);
-        }
+        self.forget_settled_will(slot);
         if self.timers.claim_driver() {
             tokio::spawn(drive_timers(Arc::downgrade(self), Arc::clone(&self.timers)));
         }

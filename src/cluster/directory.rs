@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytestring::ByteString;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -155,40 +154,33 @@ impl Directory {
     }
 }
 
-/// Follows the bucket until `stop`: a client id another node claimed
-/// leaves this node.
+/// Follows the bucket until `stop` (its content first, so sessions
+/// restored here for client ids another node claimed meanwhile go too): a
+/// client id another node claimed leaves this node.
 pub async fn watch_claims(
     bucket: kv::Store,
     node: String,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let mut updates = match bucket.watch_all().await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot watch the session bucket, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.changed() => return,
-                }
-            }
+    super::follow::follow(&bucket, "sessions", &mut stop, |entry| {
+        let Ok(holder) = serde_json::from_slice::<Holder>(&entry.value) else {
+            return;
         };
-        loop {
-            let entry = tokio::select! {
-                e = updates.next() => e,
-                _ = stop.changed() => return,
-            };
-            let Some(Ok(entry)) = entry else { break };
-            let Ok(holder) = serde_json::from_slice::<Holder>(&entry.value) else {
-                continue;
-            };
-            if holder.node != node {
-                let broker = Arc::clone(&broker);
-                tokio::spawn(async move { let_go(&broker, holder).await });
-            }
+        if holder.node != node {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move { let_go(&broker, holder).await });
         }
-    }
+    })
+    .await;
+}
+
+/// The node holding `client_id` now, as the bucket says.
+pub async fn holder_node(bucket: &kv::Store, client_id: &str) -> Option<String> {
+    let value = bucket.get(short_hash(client_id)).await.ok()??;
+    serde_json::from_slice::<Holder>(&value)
+        .ok()
+        .map(|h| h.node)
 }
 
 /// Closes this node's connection of a client id another node claimed, and

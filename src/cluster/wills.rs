@@ -119,15 +119,16 @@ pub async fn keep(
 /// What a node knows of the others, from watching the two buckets.
 #[derive(Default)]
 struct Known {
-    /// Each node's last heartbeat (ms since the epoch).
+    /// The last heartbeat (ms since the epoch) of each node holding a will.
     beats: HashMap<String, u64>,
     /// Every will in the bucket, by key.
     wills: HashMap<String, StoredWill>,
 }
 
 /// Says this node is alive every [`HEARTBEAT`] and publishes the wills of
-/// nodes that stopped saying so, until `stop`. Both buckets are followed
-/// by watches (no listing per round).
+/// nodes that stopped saying so, until `stop`. The wills are followed by a
+/// watch (no listing per round); the few nodes holding them are read
+/// directly each round.
 pub async fn watch_nodes(
     nodes: kv::Store,
     wills: kv::Store,
@@ -138,34 +139,22 @@ pub async fn watch_nodes(
     mut stop: watch::Receiver<bool>,
 ) {
     let known = Arc::new(Mutex::new(Known::default()));
-    let followers = [
-        tokio::spawn(follow(
-            nodes.clone(),
-            Arc::clone(&known),
-            stop.clone(),
-            |k, key, v| match v.and_then(|v| serde_json::from_slice::<Heartbeat>(v).ok()) {
-                Some(beat) => {
-                    k.beats.insert(key, beat.at_ms);
-                }
-                None => {
-                    k.beats.remove(&key);
-                }
-            },
-        )),
-        tokio::spawn(follow(
-            wills.clone(),
-            Arc::clone(&known),
-            stop.clone(),
-            |k, key, v| match v.and_then(|v| serde_json::from_slice::<StoredWill>(v).ok()) {
-                Some(w) => {
-                    k.wills.insert(key, w);
-                }
-                None => {
-                    k.wills.remove(&key);
-                }
-            },
-        )),
-    ];
+    let follower = {
+        let (wills, known, mut stop) = (wills.clone(), Arc::clone(&known), stop.clone());
+        tokio::spawn(async move {
+            super::follow::follow(&wills, "wills", &mut stop, |entry| {
+                let will = (entry.operation == kv::Operation::Put)
+                    .then(|| serde_json::from_slice::<StoredWill>(&entry.value).ok())
+                    .flatten();
+                let mut k = known.lock();
+                match will {
+                    Some(w) => k.wills.insert(entry.key, w),
+                    None => k.wills.remove(&entry.key),
+                };
+            })
+            .await
+        })
+    };
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
@@ -184,9 +173,7 @@ pub async fn watch_nodes(
             }
         }
     }
-    for f in followers {
-        f.abort();
-    }
+    follower.abort();
 }
 
 /// Writes this node's heartbeat, trying again every 200 ms within one
@@ -252,21 +239,6 @@ fn due_wills(known: &Mutex<Known>, me: &str) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Applies a bucket's content, then its changes, to `known` until `stop`
-/// (`apply` gets the key and the value, none for a delete).
-async fn follow(
-    bucket: kv::Store,
-    known: Arc<Mutex<Known>>,
-    mut stop: watch::Receiver<bool>,
-    apply: fn(&mut Known, String, Option<&[u8]>),
-) {
-    super::follow::follow(&bucket, "nodes or wills", &mut stop, |entry| {
-        let value = (entry.operation == kv::Operation::Put).then_some(&entry.value[..]);
-        apply(&mut known.lock(), entry.key, value);
-    })
-    .await;
-}
-
 /// Publishes the will under `key` of the dead node `node` once its delay
 /// (from `last_seen`) has passed, if this node wins it and the client has
 /// not connected elsewhere since; whether it did.
@@ -306,13 +278,9 @@ async fn publish_if_due(
     // A client that came back elsewhere within the delay keeps its will
     // (3.1.3.2.2); with no delay the will is due whatever happened since.
     let moved = will.delay_secs > 0
-        && match sessions.get(short_hash(&will.client_id)).await {
-            Ok(Some(v)) => serde_json::from_slice::<serde_json::Value>(&v)
-                .ok()
-                .and_then(|h| h["node"].as_str().map(|n| n != node))
-                .unwrap_or(false),
-            _ => false,
-        };
+        && super::directory::holder_node(sessions, &will.client_id)
+            .await
+            .is_some_and(|holder| holder != node);
     if moved {
         tracing::info!(client_id = %will.client_id, node, "cluster: will of a dead node not published: the client connected elsewhere");
         return false;

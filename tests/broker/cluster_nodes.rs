@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sluice::codec::*;
 
-use crate::harness::{connect_packet, pid, Raw, Sluice};
+use crate::harness::{Raw, Sluice};
 use crate::nats_peer::NatsCluster;
 
 /// How long a node may take to reach NATS and find (or make) the stream.
@@ -115,15 +115,24 @@ pub fn wait_for_route(publisher: &mut Raw, subscriber: &mut Raw, topic: &str) {
     panic!("no route for {topic} within 30 s");
 }
 
-/// A CONNECT for a persistent session.
-pub fn persistent(version: ProtocolVersion, id: &str) -> Connect {
-    let mut c = connect_packet(version, id, false);
-    if version == ProtocolVersion::V5 {
-        c.properties.session_expiry_interval = Some(3600);
+/// Waits (up to 30 s) until every counter of `node`'s cluster view named
+/// in `at_least` has reached its value.
+pub fn wait_for_counters(node: &Sluice, at_least: &[(&str, u64)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = node.admin("GET", "/api/v1/cluster", None, None);
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let counters = &view["counters"];
+        if at_least
+            .iter()
+            .all(|(name, min)| counters[*name].as_u64() >= Some(*min))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters {at_least:?} not reached: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    c
-}
-
-pub fn packet_id(n: u16) -> PacketId {
-    pid(n)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use sluice::codec::*;
 
-use crate::cluster_nodes::{client, receive, wait_for_route, SluiceCluster};
+use crate::cluster_nodes::{client, receive, wait_for_counters, wait_for_route, SluiceCluster};
 use crate::harness::{publish, sub_opts, Raw};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -332,19 +332,7 @@ fn another_identity_cannot_take_a_client_id_held_on_another_node() {
     let (_alice, _) = Raw::connect_with(cluster.port(0), login("alice", "a-secret"));
     // A claim the bucket does not answer in time lets the CONNECT in
     // unwritten (availability first): wait until Alice's is written.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
-        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if view["counters"]["claims_written"].as_u64() >= Some(1) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "claim not written: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_counters(&cluster.nodes[0], &[("claims_written", 1)]);
     let mut bob = Raw::open(cluster.port(1), V5);
     bob.send(&Packet::Connect(Box::new(login("bob", "b-secret"))));
     match bob.recv() {
@@ -372,25 +360,9 @@ fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
     });
     let (_mortal, _) = Raw::connect_with(cluster.port(0), c);
     // The will reaches the bucket a moment after CONNACK (a node killed
-    // before that loses it: the window the README states).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
-        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-        // Kept, and node 0 seen alive since (its death is told by the end
-        // of its heartbeats).
-        let counters = &view["counters"];
-        if counters["wills_kept"].as_u64() >= Some(1) && counters["heartbeats"].as_u64() >= Some(2)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "will not kept: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    drop(prober);
+    // before that loses it: the window the README states), and node 0 is
+    // seen alive since (its death is told by the end of its heartbeats).
+    wait_for_counters(&cluster.nodes[0], &[("wills_kept", 1), ("heartbeats", 2)]);
     // SIGKILL: node 0 cannot publish anything any more.
     drop(cluster.nodes.remove(0));
     let Some(will) = receive(&mut watcher, Duration::from_secs(60)) else {
