@@ -1,22 +1,31 @@
 //! The seam for who holds a client id across brokers: in cluster mode a
 //! CONNECT claims its client id cluster-wide before the session is taken
 //! here, so a session belongs to one identity and one node at a time (the
-//! single-node ownership rules, across nodes). A single node has no
-//! directory: every claim is granted.
+//! single-node ownership rules, across nodes), and a persistent session
+//! follows its client to whichever node it connects to. A single node has
+//! no directory: every claim is granted.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytestring::ByteString;
+use tokio::sync::oneshot;
 
+use super::SessionSlot;
 use crate::session::Message;
+use crate::store::SessionRecord;
 
 /// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The client id is this node's now (any holder elsewhere is told to
     /// let go).
     Granted,
+    /// Granted, and the client's persistent session lives on: another
+    /// node held it, and this is what it was (its subscriptions, expiry,
+    /// owner); the node resumes it from there.
+    Moved(Box<SessionRecord>),
     /// Another identity's session holds the client id on another node,
     /// and the takeover policy keeps it.
     Refused,
@@ -24,16 +33,33 @@ pub enum Claim {
 
 /// Where client ids are claimed.
 pub trait SessionDirectory: Send + Sync {
-    /// Claims `client_id` for `identity` (the authenticated user name).
+    /// Claims `client_id` for `identity` (the authenticated user name);
+    /// with `clean_start` the session it may have elsewhere ends.
     /// Bounded in time: an unreachable directory grants.
     fn claim<'a>(
         &'a self,
         client_id: &'a ByteString,
         identity: Option<&'a ByteString>,
+        clean_start: bool,
     ) -> Pin<Box<dyn Future<Output = Claim> + Send + 'a>>;
 
     /// The will this node holds for `client_id` now (with its delay in
     /// seconds), or none: kept where other nodes find it, so it is
     /// published if this node dies. Never blocks.
     fn will_changed(&self, _client_id: &ByteString, _will: Option<(Message, u32)>) {}
+
+    /// A connection attached to `slot` here (after its CONNACK's session
+    /// is settled). Never blocks.
+    fn session_attached(&self, _slot: &Arc<SessionSlot>) {}
+
+    /// `slot`'s subscriptions changed; the acknowledgement of the change
+    /// waits for the returned signal (dropped unsent: not recorded, the
+    /// connection closes). None: nothing to wait for.
+    fn subscriptions_changed(&self, _slot: &Arc<SessionSlot>) -> Option<oneshot::Receiver<()>> {
+        None
+    }
+
+    /// `client_id`'s session ended on this node (expired, replaced by a
+    /// clean start, removed), not moved to another node.
+    fn session_ended(&self, _slot: &SessionSlot) {}
 }

@@ -19,6 +19,7 @@
 mod access;
 mod budget;
 mod directory;
+mod fed;
 mod lifecycle;
 mod offline;
 mod publish;
@@ -158,11 +159,29 @@ impl Broker {
         &self,
         client_id: &ByteString,
         identity: Option<&ByteString>,
+        clean_start: bool,
     ) -> Claim {
         match self.directory.get() {
-            Some(d) => d.claim(client_id, identity).await,
+            Some(d) => d.claim(client_id, identity, clean_start).await,
             None => Claim::Granted,
         }
+    }
+
+    /// A connection attached to `slot` (the directory may start feeding a
+    /// persistent session from the cluster).
+    pub fn session_attached(&self, slot: &Arc<SessionSlot>) {
+        if let Some(d) = self.directory.get() {
+            d.session_attached(slot);
+        }
+    }
+
+    /// What a change of `slot`'s subscriptions must wait for beyond the
+    /// store: the cluster's record of them, in cluster mode.
+    pub fn subscriptions_recorded(
+        &self,
+        slot: &Arc<SessionSlot>,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.directory.get()?.subscriptions_changed(slot)
     }
 
     /// Tells the directory which will this node now holds for `client_id`

@@ -287,7 +287,7 @@ impl Broker {
         matched
     }
 
-    fn count_drop(&self, slot: &SessionSlot) {
+    pub(super) fn count_drop(&self, slot: &SessionSlot) {
         let total = self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed) + 1;
         let session_drops = slot.state.lock().dropped;
         // Never silent, never a log line per message either.

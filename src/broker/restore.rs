@@ -122,7 +122,11 @@ impl Broker {
 
     /// Puts the session's stored subscriptions in its slot and the router;
     /// returns how many (those no longer valid are dropped, logged).
-    fn restore_subscriptions(&self, slot: &Arc<SessionSlot>, rec: &SessionRecord) -> usize {
+    pub(super) fn restore_subscriptions(
+        &self,
+        slot: &Arc<SessionSlot>,
+        rec: &SessionRecord,
+    ) -> usize {
         let max_levels = self.config.limits.max_topic_levels.max(1);
         let mut restored = Vec::with_capacity(rec.subscriptions.len());
         for s in &rec.subscriptions {
@@ -152,7 +156,7 @@ impl Broker {
 
 /// Who owns the session and what it left: deliveries to it are checked
 /// against this identity's ACL before it reconnects.
-fn restore_control(slot: &SessionSlot, rec: &SessionRecord) {
+pub(super) fn restore_control(slot: &SessionSlot, rec: &SessionRecord) {
     let mut c = slot.control.lock();
     c.protocol = Some(rec.protocol);
     c.session_expiry = rec.session_expiry;

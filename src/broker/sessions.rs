@@ -11,10 +11,11 @@ use bytestring::ByteString;
 
 use super::publish::outbox_entry;
 use super::registry::Opened;
+use super::restore::restore_control;
 use super::{Broker, RouteEntry, SessionSlot, Subscription};
 use crate::codec::RetainHandling;
 use crate::session::Delivery;
-use crate::store::{Op, Ticket};
+use crate::store::{Op, SessionRecord, Ticket};
 use crate::topic::TopicFilter;
 
 impl Broker {
@@ -32,6 +33,7 @@ impl Broker {
             Opened::New { slot, replaced } => {
                 if let Some(old) = replaced {
                     self.end_session(&old);
+                    self.tell_ended(&old);
                 }
                 (slot, false)
             }
@@ -41,9 +43,43 @@ impl Broker {
     /// Ends a session: forgets it and its subscriptions, unless it has
     /// already been replaced by another slot.
     pub fn remove_session(&self, slot: &Arc<SessionSlot>) {
-        if self.sessions.remove_if_current(slot) {
-            self.end_session(slot);
-            self.note_will(&slot.client_id, None);
+        if self.let_go_session(slot) {
+            self.tell_ended(slot);
+        }
+    }
+
+    /// Forgets a session here because it lives on elsewhere (another node
+    /// took it over): as [`Broker::remove_session`], but the cluster keeps
+    /// what it holds of it. Whether it was still this node's.
+    pub fn let_go_session(&self, slot: &Arc<SessionSlot>) -> bool {
+        if !self.sessions.remove_if_current(slot) {
+            return false;
+        }
+        self.end_session(slot);
+        self.note_will(&slot.client_id, None);
+        true
+    }
+
+    /// Takes in a persistent session another node held (its client
+    /// connected here): its subscriptions and owner, offline until the
+    /// connection attaches; a copy this node still had is replaced.
+    pub fn adopt_session(&self, client_id: &ByteString, record: &SessionRecord) {
+        if let Some(old) = self.sessions.find(client_id) {
+            self.let_go_session(&old);
+        }
+        let slot = Arc::new(SessionSlot::new(client_id.clone(), self.queue_limits()));
+        slot.set_persistent(self.store.is_enabled());
+        restore_control(&slot, record);
+        self.restore_subscriptions(&slot, record);
+        self.sessions.insert(slot);
+    }
+
+    /// Tells the cluster a persistent session ended.
+    fn tell_ended(&self, slot: &SessionSlot) {
+        if let Some(d) = self.directory.get() {
+            if slot.is_persistent() && !slot.is_bridge() {
+                d.session_ended(slot);
+            }
         }
     }
 

@@ -6,8 +6,9 @@
 //! "any_identity"`), written otherwise. Every node watches the bucket: a
 //! node whose client id another node claimed closes that connection (v5
 //! DISCONNECT 0x8E, as a takeover on one node) and ends its session there,
-//! so one session per client id exists in the cluster; its queued messages
-//! stay behind (sessions do not move between nodes in this version).
+//! so one session per client id exists in the cluster. A persistent
+//! session moves with its client: the claiming node reads what the session
+//! was from its JetStream consumer ([`super::consumers`]) and resumes it.
 //!
 //! Availability over strictness: with the bucket unreachable, a claim is
 //! granted after [`CLAIM_WITHIN`] and not written.
@@ -22,12 +23,14 @@ use async_nats::jetstream::kv;
 use bytestring::ByteString;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::consumers::Consumers;
 use super::digest::short_hash;
+use super::feed::{is_fed, Feeds};
 use super::status::ClusterStats;
 use super::wills::WillChange;
-use crate::broker::{Broker, Claim, SessionDirectory};
+use crate::broker::{Broker, Claim, SessionDirectory, SessionSlot};
 use crate::codec::ReasonCode;
 use crate::session::machine::{owner_check, OwnerCheck};
 use crate::session::Message;
@@ -61,6 +64,9 @@ pub struct Directory {
     /// those need a removal).
     pub with_will: Mutex<HashSet<ByteString>>,
     pub stats: Arc<ClusterStats>,
+    /// Persistent sessions' consumers, and the feeds reading them.
+    pub consumers: Arc<Consumers>,
+    pub feeds: Arc<Feeds>,
 }
 
 impl SessionDirectory for Directory {
@@ -68,14 +74,14 @@ impl SessionDirectory for Directory {
         &'a self,
         client_id: &'a ByteString,
         identity: Option<&'a ByteString>,
+        clean_start: bool,
     ) -> Pin<Box<dyn Future<Output = Claim> + Send + 'a>> {
         Box::pin(async move {
             let Some(bucket) = self.bucket.get() else {
                 return Claim::Granted;
             };
-            match tokio::time::timeout(CLAIM_WITHIN, self.claim_in(bucket, client_id, identity))
-                .await
-            {
+            let claimed = self.claim_in(bucket, client_id, identity, clean_start);
+            match tokio::time::timeout(CLAIM_WITHIN, claimed).await {
                 Ok(Ok(claim)) => claim,
                 Ok(Err(e)) => {
                     ClusterStats::add(&self.stats.claims_unanswered, 1);
@@ -93,6 +99,25 @@ impl SessionDirectory for Directory {
 
     fn will_changed(&self, client_id: &ByteString, will: Option<(Message, u32)>) {
         self.will_change(client_id, will);
+    }
+
+    fn session_attached(&self, slot: &Arc<SessionSlot>) {
+        self.feeds.ensure(slot);
+    }
+
+    fn subscriptions_changed(&self, slot: &Arc<SessionSlot>) -> Option<oneshot::Receiver<()>> {
+        if !is_fed(slot) {
+            return None;
+        }
+        let mut record = slot.record(0);
+        record.will = None;
+        let saved = self.consumers.save(&slot.client_id, record);
+        self.feeds.ensure(slot);
+        Some(saved)
+    }
+
+    fn session_ended(&self, slot: &SessionSlot) {
+        drop(self.consumers.delete(&slot.client_id));
     }
 }
 
@@ -120,6 +145,7 @@ impl Directory {
         bucket: &kv::Store,
         client_id: &ByteString,
         identity: Option<&ByteString>,
+        clean_start: bool,
     ) -> Result<Claim, async_nats::Error> {
         let key = short_hash(client_id);
         let held: Option<Holder> = bucket
@@ -149,6 +175,16 @@ impl Directory {
                 .put(key.as_str(), serde_json::to_vec(&mine)?.into())
                 .await?;
             ClusterStats::add(&self.stats.claims_written, 1);
+        }
+        let elsewhere = held.as_ref().is_some_and(|h| h.node != self.node);
+        if clean_start {
+            // The session it may have had anywhere ends here.
+            let _ = self.consumers.delete(client_id).await;
+        } else if elsewhere {
+            if let Some(record) = self.consumers.fetch(client_id).await? {
+                ClusterStats::add(&self.stats.sessions_resumed, 1);
+                return Ok(Claim::Moved(Box::new(record)));
+            }
         }
         Ok(Claim::Granted)
     }
@@ -198,5 +234,6 @@ async fn let_go(broker: &Broker, holder: Holder) {
     slot.kick(ReasonCode::SessionTakenOver);
     let lock = slot.connection_lock.clone();
     let _ = tokio::time::timeout(LET_GO_WITHIN, lock.lock_owned()).await;
-    broker.remove_session(&slot);
+    // What the cluster keeps of it (its consumer) stays for the new node.
+    broker.let_go_session(&slot);
 }

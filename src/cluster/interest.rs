@@ -12,6 +12,10 @@
 //! leaves shared targets out): every shared delivery comes through NATS,
 //! the node's own publishes included.
 //!
+//! A persistent session's QoS 1/2 messages come from its own JetStream
+//! consumer (see `super::feed`), never from here: so it gets them once,
+//! on whichever node its client connects to.
+//!
 //! Not announced: bridges' subscriptions (a node bridges what its own
 //! clients publish) and the cluster link's own.
 
@@ -112,8 +116,12 @@ impl Router for InterestRouter {
 
     fn route(&self, message: &Message, acl: Option<&Acl>) -> Vec<Target> {
         let mut targets = self.local.route(message, acl);
-        // Shared members get their messages through NATS' queue groups.
-        targets.retain(|t| !t.shared);
+        // Shared members get their messages through NATS' queue groups,
+        // persistent sessions those the stream keeps through their own
+        // consumers (`super::feed`).
+        let in_stream = super::link::goes_to_stream(message);
+        let fed = |t: &Target| in_stream && super::feed::is_fed(&t.slot);
+        targets.retain(|t| !(t.shared || fed(t)));
         targets
     }
 

@@ -50,6 +50,12 @@ const ENVELOPE_HEADERS: usize = 512;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// Whether the link puts `message` into the stream: QoS 1/2, and a topic
+/// its `#` matches (not a `$` topic, which stays on its node).
+pub fn goes_to_stream(message: &Message) -> bool {
+    message.qos != QoS::AtMostOnce && !message.topic.starts_with('$')
+}
+
 /// Where the link publishes, and as whom.
 pub struct Link {
     pub slot: Arc<SessionSlot>,

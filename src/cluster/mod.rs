@@ -16,18 +16,21 @@
 //!   node takes over (or is refused, for another identity).
 //!
 //! - wills of a node that dies ([`wills`]): the others publish them.
-//!
-//! Session state (queued messages, in flight) stays on its node in this
-//! version.
+//! - persistent sessions: each has a JetStream consumer holding its
+//!   subscriptions and every QoS 1/2 message for it until its client
+//!   acknowledged it ([`consumers`], [`feed`]); the session resumes on
+//!   whichever node its client connects to.
 //!
 //! The cluster is an edge of the broker, a sibling of `server` and
 //! `bridge` (docs/ARCHITECTURE.md): it plugs into the broker's router seam
 //! and publishes into the broker what other nodes send.
 
 mod connect;
+mod consumers;
 mod digest;
 mod directory;
 mod envelope;
+mod feed;
 mod follow;
 mod inbound;
 mod interest;
@@ -122,23 +125,14 @@ impl Cluster {
             client: client.clone(),
             js: async_nats::jetstream::new(client.clone()),
             retained: None,
-            durable,
+            durable: durable.clone(),
             volatile,
             node: cfg.node_name.clone(),
             incarnation: now_ms(),
             next_id: AtomicU64::new(0),
             stats: Arc::clone(&stats),
         };
-        let (will_changes, will_rx) = mpsc::unbounded_channel();
-        let directory = Arc::new(directory::Directory {
-            node: cfg.node_name.clone(),
-            any_identity: broker.config.session_takeover == SessionTakeover::AnyIdentity,
-            bucket: std::sync::OnceLock::new(),
-            wills: will_changes,
-            with_will: Default::default(),
-            stats: Arc::clone(&stats),
-        });
-        broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
+        let (directory, will_rx) = open_directory(cfg, broker, &client, durable, &stats, &stop_rx);
         let tasks = vec![
             tokio::spawn(inbound::run(inbound, interest, stop_rx.clone())),
             tokio::spawn(run_when_ready(
@@ -197,6 +191,48 @@ impl ClusterStatus {
     }
 }
 
+/// The session directory (with the persistent sessions' consumers and
+/// feeds), installed in the broker, and the wills it reports.
+fn open_directory(
+    cfg: &ClusterConfig,
+    broker: &Arc<Broker>,
+    client: &async_nats::Client,
+    durable: SubjectSpace,
+    stats: &Arc<ClusterStats>,
+    stop: &watch::Receiver<bool>,
+) -> (
+    Arc<directory::Directory>,
+    mpsc::UnboundedReceiver<wills::WillChange>,
+) {
+    let consumers = consumers::Consumers::start(
+        &cfg.prefix,
+        durable,
+        Duration::from_secs(u64::from(cfg.redeliver_after_secs)),
+        Arc::clone(stats),
+        stop.clone(),
+    );
+    let feeds = feed::Feeds::start(
+        client.clone(),
+        Arc::clone(&consumers),
+        broker,
+        Arc::clone(stats),
+        stop.clone(),
+    );
+    let (will_changes, will_rx) = mpsc::unbounded_channel();
+    let directory = Arc::new(directory::Directory {
+        node: cfg.node_name.clone(),
+        any_identity: broker.config.session_takeover == SessionTakeover::AnyIdentity,
+        bucket: std::sync::OnceLock::new(),
+        wills: will_changes,
+        with_will: Default::default(),
+        stats: Arc::clone(stats),
+        consumers,
+        feeds,
+    });
+    broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
+    (directory, will_rx)
+}
+
 /// Once the stream and buckets exist: the link, the retained mirror and
 /// the session directory, until `stop`.
 async fn run_when_ready(
@@ -213,6 +249,7 @@ async fn run_when_ready(
     let Some(buckets) = ensure_until_ready(&link.js, &names, replicas, &mut stop).await else {
         return;
     };
+    directory.consumers.set_stream(buckets.messages.clone());
     let _ = directory.bucket.set(buckets.sessions.clone());
     let claims = tokio::spawn(directory::watch_claims(
         buckets.sessions.clone(),

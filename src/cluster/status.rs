@@ -37,6 +37,15 @@ pub struct ClusterStats {
     pub heartbeats: AtomicU64,
     /// Wills of dead nodes' clients this node published.
     pub wills_of_dead_nodes: AtomicU64,
+    /// Changes of persistent sessions' consumers JetStream took.
+    pub sessions_recorded: AtomicU64,
+    /// Changes of persistent sessions' consumers that failed (a SUBACK
+    /// not sent, the connection closed).
+    pub sessions_unrecorded: AtomicU64,
+    /// Persistent sessions another node held that resumed here.
+    pub sessions_resumed: AtomicU64,
+    /// Messages persistent sessions' consumers gave this node.
+    pub fed: AtomicU64,
     /// The stream and the bucket exist: messages flow.
     pub ready: AtomicBool,
 }
@@ -63,6 +72,10 @@ impl ClusterStats {
             wills_kept: get(&self.wills_kept),
             heartbeats: get(&self.heartbeats),
             wills_of_dead_nodes: get(&self.wills_of_dead_nodes),
+            sessions_recorded: get(&self.sessions_recorded),
+            sessions_unrecorded: get(&self.sessions_unrecorded),
+            sessions_resumed: get(&self.sessions_resumed),
+            fed: get(&self.fed),
         }
     }
 }
@@ -84,4 +97,8 @@ pub struct ClusterCounters {
     pub wills_kept: u64,
     pub heartbeats: u64,
     pub wills_of_dead_nodes: u64,
+    pub sessions_recorded: u64,
+    pub sessions_unrecorded: u64,
+    pub sessions_resumed: u64,
+    pub fed: u64,
 }

@@ -9,7 +9,8 @@
 //! reads the stream yet (nodes receive the same publish as plain NATS
 //! subscribers), so a message is dropped as soon as it is stored; the
 //! stream's role is the quorum write and the de-duplication window, and it
-//! is where per-session consumers will read from.
+//! is what persistent sessions read from (one consumer each, see
+//! `super::consumers`): what one of them wants stays until it is acknowledged.
 
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// The buckets a cluster keeps.
 pub struct Buckets {
+    /// The messages stream.
+    pub messages: stream::Stream,
     pub retained: kv::Store,
     pub sessions: kv::Store,
     pub wills: kv::Store,
@@ -56,20 +59,22 @@ pub async fn ensure(
     names: &Names,
     replicas: usize,
 ) -> Result<Buckets, String> {
-    js.get_or_create_stream(stream::Config {
-        name: names.stream.clone(),
-        subjects: vec![names.stream_subjects.clone()],
-        retention: stream::RetentionPolicy::Interest,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: DUPLICATE_WINDOW,
-        max_age: Duration::from_secs(24 * 3600),
-        description: Some("Sluice: QoS 1/2 messages of the cluster".into()),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("stream {}: {e}", names.stream))?;
+    let messages = js
+        .get_or_create_stream(stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![names.stream_subjects.clone()],
+            retention: stream::RetentionPolicy::Interest,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: Duration::from_secs(24 * 3600),
+            description: Some("Sluice: QoS 1/2 messages of the cluster".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("stream {}: {e}", names.stream))?;
     Ok(Buckets {
+        messages,
         retained: bucket(js, &names.retained_bucket, "retained messages", replicas).await?,
         sessions: bucket(
             js,

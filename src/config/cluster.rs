@@ -39,6 +39,11 @@ pub struct ClusterConfig {
     /// PEM CA certificates the NATS servers' certificates must chain to
     /// (else the system's roots).
     pub tls_ca: Option<PathBuf>,
+    /// Seconds a message handed to a persistent session stays unacknowledged
+    /// before JetStream offers it again: how long the messages a killed
+    /// node was delivering wait before the node that resumes the session
+    /// gets them.
+    pub redeliver_after_secs: u32,
 }
 
 impl Default for ClusterConfig {
@@ -54,6 +59,7 @@ impl Default for ClusterConfig {
             token_file: None,
             token_env: None,
             tls_ca: None,
+            redeliver_after_secs: 30,
         }
     }
 }
@@ -83,6 +89,12 @@ impl ClusterConfig {
             return Err(Problem::new(
                 "cluster.replicas",
                 format!("must be 1 to {MAX_REPLICAS} (JetStream's limit)"),
+            ));
+        }
+        if self.redeliver_after_secs == 0 {
+            return Err(Problem::new(
+                "cluster.redeliver_after_secs",
+                "must be at least 1",
             ));
         }
         // One NATS token and part of stream names: no '.', no wildcards.

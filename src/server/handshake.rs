@@ -89,18 +89,8 @@ pub async fn attach(
     let because = |(code, why)| refuse_because(code, why);
     check_will(broker, connect, &client_id, username.as_ref(), &access).map_err(because)?;
     let foreign = owner_differs(broker, &client_id, username.as_ref()).map_err(because)?;
-    if broker.claim_session(&client_id, username.as_ref()).await == Claim::Refused {
-        tracing::info!(client_id = %client_id, "client id belongs to a session of another identity on another node");
-        broker
-            .stats
-            .takeover_refused
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(because((
-            ReasonCode::NotAuthorized,
-            "client id in use by a session of another identity",
-        )));
-    }
     let clean_start = connect.clean_start || foreign;
+    let claim = claim(broker, &client_id, username.as_ref(), clean_start).await?;
     if !broker.admits_session(&client_id) {
         tracing::warn!(client_id = %client_id, max_sessions = limits.max_sessions, "session refused: max_sessions reached");
         return Err(refuse(if connect.protocol.is_v5() {
@@ -109,10 +99,16 @@ pub async fn attach(
             ReasonCode::ServerUnavailable
         }));
     }
+    if let Claim::Moved(record) = &claim {
+        if !clean_start {
+            broker.adopt_session(&client_id, record);
+        }
+    }
     let (slot, guard, session_present) = take_session(broker, &client_id, clean_start).await?;
     let kick = install(&slot, connect, expiry.granted, &username);
     broker.note_will(&client_id, connect.will.as_ref());
     let ticket = keep_on_disk(broker, &slot, origin, session_present, expiry.granted);
+    broker.session_attached(&slot);
     let (keep_alive, server_keep_alive) = keep_alive(connect, limits.max_keep_alive);
     let properties = connack_properties(
         connect,
@@ -142,6 +138,30 @@ pub async fn attach(
         ticket,
         username,
     })
+}
+
+/// Claims the client id across the cluster's nodes (granted at once on a
+/// single node): refused when another identity's session holds it
+/// elsewhere.
+async fn claim(
+    broker: &Broker,
+    client_id: &ByteString,
+    username: Option<&ByteString>,
+    clean_start: bool,
+) -> Result<Claim, Refused> {
+    let claim = broker.claim_session(client_id, username, clean_start).await;
+    if claim == Claim::Refused {
+        tracing::info!(client_id = %client_id, "client id belongs to a session of another identity on another node");
+        broker
+            .stats
+            .takeover_refused
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(refuse_because(
+            ReasonCode::NotAuthorized,
+            "client id in use by a session of another identity",
+        ));
+    }
+    Ok(claim)
 }
 
 /// The will's topic obeys a PUBLISH's limits, and this identity must be

@@ -204,6 +204,18 @@ impl SessionState {
         self.journal_outbox(d, None, false);
     }
 
+    /// A delivery's flow is over for good (acknowledged by the client,
+    /// refused by it, expired, or never deliverable): its outbox entry
+    /// goes, and whoever waits for the client's acknowledgement of it (a
+    /// persistent session fed from the cluster acknowledges it there) is
+    /// told. A delivery dropped from a full queue is not settled.
+    fn settle(&mut self, d: &Delivery) {
+        self.journal_done(d);
+        if let Some(ack) = &d.sink_ack {
+            ack.fire();
+        }
+    }
+
     pub fn queued_len(&self) -> usize {
         self.queue.len()
     }
@@ -263,7 +275,7 @@ impl SessionState {
             self.charge.give_back(delivery_bytes(&d));
             if d.message.is_expired(now) {
                 self.expired += 1;
-                self.journal_done(&d);
+                self.settle(&d);
                 continue;
             }
             let packet_id = if d.qos == QoS::AtMostOnce {
@@ -311,7 +323,7 @@ impl SessionState {
     /// the client), as if its flow completed (3.1.2.11.4).
     pub fn discard_inflight(&mut self, id: PacketId) {
         if let Some(f) = self.inflight.remove(&id.get()) {
-            self.journal_done(&f.delivery);
+            self.settle(&f.delivery);
         }
     }
 
@@ -327,7 +339,7 @@ impl SessionState {
             .collect();
         for id in &ids {
             if let Some(f) = self.inflight.remove(id) {
-                self.journal_done(&f.delivery);
+                self.settle(&f.delivery);
             }
         }
         ids.len()
@@ -395,7 +407,7 @@ impl SessionState {
         match self.inflight.get(&id.get()) {
             Some(f) if f.state == OutState::AwaitPubAck => {
                 if let Some(f) = self.inflight.remove(&id.get()) {
-                    self.journal_done(&f.delivery);
+                    self.settle(&f.delivery);
                 }
                 true
             }
@@ -410,7 +422,7 @@ impl SessionState {
             Some(f) if f.state == OutState::AwaitPubRec || f.state == OutState::AwaitPubComp => {
                 if reason.is_error() {
                     if let Some(f) = self.inflight.remove(&id.get()) {
-                        self.journal_done(&f.delivery);
+                        self.settle(&f.delivery);
                     }
                     return None;
                 }
@@ -437,7 +449,7 @@ impl SessionState {
         match self.inflight.get(&id.get()) {
             Some(f) if f.state == OutState::AwaitPubComp => {
                 if let Some(f) = self.inflight.remove(&id.get()) {
-                    self.journal_done(&f.delivery);
+                    self.settle(&f.delivery);
                 }
                 true
             }

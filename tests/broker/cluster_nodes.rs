@@ -10,6 +10,10 @@ use sluice::codec::*;
 use crate::harness::{Raw, Sluice};
 use crate::nats_peer::NatsCluster;
 
+/// How long a message a persistent session holds unacknowledged waits
+/// before JetStream offers it again (short: tests kill nodes).
+pub const REDELIVER_AFTER_SECS: u64 = 3;
+
 /// How long a node may take to reach NATS and find (or make) the stream.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -49,7 +53,7 @@ impl SluiceCluster {
 pub fn node_config(urls: &[String], i: usize, replicas: usize) -> String {
     let servers: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     format!(
-        "[[listeners]]\nbind = \"127.0.0.1:0\"\n\n[cluster]\nservers = [{}]\nnode_name = \"node{i}\"\nreplicas = {replicas}\n",
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n\n[cluster]\nservers = [{}]\nnode_name = \"node{i}\"\nreplicas = {replicas}\nredeliver_after_secs = {REDELIVER_AFTER_SECS}\n",
         servers.join(", ")
     )
 }

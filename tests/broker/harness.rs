@@ -185,6 +185,13 @@ impl Sluice {
             .status();
     }
 
+    /// Kills the broker with SIGKILL (no cleanup at all); its data
+    /// directory stays for [`Sluice::kill_and_restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills the broker with SIGKILL (no cleanup at all) and starts it
     /// again on the same port and data directory.
     pub fn kill_and_restart(mut self) -> Sluice {

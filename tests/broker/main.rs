@@ -22,6 +22,7 @@ mod closing;
 mod cluster_nats_peer;
 mod cluster_nodes;
 mod cluster_routing;
+mod cluster_sessions;
 mod config_reference;
 mod connect;
 mod idle_parking;

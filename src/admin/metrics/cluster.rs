@@ -45,7 +45,14 @@ impl Collector for ClusterSnapshot {
 }
 
 /// The counter families: name, help, value.
-fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 14] {
+fn counter_families(c: &ClusterCounters) -> Vec<(&'static str, &'static str, u64)> {
+    let mut families = message_families(c).to_vec();
+    families.extend(session_families(c));
+    families
+}
+
+/// What crossed nodes.
+fn message_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 8] {
     [
         (
             "sluice_cluster_published_durable",
@@ -87,6 +94,12 @@ fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 
             "Retained-bucket updates applied to this node.",
             c.retained_applied,
         ),
+    ]
+}
+
+/// Sessions, wills and the nodes' liveness.
+fn session_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 10] {
+    [
         (
             "sluice_cluster_claims_written",
             "Client ids this node's CONNECTs wrote into the session bucket.",
@@ -116,6 +129,26 @@ fn counter_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 
             "sluice_cluster_too_large",
             "Messages over the NATS servers' max_payload, kept on this node.",
             c.too_large,
+        ),
+        (
+            "sluice_cluster_sessions_recorded",
+            "Changes of persistent sessions' JetStream consumers made.",
+            c.sessions_recorded,
+        ),
+        (
+            "sluice_cluster_sessions_unrecorded",
+            "Changes of persistent sessions' JetStream consumers that failed.",
+            c.sessions_unrecorded,
+        ),
+        (
+            "sluice_cluster_sessions_resumed",
+            "Persistent sessions another node held that resumed on this node.",
+            c.sessions_resumed,
+        ),
+        (
+            "sluice_cluster_fed",
+            "Messages persistent sessions' consumers gave this node.",
+            c.fed,
         ),
     ]
 }

@@ -1,0 +1,302 @@
+//! Feeding a persistent session from its JetStream consumer (see
+//! [`super::consumers`]): while the session is this node's, a task pulls
+//! the consumer's messages and queues them for the session; a message is
+//! acknowledged to JetStream only once the client acknowledged it (PUBACK,
+//! PUBCOMP) or it needs no delivery, so until then it stays in the stream
+//! and a node's death loses none. The session's QoS 1/2 messages come only
+//! from here ([`is_fed`]; the router leaves such sessions out), so each
+//! arrives once whichever node published it.
+//!
+//! A message JetStream offers again while the session still holds it (its
+//! client is slow or offline past `redeliver_after_secs`) is not queued a
+//! second time. When the session leaves this node, the messages it held
+//! unacknowledged are handed back at once (negative acknowledgement), so
+//! the node that resumes it gets them without waiting.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::Subject;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use super::consumers::{consumer_name, Consumers};
+use super::envelope;
+use super::status::ClusterStats;
+use crate::broker::{Broker, SessionSlot};
+use crate::session::SinkAck;
+
+/// How often an idle feed checks that its session is still this node's.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether `slot`'s QoS 1/2 messages come from its consumer: a persistent
+/// session of a client (not a bridge's).
+pub fn is_fed(slot: &SessionSlot) -> bool {
+    slot.is_persistent() && !slot.is_bridge()
+}
+
+/// What a feed owes JetStream: the reply subject of every message its
+/// session holds unacknowledged, by stream sequence.
+#[derive(Default)]
+struct Unacknowledged(Mutex<HashMap<u64, Subject>>);
+
+/// Acknowledgements to send: the subject and `+ACK` or `-NAK`.
+type Acks = mpsc::UnboundedSender<(Subject, &'static [u8])>;
+
+/// Fires when the client acknowledged the message (or it needs no
+/// delivery); dropped unfired (a full queue dropped it, the session went),
+/// it asks JetStream to offer the message again.
+struct StreamAck {
+    seq: u64,
+    unacknowledged: Arc<Unacknowledged>,
+    acks: Acks,
+    fired: AtomicBool,
+}
+
+impl std::fmt::Debug for StreamAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamAck({})", self.seq)
+    }
+}
+
+impl SinkAck for StreamAck {
+    fn fire(&self) {
+        if self.fired.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(reply) = self.unacknowledged.0.lock().remove(&self.seq) {
+            let _ = self.acks.send((reply, b"+ACK"));
+        }
+    }
+}
+
+/// A negative acknowledgement asking for the message again in a second:
+/// soon for the node that resumes a session that left, not at once for a
+/// queue that is full.
+const NAK_SOON: &[u8] = b"-NAK {\"delay\": 1000000000}";
+
+impl Drop for StreamAck {
+    fn drop(&mut self) {
+        if self.fired.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(reply) = self.unacknowledged.0.lock().remove(&self.seq) {
+            let _ = self.acks.send((reply, NAK_SOON));
+        }
+    }
+}
+
+/// The feeds of one node.
+pub struct Feeds {
+    running: Mutex<HashMap<ByteString, Weak<SessionSlot>>>,
+    consumers: Arc<Consumers>,
+    broker: Weak<Broker>,
+    acks: Acks,
+    stats: Arc<ClusterStats>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Feeds {
+    pub fn start(
+        client: async_nats::Client,
+        consumers: Arc<Consumers>,
+        broker: &Arc<Broker>,
+        stats: Arc<ClusterStats>,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Feeds> {
+        let (acks, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_acks(client, rx));
+        Arc::new(Feeds {
+            running: Mutex::new(HashMap::new()),
+            consumers,
+            broker: Arc::downgrade(broker),
+            acks,
+            stats,
+            stop,
+        })
+    }
+
+    /// Feeds `slot` from its consumer unless a feed already does.
+    pub fn ensure(self: &Arc<Self>, slot: &Arc<SessionSlot>) {
+        if !is_fed(slot) {
+            return;
+        }
+        let mut running = self.running.lock();
+        let current = running.get(&slot.client_id).and_then(Weak::upgrade);
+        if current.is_some_and(|s| Arc::ptr_eq(&s, slot)) {
+            return;
+        }
+        running.insert(slot.client_id.clone(), Arc::downgrade(slot));
+        tokio::spawn(feed(Arc::clone(self), Arc::downgrade(slot)));
+    }
+
+    /// The session, while it is still this node's.
+    fn current(&self, slot: &Weak<SessionSlot>) -> Option<(Arc<Broker>, Arc<SessionSlot>)> {
+        let broker = self.broker.upgrade()?;
+        let slot = slot.upgrade()?;
+        let found = broker.find_session(&slot.client_id)?;
+        (Arc::ptr_eq(&found, &slot) && !*self.stop.borrow()).then_some((broker, slot))
+    }
+}
+
+/// Feeds one session until it is no longer this node's.
+async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
+    let Some(client_id) = slot.upgrade().map(|s| s.client_id.clone()) else {
+        return;
+    };
+    let unacknowledged = Arc::new(Unacknowledged::default());
+    let name = consumer_name(&client_id);
+    let mut delay = Duration::from_millis(100);
+    while let Some((_, session)) = feeds.current(&slot) {
+        drop(session);
+        let consumer = match feeds.consumers.stream.get() {
+            Some(stream) => match stream.get_consumer::<pull::Config>(&name).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::debug!(client_id = %client_id, error = %e, "cluster: session's consumer not found");
+                    None
+                }
+            },
+            None => None,
+        };
+        match consumer {
+            Some(consumer) => {
+                if drain(&feeds, &slot, consumer, &unacknowledged).await {
+                    delay = Duration::from_millis(100);
+                }
+            }
+            None => record_again(&feeds, &slot),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+    // Handed back: whoever feeds the session next gets them now.
+    for (_, reply) in unacknowledged.0.lock().drain() {
+        let _ = feeds.acks.send((reply, b"-NAK"));
+    }
+    let mut running = feeds.running.lock();
+    if running.get(&client_id).is_some_and(|w| w.ptr_eq(&slot)) {
+        running.remove(&client_id);
+    }
+}
+
+/// A session that has subscriptions but no consumer (its consumer could
+/// not be made, or it was persistent before cluster mode): made again
+/// while its client is connected here.
+fn record_again(feeds: &Feeds, slot: &Weak<SessionSlot>) {
+    let Some((_, slot)) = feeds.current(slot) else {
+        return;
+    };
+    if slot.is_online() && !slot.subscriptions.lock().is_empty() {
+        let mut record = slot.record(0);
+        record.will = None;
+        drop(feeds.consumers.save(&slot.client_id, record));
+    }
+}
+
+/// Queues the consumer's messages for the session until the session is no
+/// longer this node's or the consumer fails; whether any came.
+async fn drain(
+    feeds: &Feeds,
+    slot: &Weak<SessionSlot>,
+    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    unacknowledged: &Arc<Unacknowledged>,
+) -> bool {
+    let mut messages = match consumer.messages().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: session's consumer not readable");
+            return false;
+        }
+    };
+    let mut stop = feeds.stop.clone();
+    let mut any = false;
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            _ = tokio::time::sleep(CHECK_EVERY) => {
+                if feeds.current(slot).is_none() {
+                    return any;
+                }
+                continue;
+            }
+            _ = stop.changed() => return any,
+        };
+        let message = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cluster: session's consumer failed");
+                return any;
+            }
+            None => return any,
+        };
+        any = true;
+        let Some((broker, session)) = feeds.current(slot) else {
+            if let Some(reply) = message.reply.clone() {
+                let _ = feeds.acks.send((reply, b"-NAK"));
+            }
+            return any;
+        };
+        offer(feeds, &broker, &session, message, unacknowledged);
+    }
+}
+
+/// One message of the consumer, to the session (or straight back as done
+/// when it cannot be read).
+fn offer(
+    feeds: &Feeds,
+    broker: &Broker,
+    session: &Arc<SessionSlot>,
+    message: async_nats::jetstream::Message,
+    unacknowledged: &Arc<Unacknowledged>,
+) {
+    let (Some(reply), Ok(seq)) = (
+        message.reply.clone(),
+        message.info().map(|i| i.stream_sequence),
+    ) else {
+        return;
+    };
+    {
+        let mut held = unacknowledged.0.lock();
+        if let Some(known) = held.get_mut(&seq) {
+            // Still held by the session: acknowledged under the newest
+            // delivery once the client acknowledges it.
+            *known = reply;
+            return;
+        }
+        held.insert(seq, reply.clone());
+    }
+    let ack = Arc::new(StreamAck {
+        seq,
+        unacknowledged: Arc::clone(unacknowledged),
+        acks: feeds.acks.clone(),
+        fired: AtomicBool::new(false),
+    });
+    match envelope::decode(message.headers.as_ref(), &message.payload) {
+        Ok(received) => {
+            ClusterStats::add(&feeds.stats.fed, 1);
+            broker.deliver_fed(session, received.message, ack);
+        }
+        Err(e) => {
+            ClusterStats::add(&feeds.stats.decode_errors, 1);
+            tracing::warn!(error = %e, "cluster: message in the stream is not a node's; dropped");
+            ack.fire();
+        }
+    }
+}
+
+/// Sends the feeds' acknowledgements, in order.
+async fn send_acks(
+    client: async_nats::Client,
+    mut acks: mpsc::UnboundedReceiver<(Subject, &'static [u8])>,
+) {
+    while let Some((subject, body)) = acks.recv().await {
+        let _ = client.publish(subject, Bytes::from_static(body)).await;
+    }
+}

@@ -1,0 +1,259 @@
+//! Cluster mode: persistent sessions live in JetStream (one consumer per
+//! session), so a client resumes its session on any node, and neither a
+//! node's death nor a NATS server's loses a message its publisher had
+//! acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sluice::codec::*;
+
+use crate::cluster_nodes::{client, receive, wait_for_counters, SluiceCluster};
+use crate::harness::{connect_v5, publish, sub_opts, Raw};
+
+/// Payloads `raw` receives (the first within 15 s) until 1 s of quiet,
+/// with their copies.
+fn collect(raw: &mut Raw) -> HashMap<Vec<u8>, usize> {
+    let mut got = HashMap::new();
+    let mut wait = Duration::from_secs(15);
+    while let Some(p) = receive(raw, wait) {
+        *got.entry(p.payload.to_vec()).or_insert(0) += 1;
+        wait = Duration::from_secs(1);
+    }
+    got
+}
+
+#[test]
+fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
+    let cluster = SluiceCluster::start(3, 3, 3);
+    let (mut keeper, ack) = Raw::connect_with(cluster.port(0), connect_v5("keeper", false, 600));
+    assert!(!ack.session_present);
+    keeper.subscribe(1, &[("fleet/#", sub_opts(QoS::AtLeastOnce))]);
+    keeper.disconnect();
+
+    // Published on node 1 while the session's client is away.
+    let mut publisher = client(cluster.port(1), ProtocolVersion::V5, "pub");
+    for i in 0..20u32 {
+        publisher.publish(publish(
+            "fleet/t",
+            format!("m{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            1 + i as u16,
+        ));
+    }
+
+    // The client comes back on node 2: same session, same messages, once.
+    let (mut keeper, ack) = Raw::connect_with(cluster.port(2), connect_v5("keeper", false, 600));
+    assert!(ack.session_present, "session not resumed on node 2");
+    let got = collect(&mut keeper);
+    let expected: HashSet<Vec<u8>> = (0..20).map(|i| format!("m{i}").into_bytes()).collect();
+    assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), expected);
+    assert!(got.values().all(|n| *n == 1), "copies: {got:?}");
+    wait_for_counters(&cluster.nodes[2], &[("sessions_resumed", 1)]);
+
+    // Its subscription came along: a publish on its new node (the local
+    // path) and one on node 0 each arrive once.
+    let mut local = client(cluster.port(2), ProtocolVersion::V5, "pub2");
+    local.publish(publish("fleet/a", b"here", QoS::AtLeastOnce, 1));
+    publisher.publish(publish("fleet/b", b"there", QoS::AtLeastOnce, 99));
+    let got = collect(&mut keeper);
+    assert_eq!(got.get(&b"here"[..]), Some(&1), "{got:?}");
+    assert_eq!(got.get(&b"there"[..]), Some(&1), "{got:?}");
+    keeper.disconnect();
+
+    // A clean start on yet another node ends the session everywhere.
+    publisher.publish(publish("fleet/c", b"gone", QoS::AtLeastOnce, 100));
+    let (mut fresh, ack) = Raw::connect_with(cluster.port(1), connect_v5("keeper", true, 600));
+    assert!(!ack.session_present);
+    fresh.expect_silence(Duration::from_secs(1));
+    fresh.disconnect();
+    let (mut again, ack) = Raw::connect_with(cluster.port(0), connect_v5("keeper", false, 600));
+    assert!(!ack.session_present, "the old session came back");
+    again.expect_silence(Duration::from_secs(1));
+}
+
+/// What the fault test's clients saw.
+#[derive(Default)]
+struct Seen {
+    /// Payloads each publisher had acknowledged.
+    acked: Mutex<Vec<Vec<u8>>>,
+    /// Copies of each payload each subscriber received.
+    received: Mutex<Vec<HashMap<Vec<u8>, usize>>>,
+}
+
+/// The first node after `from` that accepts the CONNECT, tried in turn.
+fn connect_somewhere(ports: &[u16], from: usize, c: &Connect) -> (Raw, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = from;
+    loop {
+        assert!(Instant::now() < deadline, "no node took {:?}", c.client_id);
+        if let Some(raw) = Raw::try_connect_with(ports[i], c.clone()) {
+            return (raw, i);
+        }
+        i = (i + 1) % ports.len();
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A persistent subscriber that reconnects to the next node when its node
+/// goes, until `done` and 5 s of quiet.
+fn subscriber(ports: Vec<u16>, k: usize, seen: Arc<Seen>, done: Arc<AtomicBool>) {
+    let c = connect_v5(&format!("durable-{k}"), false, 600);
+    let (mut raw, mut at) = connect_somewhere(&ports, k, &c);
+    let mut silent = 0;
+    let mut quiet_since = Instant::now();
+    loop {
+        match raw.recv_timeout(Duration::from_millis(500)) {
+            Some(Packet::Publish(p)) => {
+                if let Some(id) = p.packet_id {
+                    raw.send(&Packet::PubAck(Ack::new(id)));
+                }
+                *seen.received.lock().unwrap()[k]
+                    .entry(p.payload.to_vec())
+                    .or_insert(0) += 1;
+                silent = 0;
+                quiet_since = Instant::now();
+            }
+            Some(_) => silent = 0,
+            None => {
+                silent += 1;
+                if silent >= 3 {
+                    // No answer to two pings: the node is gone.
+                    (raw, at) = connect_somewhere(&ports, (at + 1) % ports.len(), &c);
+                    silent = 0;
+                } else {
+                    raw.send(&Packet::PingReq);
+                }
+            }
+        }
+        if done.load(Ordering::Acquire) && quiet_since.elapsed() > Duration::from_secs(5) {
+            return;
+        }
+    }
+}
+
+/// A QoS 1 publisher on node `k` (the next node when its node goes) until
+/// `stop`, noting what was acknowledged.
+fn publisher(ports: Vec<u16>, k: usize, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
+    let c = crate::harness::connect_packet(ProtocolVersion::V5, &format!("loader-{k}"), true);
+    let (mut raw, mut at) = connect_somewhere(&ports, k, &c);
+    let mut n = 0u32;
+    while !stop.load(Ordering::Acquire) && n < 4000 {
+        let payload = format!("p{k}-{n}").into_bytes();
+        let id = (n % 60000 + 1) as u16;
+        raw.send(&Packet::Publish(publish(
+            "load/x",
+            &payload,
+            QoS::AtLeastOnce,
+            id,
+        )));
+        match raw.recv_timeout(Duration::from_secs(5)) {
+            Some(Packet::PubAck(a)) if a.packet_id.get() == id => {
+                seen.acked.lock().unwrap().push(payload);
+            }
+            _ => (raw, at) = connect_somewhere(&ports, (at + 1) % ports.len(), &c),
+        }
+        n += 1;
+    }
+}
+
+#[test]
+fn persistent_subscribers_lose_no_acknowledged_message_when_a_node_and_a_nats_server_die() {
+    let mut cluster = SluiceCluster::start(3, 3, 3);
+    let ports: Vec<u16> = (0..3).map(|i| cluster.port(i)).collect();
+    let seen = Arc::new(Seen::default());
+    *seen.received.lock().unwrap() = vec![HashMap::new(); 3];
+    for (k, port) in ports.iter().enumerate() {
+        let (mut raw, _) =
+            Raw::connect_with(*port, connect_v5(&format!("durable-{k}"), false, 600));
+        raw.subscribe(1, &[("load/#", sub_opts(QoS::AtLeastOnce))]);
+        raw.drop_connection();
+    }
+    let (stop, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let subscribers: Vec<_> = (0..3)
+        .map(|k| {
+            let (p, s, d) = (ports.clone(), Arc::clone(&seen), Arc::clone(&done));
+            thread::spawn(move || subscriber(p, k, s, d))
+        })
+        .collect();
+    let publishers: Vec<_> = (0..3)
+        .map(|k| {
+            let (p, s, st) = (ports.clone(), Arc::clone(&seen), Arc::clone(&stop));
+            thread::spawn(move || publisher(p, k, s, st))
+        })
+        .collect();
+
+    thread::sleep(Duration::from_secs(2));
+    cluster.nodes[0].kill();
+    thread::sleep(Duration::from_secs(2));
+    cluster.nats.kill(1);
+    thread::sleep(Duration::from_secs(3));
+    let node0 = cluster.nodes.remove(0).kill_and_restart();
+    cluster.nodes.insert(0, node0);
+    cluster.nats.restart(1);
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Release);
+    for p in publishers {
+        p.join().unwrap();
+    }
+    wait_until_received(&seen, Duration::from_secs(90));
+    done.store(true, Ordering::Release);
+    for s in subscribers {
+        s.join().unwrap();
+    }
+    report(&seen);
+}
+
+/// Waits until every subscriber has every acknowledged message (or the
+/// time is up; `report` says what is missing).
+fn wait_until_received(seen: &Seen, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let acked = seen.acked.lock().unwrap().clone();
+        let received = seen.received.lock().unwrap();
+        if received
+            .iter()
+            .all(|r| acked.iter().all(|p| r.contains_key(p)))
+        {
+            return;
+        }
+        drop(received);
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Asserts nothing acknowledged is missing; prints the duplicates.
+fn report(seen: &Seen) {
+    let acked = seen.acked.lock().unwrap();
+    assert!(
+        acked.len() > 100,
+        "too little load: {} acknowledged",
+        acked.len()
+    );
+    for (k, received) in seen.received.lock().unwrap().iter().enumerate() {
+        let missing: Vec<String> = acked
+            .iter()
+            .filter(|p| !received.contains_key(*p))
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let duplicates = received.values().filter(|n| **n > 1).count();
+        eprintln!(
+            "durable-{k}: {} acknowledged, {} received, {} missing, {duplicates} duplicated",
+            acked.len(),
+            received.len(),
+            missing.len()
+        );
+        assert!(
+            missing.is_empty(),
+            "durable-{k} is missing {} acknowledged messages, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+}
