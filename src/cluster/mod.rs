@@ -35,6 +35,7 @@ mod follow;
 mod inbound;
 mod interest;
 mod link;
+mod members;
 mod recent;
 mod retained;
 mod status;
@@ -83,6 +84,12 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterView {
     pub node: String,
+    /// Every node's last heartbeat, this one's included.
+    pub nodes: Vec<members::NodeView>,
+    /// Messages JetStream still keeps for persistent sessions.
+    pub stream_messages: u64,
+    /// Persistent sessions with a consumer, cluster-wide.
+    pub stream_consumers: u64,
     /// `connected`, `disconnected` or `pending`.
     pub nats: String,
     /// The stream and bucket exist: messages flow between nodes.
@@ -182,8 +189,12 @@ impl ClusterStatus {
             async_nats::connection::State::Disconnected => "disconnected",
             async_nats::connection::State::Pending => "pending",
         };
+        let survey = self.stats.survey.lock().clone();
         ClusterView {
             node: self.node.clone(),
+            nodes: survey.nodes,
+            stream_messages: survey.stream_messages,
+            stream_consumers: survey.stream_consumers,
             nats: nats.into(),
             ready: self.stats.ready.load(std::sync::atomic::Ordering::Acquire),
             counters: self.stats.snapshot(),
@@ -264,6 +275,12 @@ async fn run_when_ready(
         will_changes,
         stop.clone(),
     ));
+    let surveyed = tokio::spawn(members::watch(
+        buckets.nodes.clone(),
+        buckets.messages.clone(),
+        Arc::clone(&link.stats),
+        stop.clone(),
+    ));
     let nodes = tokio::spawn(wills::watch_nodes(
         buckets.nodes,
         buckets.wills,
@@ -286,7 +303,7 @@ async fn run_when_ready(
         stop.clone(),
     ));
     link::run(Arc::new(link), broker.store().clone(), stop).await;
-    for task in [mirror, claims, kept, nodes] {
+    for task in [mirror, claims, kept, nodes, surveyed] {
         task.abort();
     }
 }

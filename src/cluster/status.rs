@@ -46,6 +46,8 @@ pub struct ClusterStats {
     pub sessions_resumed: AtomicU64,
     /// Messages persistent sessions' consumers gave this node.
     pub fed: AtomicU64,
+    /// The last survey of the cluster's nodes and stream.
+    pub survey: parking_lot::Mutex<super::members::Survey>,
     /// The stream and the bucket exist: messages flow.
     pub ready: AtomicBool,
 }

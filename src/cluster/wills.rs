@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::digest::short_hash;
 use super::envelope;
+use super::members::{Heartbeat, DEAD_AFTER};
 use super::status::ClusterStats;
 use crate::broker::Broker;
 use crate::session::Message;
@@ -32,8 +33,6 @@ use crate::store::now_ms;
 
 /// How often a node says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
-/// Silence after which a node is taken for dead.
-pub const DEAD_AFTER: Duration = Duration::from_secs(10);
 
 /// A change of one client's will on this node.
 #[derive(Debug)]
@@ -56,12 +55,6 @@ struct StoredWill {
     delay_secs: u32,
     /// The will message as nodes send messages ([`envelope`]), base64.
     record: String,
-}
-
-/// A node's last sign of life.
-#[derive(Debug, Serialize, Deserialize)]
-struct Heartbeat {
-    at_ms: u64,
 }
 
 fn key(node: &str, client_id: &str) -> String {
@@ -161,7 +154,7 @@ pub async fn watch_nodes(
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        beat(&nodes, &node, &stats).await;
+        beat(&nodes, &node, &broker, &stats).await;
         refresh_beats(&nodes, &known, &node).await;
         let due = due_wills(&known, &node);
         if !due.is_empty() {
@@ -178,10 +171,14 @@ pub async fn watch_nodes(
 
 /// Writes this node's heartbeat, trying again every 200 ms within one
 /// [`HEARTBEAT`] (a bucket just made may not take writes at once).
-async fn beat(nodes: &kv::Store, node: &str, stats: &ClusterStats) {
+async fn beat(nodes: &kv::Store, node: &str, broker: &Broker, stats: &ClusterStats) {
     let deadline = tokio::time::Instant::now() + HEARTBEAT;
     loop {
-        let beat = Heartbeat { at_ms: now_ms() };
+        let beat = Heartbeat {
+            at_ms: now_ms(),
+            connections: broker.connection_count() as u64,
+            sessions: broker.session_count() as u64,
+        };
         let Ok(v) = serde_json::to_vec(&beat) else {
             return;
         };

@@ -53,6 +53,7 @@ fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
     assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), expected);
     assert!(got.values().all(|n| *n == 1), "copies: {got:?}");
     wait_for_counters(&cluster.nodes[2], &[("sessions_resumed", 1)]);
+    shows_every_node_and_the_session(&cluster);
 
     // Its subscription came along: a publish on its new node (the local
     // path) and one on node 0 each arrive once.
@@ -73,6 +74,32 @@ fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
     let (mut again, ack) = Raw::connect_with(cluster.port(0), connect_v5("keeper", false, 600));
     assert!(!ack.session_present, "the old session came back");
     again.expect_silence(Duration::from_secs(1));
+}
+
+/// The admin API of node 2 lists the three nodes (node 2 with the
+/// resumed client's connection) and the session's consumer; `/metrics`
+/// counts the nodes alive.
+fn shows_every_node_and_the_session(cluster: &SluiceCluster) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = cluster.nodes[2].admin("GET", "/api/v1/cluster", None, None);
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+        let names: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
+        let alive = nodes.iter().all(|n| n["alive"] == true);
+        let node2_serves = nodes
+            .iter()
+            .any(|n| n["name"] == "node2" && n["connections"].as_u64() >= Some(1));
+        let consumers = view["stream_consumers"].as_u64().unwrap_or(0);
+        if names == ["node0", "node1", "node2"] && alive && node2_serves && consumers >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster view incomplete: {body}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let (_, metrics) = cluster.nodes[2].admin("GET", "/metrics", None, None);
+    let alive = crate::harness::metric(&metrics, "sluice_cluster_nodes_alive{node=\"node2\"}");
+    assert_eq!(alive, Some(3.0), "{metrics}");
 }
 
 /// What the fault test's clients saw.

@@ -30,6 +30,21 @@ impl Collector for ClusterSnapshot {
             MetricType::Gauge,
             &[(node(), gauge(u64::from(v.ready)))],
         )?;
+        let alive = v.nodes.iter().filter(|n| n.alive).count() as u64;
+        family(
+            &mut e,
+            "sluice_cluster_nodes_alive",
+            "Nodes whose heartbeat is recent, this one included.",
+            MetricType::Gauge,
+            &[(node(), gauge(alive))],
+        )?;
+        family(
+            &mut e,
+            "sluice_cluster_stream_messages",
+            "Messages JetStream keeps for persistent sessions (delivery lag).",
+            MetricType::Gauge,
+            &[(node(), gauge(v.stream_messages))],
+        )?;
         let counters = counter_families(&v.counters);
         for (name, help, value) in counters {
             family(

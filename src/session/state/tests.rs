@@ -434,3 +434,74 @@ fn restore_puts_each_state_where_it_belongs() {
         "incoming id remembered"
     );
 }
+
+/// Counts its firings (a cluster feed acknowledges the stream's copy when
+/// the client acknowledged the delivery).
+#[derive(Debug, Default)]
+struct Fired(std::sync::atomic::AtomicUsize);
+
+impl SinkAck for Fired {
+    fn fire(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn watched(topic: &str, qos: QoS, expires_at: Option<Instant>) -> (Delivery, Arc<Fired>) {
+    let fired = Arc::new(Fired::default());
+    let mut d = delivery(topic, qos, expires_at);
+    d.sink_ack = Some(Arc::clone(&fired) as Arc<dyn SinkAck>);
+    (d, fired)
+}
+
+fn count(f: &Fired) -> usize {
+    f.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_delivery_is_settled_when_the_client_acknowledges_it_not_when_it_is_sent() {
+    let now = Instant::now();
+    let mut s = SessionState::new(QueueLimits::default());
+    let (one, one_fired) = watched("a", QoS::AtLeastOnce, None);
+    let (two, two_fired) = watched("b", QoS::ExactlyOnce, None);
+    s.enqueue(one);
+    s.enqueue(two);
+    let p1 = s.next_publish(now, 10).unwrap().packet_id.unwrap();
+    let p2 = s.next_publish(now, 10).unwrap().packet_id.unwrap();
+    assert_eq!(
+        (count(&one_fired), count(&two_fired)),
+        (0, 0),
+        "sent is not settled"
+    );
+    assert!(s.on_puback(p1));
+    assert_eq!(count(&one_fired), 1);
+    s.on_pubrec(p2, ReasonCode::Success);
+    assert_eq!(count(&two_fired), 0, "PUBREC leaves the flow open");
+    assert!(s.on_pubcomp(p2));
+    assert_eq!(count(&two_fired), 1);
+}
+
+#[test]
+fn an_expired_delivery_is_settled_and_a_dropped_one_is_not() {
+    let now = Instant::now();
+    let mut s = SessionState::new(QueueLimits {
+        max_messages: 1,
+        ..QueueLimits::default()
+    });
+    let (old, old_fired) = watched("a", QoS::AtLeastOnce, Some(now));
+    s.enqueue(old);
+    let (new, new_fired) = watched("b", QoS::AtLeastOnce, None);
+    s.enqueue(new);
+    assert_eq!(
+        count(&old_fired),
+        0,
+        "dropped from a full queue: offered again later"
+    );
+    assert!(s.next_publish(now + Duration::from_secs(1), 10).is_some());
+    assert_eq!(count(&new_fired), 0);
+
+    let (gone, gone_fired) = watched("c", QoS::AtLeastOnce, Some(now));
+    let mut s = SessionState::new(QueueLimits::default());
+    s.enqueue(gone);
+    assert!(s.next_publish(now + Duration::from_secs(1), 10).is_none());
+    assert_eq!(count(&gone_fired), 1, "expired: settled");
+}
