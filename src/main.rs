@@ -246,8 +246,8 @@ async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     // After the bridges: their start removes `$bridge/` sessions it does
     // not know, and the cluster's link session is one.
     let cluster = match (&cfg.cluster, interest) {
-        (Some(cluster_cfg), Some((_, changes))) => {
-            let cluster = Cluster::start(cluster_cfg, &broker, changes).await?;
+        (Some(cluster_cfg), Some(interest)) => {
+            let cluster = Cluster::start(cluster_cfg, &broker, interest).await?;
             tracing::info!(node = %cluster_cfg.node_name, servers = ?cluster_cfg.servers, replicas = cluster_cfg.replicas, "cluster mode: connecting to NATS");
             Some(cluster)
         }

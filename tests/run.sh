@@ -32,4 +32,10 @@ rm -rf "$fuzz_corpus"
 if [ -d tests/python ]; then
     echo "== pytest (paho-mqtt)"
     SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest -q tests/python
+    echo "== pytest (paho-mqtt) against a node of a three-node cluster"
+    # The same interoperability tests, each against node 0 of a fresh
+    # three-node cluster on a shared three-server NATS (conftest.py).
+    SLUICE_TEST_CLUSTER=1 SLUICE_BIN="$PWD/target/debug/sluice" python3 -m pytest -q \
+        tests/python/test_connect.py tests/python/test_pubsub.py \
+        tests/python/test_v5.py tests/python/test_transports.py
 fi

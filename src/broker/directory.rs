@@ -53,10 +53,10 @@ pub trait SessionDirectory: Send + Sync {
     fn session_attached(&self, _slot: &Arc<SessionSlot>) {}
 
     /// `slot`'s subscriptions changed; the acknowledgement of the change
-    /// waits for the returned signal (dropped unsent: not recorded, the
-    /// connection closes). None: nothing to wait for.
-    fn subscriptions_changed(&self, _slot: &Arc<SessionSlot>) -> Option<oneshot::Receiver<()>> {
-        None
+    /// waits for the returned signals (one dropped unsent: not recorded,
+    /// the connection closes).
+    fn subscriptions_changed(&self, _slot: &Arc<SessionSlot>) -> Vec<oneshot::Receiver<()>> {
+        Vec::new()
     }
 
     /// `client_id`'s session ended on this node (expired, replaced by a

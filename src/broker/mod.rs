@@ -180,8 +180,11 @@ impl Broker {
     pub fn subscriptions_recorded(
         &self,
         slot: &Arc<SessionSlot>,
-    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        self.directory.get()?.subscriptions_changed(slot)
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        match self.directory.get() {
+            Some(d) => d.subscriptions_changed(slot),
+            None => Vec::new(),
+        }
     }
 
     /// Tells the directory which will this node now holds for `client_id`

@@ -35,8 +35,10 @@ use crate::store::SessionRecord;
 const SESSION_KEY: &str = "sluice_session";
 
 /// Most messages a session's consumer hands out unacknowledged: its node
-/// holds at most this many of them in memory for an offline client.
-const MAX_UNACKNOWLEDGED: i64 = 1000;
+/// holds at most this many of them in memory for an offline client (and
+/// never more than a session's queue takes, `limits.max_queued_messages`:
+/// the rest waits in the stream rather than being dropped).
+const MAX_UNACKNOWLEDGED: usize = 1000;
 
 /// Bound on one change's round trips (a SUBACK waits for it).
 const CHANGE_WITHIN: Duration = Duration::from_secs(10);
@@ -70,6 +72,7 @@ pub struct Consumers {
     /// subscriptions (a consumer needs one, and must not take everything).
     nothing: String,
     redeliver_after: Duration,
+    max_unacknowledged: i64,
     workers: Vec<mpsc::UnboundedSender<Job>>,
     stats: Arc<ClusterStats>,
 }
@@ -84,7 +87,7 @@ impl Consumers {
     pub fn start(
         prefix: &str,
         space: SubjectSpace,
-        redeliver_after: Duration,
+        (redeliver_after, max_queued): (Duration, usize),
         stats: Arc<ClusterStats>,
         stop: watch::Receiver<bool>,
     ) -> Arc<Consumers> {
@@ -103,6 +106,7 @@ impl Consumers {
             space,
             nothing: format!("{prefix}.m.x"),
             redeliver_after,
+            max_unacknowledged: i64::try_from(max_queued.min(MAX_UNACKNOWLEDGED)).unwrap_or(1),
             workers,
             stats,
         });
@@ -196,7 +200,7 @@ impl Consumers {
             deliver_policy: DeliverPolicy::New,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.redeliver_after,
-            max_ack_pending: MAX_UNACKNOWLEDGED,
+            max_ack_pending: self.max_unacknowledged,
             filter_subjects,
             inactive_threshold,
             metadata: HashMap::from([(SESSION_KEY.to_owned(), encoded)]),

@@ -64,6 +64,8 @@ pub struct Directory {
     /// those need a removal).
     pub with_will: Mutex<HashSet<ByteString>>,
     pub stats: Arc<ClusterStats>,
+    /// This node's interest in NATS (a SUBACK waits until it is in effect).
+    pub interest: Arc<super::InterestRouter>,
     /// Persistent sessions' consumers, and the feeds reading them.
     pub consumers: Arc<Consumers>,
     pub feeds: Arc<Feeds>,
@@ -105,15 +107,15 @@ impl SessionDirectory for Directory {
         self.feeds.ensure(slot);
     }
 
-    fn subscriptions_changed(&self, slot: &Arc<SessionSlot>) -> Option<oneshot::Receiver<()>> {
-        if !is_fed(slot) {
-            return None;
+    fn subscriptions_changed(&self, slot: &Arc<SessionSlot>) -> Vec<oneshot::Receiver<()>> {
+        let mut waits = vec![self.interest.settled()];
+        if is_fed(slot) {
+            let mut record = slot.record(0);
+            record.will = None;
+            waits.push(self.consumers.save(&slot.client_id, record));
+            self.feeds.ensure(slot);
         }
-        let mut record = slot.record(0);
-        record.will = None;
-        let saved = self.consumers.save(&slot.client_id, record);
-        self.feeds.ensure(slot);
-        Some(saved)
+        waits
     }
 
     fn session_ended(&self, slot: &SessionSlot) {

@@ -13,7 +13,7 @@
 //! unacknowledged are handed back at once (negative acknowledgement), so
 //! the node that resumes it gets them without waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -42,9 +42,34 @@ pub fn is_fed(slot: &SessionSlot) -> bool {
 }
 
 /// What a feed owes JetStream: the reply subject of every message its
-/// session holds unacknowledged, by stream sequence.
+/// session holds unacknowledged, by stream sequence; and the sequences it
+/// acknowledged last, so a copy JetStream sends again anyway (a late
+/// negative acknowledgement from a node the session left crossed this
+/// node's acknowledgement) is acknowledged again, not delivered twice.
 #[derive(Default)]
-struct Unacknowledged(Mutex<HashMap<u64, Subject>>);
+struct Unacknowledged(Mutex<HashMap<u64, Subject>>, Mutex<Acknowledged>);
+
+/// The last [`ACKNOWLEDGED_KEPT`] sequences a feed acknowledged.
+#[derive(Default)]
+struct Acknowledged {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+const ACKNOWLEDGED_KEPT: usize = 4096;
+
+impl Acknowledged {
+    fn insert(&mut self, seq: u64) {
+        if self.set.insert(seq) {
+            self.order.push_back(seq);
+        }
+        if self.order.len() > ACKNOWLEDGED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
 
 /// Acknowledgements to send: the subject and `+ACK` or `-NAK`.
 type Acks = mpsc::UnboundedSender<(Subject, &'static [u8])>;
@@ -71,6 +96,7 @@ impl SinkAck for StreamAck {
             return;
         }
         if let Some(reply) = self.unacknowledged.0.lock().remove(&self.seq) {
+            self.unacknowledged.1.lock().insert(self.seq);
             let _ = self.acks.send((reply, b"+ACK"));
         }
     }
@@ -262,6 +288,11 @@ fn offer(
     ) else {
         return;
     };
+    if unacknowledged.1.lock().set.contains(&seq) {
+        // Done with here already: only the acknowledgement was lost.
+        let _ = feeds.acks.send((reply, b"+ACK"));
+        return;
+    }
     {
         let mut held = unacknowledged.0.lock();
         if let Some(known) = held.get_mut(&seq) {

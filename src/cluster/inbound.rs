@@ -30,6 +30,9 @@ use crate::topic::TopicFilter;
 /// Messages waiting between the subscriptions and the routing task.
 const INBOUND_QUEUE: usize = 8192;
 
+/// Longest a SUBACK waits for NATS to have the subscription.
+const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Ids remembered to skip repeats ([`RecentIds`]).
 const RECENT_IDS: usize = 1 << 16;
 
@@ -88,6 +91,16 @@ async fn follow(
         Interest::Remove(f) => ((false, f), false),
         Interest::AddShared(f) => ((true, f), true),
         Interest::RemoveShared(f) => ((true, f), false),
+        Interest::Settled(done) => {
+            // Bounded: with NATS away the SUBACK goes after the wait.
+            let flushed = async {
+                let _ = inbound.client.flush().await;
+                let _ = inbound.shared_client.flush().await;
+            };
+            let _ = tokio::time::timeout(SETTLE_WITHIN, flushed).await;
+            let _ = done.send(());
+            return;
+        }
     };
     let tasks = if add {
         subscribe(inbound, &key, tx).await

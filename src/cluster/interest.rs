@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Acl;
 use crate::broker::{LocalRouter, RouteEntry, Router, Target};
@@ -32,13 +32,15 @@ use crate::session::Message;
 use crate::topic::TopicFilter;
 
 /// A change of this node's interest in a filter: a plain filter, or a
-/// shared subscription's whole filter (`$share/g/f`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// shared subscription's whole filter (`$share/g/f`); or a marker asking
+/// to be told once every change before it is in effect in NATS.
+#[derive(Debug)]
 pub enum Interest {
     Add(ByteString),
     Remove(ByteString),
     AddShared(ByteString),
     RemoveShared(ByteString),
+    Settled(oneshot::Sender<()>),
 }
 
 /// Makes an [`Interest`] change from a key.
@@ -70,6 +72,17 @@ impl InterestRouter {
             changes,
         };
         (Arc::new(router), rx)
+    }
+
+    /// Fires once every interest change made so far is in effect in NATS
+    /// (its subscriptions sent and the servers' answer to a flush back):
+    /// a SUBACK waits for it, so what is published after it through the
+    /// same NATS server reaches the new subscription (a shared one above
+    /// all, whose every delivery comes through NATS).
+    pub fn settled(&self) -> oneshot::Receiver<()> {
+        let (done, wait) = oneshot::channel();
+        let _ = self.changes.send(Interest::Settled(done));
+        wait
     }
 }
 
@@ -114,8 +127,8 @@ impl Router for InterestRouter {
         removed
     }
 
-    fn route(&self, message: &Message, acl: Option<&Acl>) -> Vec<Target> {
-        let mut targets = self.local.route(message, acl);
+    fn route(&self, message: &Message, _acl: Option<&Acl>) -> Vec<Target> {
+        let mut targets = self.local.route_unshared(message);
         // Shared members get their messages through NATS' queue groups,
         // persistent sessions those the stream keeps through their own
         // consumers (`super::feed`).

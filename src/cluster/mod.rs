@@ -105,7 +105,7 @@ impl Cluster {
     pub async fn start(
         cfg: &ClusterConfig,
         broker: &Arc<Broker>,
-        interest: mpsc::UnboundedReceiver<Interest>,
+        (router, interest): (Arc<InterestRouter>, mpsc::UnboundedReceiver<Interest>),
     ) -> Result<Cluster, ConnectError> {
         let client = connect::connect(cfg, false).await?;
         let shared_client = connect::connect(cfg, true).await?;
@@ -139,7 +139,8 @@ impl Cluster {
             next_id: AtomicU64::new(0),
             stats: Arc::clone(&stats),
         };
-        let (directory, will_rx) = open_directory(cfg, broker, &client, durable, &stats, &stop_rx);
+        let (directory, will_rx) =
+            open_directory(cfg, (broker, router), &client, durable, &stats, &stop_rx);
         let tasks = vec![
             tokio::spawn(inbound::run(inbound, interest, stop_rx.clone())),
             tokio::spawn(run_when_ready(
@@ -206,7 +207,7 @@ impl ClusterStatus {
 /// feeds), installed in the broker, and the wills it reports.
 fn open_directory(
     cfg: &ClusterConfig,
-    broker: &Arc<Broker>,
+    (broker, interest): (&Arc<Broker>, Arc<InterestRouter>),
     client: &async_nats::Client,
     durable: SubjectSpace,
     stats: &Arc<ClusterStats>,
@@ -218,7 +219,10 @@ fn open_directory(
     let consumers = consumers::Consumers::start(
         &cfg.prefix,
         durable,
-        Duration::from_secs(u64::from(cfg.redeliver_after_secs)),
+        (
+            Duration::from_secs(u64::from(cfg.redeliver_after_secs)),
+            broker.config.limits.max_queued_messages,
+        ),
         Arc::clone(stats),
         stop.clone(),
     );
@@ -237,6 +241,7 @@ fn open_directory(
         wills: will_changes,
         with_will: Default::default(),
         stats: Arc::clone(stats),
+        interest,
         consumers,
         feeds,
     });

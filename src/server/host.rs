@@ -175,9 +175,8 @@ impl ConnectionHost for BrokerHost<'_> {
     fn subscriptions_changed(&mut self) {
         let ticket = self.broker.persist_session(self.slot, 0);
         self.held.wait_for(ticket);
-        if let Some(recorded) = self.broker.subscriptions_recorded(self.slot) {
-            self.held.sink_waits.push_back(recorded);
-        }
+        let recorded = self.broker.subscriptions_recorded(self.slot);
+        self.held.sink_waits.extend(recorded);
     }
 
     fn set_session_expiry(&mut self, seconds: u32) {

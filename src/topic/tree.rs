@@ -205,6 +205,15 @@ fn remove_at<V>(
 /// else among the fallbacks, never one marked [`Pick::Never`].
 fn pick_member<V>(group: &SharedGroup<V>, eligible: &dyn Fn(&V) -> Pick) -> Option<usize> {
     let n = group.members.len();
+    // A group none of whose members may be picked keeps its turn (a
+    // clustered node routes without picking: NATS picks for it).
+    if group
+        .members
+        .iter()
+        .all(|(_, v)| eligible(v) == Pick::Never)
+    {
+        return None;
+    }
     let start = group.next.fetch_add(1, Ordering::Relaxed);
     let mut fallback = None;
     for i in (0..n).map(|i| (start + i) % n) {
@@ -414,5 +423,21 @@ mod tests {
             got.push(m.client.to_string())
         });
         assert!(got.is_empty(), "no member may read: nobody is picked");
+    }
+
+    #[test]
+    fn a_walk_that_picks_nobody_does_not_take_the_groups_turn() {
+        let mut t = SubscriptionTree::default();
+        t.insert(&f("$share/g/a"), "m1".into(), 1);
+        t.insert(&f("$share/g/a"), "m2".into(), 2);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            // A clustered node's own routing walk, then NATS' pick.
+            t.for_each_match("a", &|_| Pick::Never, &mut |_| {});
+            let picked = t.pick_shared(&f("$share/g/a"), &|_| Pick::Preferred);
+            seen.push(*picked.unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, vec![1, 1, 2, 2], "still round robin");
     }
 }

@@ -22,7 +22,7 @@ import pytest
 from helpers import Client
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT = 20.0
+STARTUP_TIMEOUT = 60.0
 
 
 def sluice_bin() -> str:
@@ -32,10 +32,75 @@ def sluice_bin() -> str:
     return path
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsCluster:
+    """Three nats-server processes clustered with JetStream on loopback,
+    for SLUICE_TEST_CLUSTER runs (the suite against a node of a cluster)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="sluice-py-nats-")
+        ports = [(free_port(), free_port()) for _ in range(3)]
+        routes = ",".join(f"nats://127.0.0.1:{c}" for _, c in ports)
+        self.procs = []
+        for i, (client, cluster) in enumerate(ports):
+            log = open(os.path.join(self.dir, f"n{i}.log"), "w")
+            self.procs.append(subprocess.Popen(
+                ["nats-server", "-a", "127.0.0.1", "-p", str(client), "-js",
+                 "-sd", os.path.join(self.dir, f"n{i}"), "--server_name", f"n{i}",
+                 "--cluster_name", "pytest", "--cluster", f"nats://127.0.0.1:{cluster}",
+                 "--routes", routes], stdout=log, stderr=log))
+        self.urls = [f"nats://127.0.0.1:{c}" for c, _ in ports]
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+NATS = None
+CLUSTERS = 0
+
+
+def cluster_table(node: str, prefix: str) -> str:
+    """The [cluster] table of a node of the current test's cluster."""
+    global NATS
+    if NATS is None:
+        NATS = NatsCluster()
+    servers = ", ".join(f'"{u}"' for u in NATS.urls)
+    return (f'\n[cluster]\nservers = [{servers}]\nnode_name = "{node}"\n'
+            f'prefix = "{prefix}"\nredeliver_after_secs = 3\n')
+
+
 class Broker:
-    """A running sluice process."""
+    """A running sluice process. With SLUICE_TEST_CLUSTER=1 in the
+    environment, node 0 of a fresh three-node cluster (its own subject
+    prefix on a NATS cluster shared by the run): the suite then checks a
+    cluster node as clients see it."""
 
     def __init__(self, env_overrides=None, config=None):
+        self.peers = []
+        if os.environ.get("SLUICE_TEST_CLUSTER") and not (env_overrides or {}).get("peer"):
+            global CLUSTERS
+            CLUSTERS += 1
+            prefix = f"t{os.getpid()}x{CLUSTERS}"
+            if config is None:
+                config = '[[listeners]]\nbind = "127.0.0.1:0"\n'
+            for i in (1, 2):
+                peer_config = '[[listeners]]\nbind = "127.0.0.1:0"\n' + cluster_table(f"node{i}", prefix)
+                self.peers.append(Broker({"peer": "1"}, peer_config))
+            config += cluster_table("node0", prefix)
+        self._start(env_overrides, config)
+
+    def _start(self, env_overrides, config):
+        env_overrides = {k: v for k, v in (env_overrides or {}).items() if k != "peer"}
         env = dict(os.environ)
         env["RUST_LOG"] = "sluice=info"
         env.update(env_overrides or {})
@@ -76,7 +141,9 @@ class Broker:
                             self.port = int(m.group(1))
                         if proto:
                             self.ports.setdefault(proto.group(1), int(m.group(1)))
-                if "sluice started" in line:
+                if "sluice started" in line and "[cluster]" not in (config or ""):
+                    found.set()
+                if "stream and retained bucket ready" in line:
                     found.set()
             found.set()  # EOF: the process is gone
 
@@ -87,6 +154,8 @@ class Broker:
             raise RuntimeError("sluice did not report its listening address:\n" + "\n".join(self.log))
 
     def stop(self):
+        for peer in self.peers:
+            peer.stop()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         try:
@@ -95,6 +164,14 @@ class Broker:
             pass
         self._reader.join(timeout=2)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nats_cluster():
+    """Stops the NATS cluster of a SLUICE_TEST_CLUSTER run at its end."""
+    yield
+    if NATS is not None:
+        NATS.stop()
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 response, message expiry, subscription identifiers, subscription options,
 shared subscriptions, topic aliases, reason codes and will options."""
 
+import os
 import time
 from collections import Counter
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -235,6 +237,10 @@ def test_no_local_on_shared_subscription_is_a_protocol_error(mqtt_client):
     assert rc == 130  # DISCONNECT 0x82 Protocol error
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("SLUICE_TEST_CLUSTER")),
+    reason="a cluster node does not know whether another node has a subscriber: it says 0x00 (the spec's MAY)",
+)
 def test_puback_reason_no_matching_subscribers(mqtt_client):
     pub = mqtt_client(V5, "py5-nomatch")
     assert pub.publish("nobody/listens", "x", qos=1) == 16  # 0x10

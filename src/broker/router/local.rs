@@ -10,11 +10,26 @@ use parking_lot::RwLock;
 use super::{shared_rank, RouteEntry, Router, Target};
 use crate::auth::Acl;
 use crate::session::Message;
-use crate::topic::{Match, SubscriptionTree, TopicFilter};
+use crate::topic::{Match, Pick, SubscriptionTree, TopicFilter};
 
 #[derive(Debug, Default)]
 pub struct LocalRouter {
     tree: RwLock<SubscriptionTree<RouteEntry>>,
+}
+
+impl LocalRouter {
+    /// As [`Router::route`], without the shared subscriptions: no member
+    /// picked, no group's turn taken (a clustered node gets its shared
+    /// deliveries from NATS, which picks).
+    pub fn route_unshared(&self, message: &Message) -> Vec<Target> {
+        let mut targets = Targets::default();
+        self.tree
+            .read()
+            .for_each_match(&message.topic, &|_| Pick::Never, &mut |m| {
+                targets.add(message, m)
+            });
+        targets.finish()
+    }
 }
 
 impl Router for LocalRouter {
