@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Cluster mode against a single node, in one run, on 127.0.0.1.
 
-    python3 examples/bench/cluster.py [--seconds 8] [--rounds 3]
+    python3 examples/bench/cluster.py [--seconds 8] [--rounds 3] [--setups single,cluster2]
 
 Setups, each loaded by sluice-bench `pairs` (50 publishers, each to its own
-topic, 50 subscribers, 64-byte payloads, closed loop) at QoS 0 and QoS 1:
+topic, 50 subscribers, 64-byte payloads, closed loop) at QoS 0 and QoS 1,
+and at QoS 1 with persistent subscribers (clean start 0: a single node
+stores what it queues for them, a cluster feeds them from their JetStream
+consumers):
 
 - single:   one Sluice, no cluster (the default), store on;
 - cluster1: one Sluice node in cluster mode, publishers and subscribers on it;
@@ -70,13 +73,15 @@ def start_node(workdir, name, cluster=None):
     return proc, port
 
 
-def load(pub_ports, sub_ports, qos, seconds, prefix, rate=0):
+def load(pub_ports, sub_ports, qos, seconds, prefix, rate=0, persistent=False):
     out = subprocess.run(
         [os.path.join(REL, "sluice-bench"), "--qos", str(qos), "--duration", str(seconds),
          "--rate", str(rate),
          "--warmup", "2", "--prefix", prefix, "--json",
          "--pub-ports", ",".join(map(str, pub_ports)),
-         "--sub-ports", ",".join(map(str, sub_ports)), "pairs", "-n", "50"],
+         "--sub-ports", ",".join(map(str, sub_ports))]
+        + (["--persistent-subscribers"] if persistent else [])
+        + ["pairs", "-n", "50"],
         capture_output=True, text=True, timeout=seconds + 120, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -97,6 +102,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--setups", default="single,cluster1,cluster2,cluster3")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release"],
                    cwd=ROOT, check=True)
@@ -105,15 +111,21 @@ def main():
     results = {}
     try:
         for r in range(a.rounds):
-            for kind in ["single", "cluster1", "cluster2", "cluster3"]:
+            for kind in a.setups.split(","):
                 procs, pubs, subs = setup(workdir, kind, urls)
                 try:
                     # Full speed (throughput; latency is then queueing), and
-                    # QoS 1 at a fixed 2,000 msg/s (latency of one message).
-                    for qos, rate in ((0, 0), (1, 0), (1, 2000)):
-                        res = load(pubs, subs, qos, a.seconds, f"b{r}{kind}q{qos}r{rate}", rate)
-                        results.setdefault((kind, qos, rate), []).append(res)
-                        print(kind, f"qos{qos}", f"rate{rate}", round(res["received_per_sec"]),
+                    # QoS 1 at a fixed 2,000 msg/s (latency of one message);
+                    # QoS 1 again with persistent subscribers (in a cluster,
+                    # fed from their JetStream consumers).
+                    loads = ((0, 0, False), (1, 0, False), (1, 2000, False), (1, 0, True),
+                             (1, 2000, True))
+                    for qos, rate, persistent in loads:
+                        tag = f"b{r}{kind}q{qos}r{rate}{'p' if persistent else ''}"
+                        res = load(pubs, subs, qos, a.seconds, tag, rate, persistent)
+                        results.setdefault((kind, qos, rate, persistent), []).append(res)
+                        print(kind, f"qos{qos}", f"rate{rate}", "persistent" * persistent,
+                              round(res["received_per_sec"]),
                               "msg/s p50", res["latency_us"]["p50"], "us p99",
                               res["latency_us"]["p99"], "lost", res["lost"], flush=True)
                 finally:
@@ -123,12 +135,13 @@ def main():
         for p in nats:
             stop(p)
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n| setup | QoS | offered | delivered msg/s | p50 latency | p99 latency | lost |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for (kind, qos, rate), runs in results.items():
+    print("\n| setup | QoS | subscribers | offered | delivered msg/s | p50 latency | p99 latency | lost |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (kind, qos, rate, persistent), runs in results.items():
         med = lambda f: statistics.median(f(x) for x in runs)
         offered = f"{rate:,}/s" if rate else "full speed"
-        print(f"| {kind} | {qos} | {offered} | {med(lambda x: x['received_per_sec']):,.0f} | "
+        subscribers = "persistent" if persistent else "clean"
+        print(f"| {kind} | {qos} | {subscribers} | {offered} | {med(lambda x: x['received_per_sec']):,.0f} | "
               f"{med(lambda x: x['latency_us']['p50']) / 1000:.2f} ms | "
               f"{med(lambda x: x['latency_us']['p99']) / 1000:.2f} ms | "
               f"{sum(x['lost'] for x in runs)} |")

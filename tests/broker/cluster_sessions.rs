@@ -14,14 +14,21 @@ use sluice::codec::*;
 use crate::cluster_nodes::{client, receive, wait_for_counters, SluiceCluster};
 use crate::harness::{connect_v5, publish, sub_opts, Raw};
 
-/// Payloads `raw` receives (the first within 15 s) until 1 s of quiet,
-/// with their copies.
-fn collect(raw: &mut Raw) -> HashMap<Vec<u8>, usize> {
-    let mut got = HashMap::new();
-    let mut wait = Duration::from_secs(15);
-    while let Some(p) = receive(raw, wait) {
+/// Payloads `raw` receives, with their copies: until every one of
+/// `expected` came (or 20 s passed: what the node died with comes again
+/// after `REDELIVER_AFTER_SECS`), then until 1 s of quiet.
+fn collect(raw: &mut Raw, expected: &[&str]) -> HashMap<Vec<u8>, usize> {
+    let mut got: HashMap<Vec<u8>, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let complete =
+        |got: &HashMap<Vec<u8>, usize>| expected.iter().all(|e| got.contains_key(e.as_bytes()));
+    while !complete(&got) && Instant::now() < deadline {
+        if let Some(p) = receive(raw, Duration::from_millis(200)) {
+            *got.entry(p.payload.to_vec()).or_insert(0) += 1;
+        }
+    }
+    while let Some(p) = receive(raw, Duration::from_secs(1)) {
         *got.entry(p.payload.to_vec()).or_insert(0) += 1;
-        wait = Duration::from_secs(1);
     }
     got
 }
@@ -48,8 +55,10 @@ fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
     // The client comes back on node 2: same session, same messages, once.
     let (mut keeper, ack) = Raw::connect_with(cluster.port(2), connect_v5("keeper", false, 600));
     assert!(ack.session_present, "session not resumed on node 2");
-    let got = collect(&mut keeper);
-    let expected: HashSet<Vec<u8>> = (0..20).map(|i| format!("m{i}").into_bytes()).collect();
+    let names: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let got = collect(&mut keeper, &names);
+    let expected: HashSet<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
     assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), expected);
     assert!(got.values().all(|n| *n == 1), "copies: {got:?}");
     wait_for_counters(&cluster.nodes[2], &[("sessions_resumed", 1)]);
@@ -60,7 +69,7 @@ fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
     let mut local = client(cluster.port(2), ProtocolVersion::V5, "pub2");
     local.publish(publish("fleet/a", b"here", QoS::AtLeastOnce, 1));
     publisher.publish(publish("fleet/b", b"there", QoS::AtLeastOnce, 99));
-    let got = collect(&mut keeper);
+    let got = collect(&mut keeper, &["here", "there"]);
     assert_eq!(got.get(&b"here"[..]), Some(&1), "{got:?}");
     assert_eq!(got.get(&b"there"[..]), Some(&1), "{got:?}");
     keeper.disconnect();
