@@ -248,6 +248,7 @@ async fn drain(
             next = messages.next() => next,
             _ = tokio::time::sleep(CHECK_EVERY) => {
                 if feeds.current(slot).is_none() {
+                    hand_back(feeds, &mut messages).await;
                     return any;
                 }
                 continue;
@@ -265,11 +266,28 @@ async fn drain(
         any = true;
         let Some((broker, session)) = feeds.current(slot) else {
             if let Some(reply) = message.reply.clone() {
-                let _ = feeds.acks.send((reply, b"-NAK"));
+                let _ = feeds.acks.send((reply, NAK_SOON));
             }
+            hand_back(feeds, &mut messages).await;
             return any;
         };
         offer(feeds, &broker, &session, message, unacknowledged);
+    }
+}
+
+/// How long a feed whose session left still hands back what its pulls
+/// bring, so the node that resumed the session gets it within a second
+/// rather than after `redeliver_after_secs`.
+const HAND_BACK_FOR: Duration = Duration::from_millis(300);
+
+/// Negatively acknowledges (for redelivery in a second, when this feed no
+/// longer pulls) what arrives for a while.
+async fn hand_back(feeds: &Feeds, messages: &mut async_nats::jetstream::consumer::pull::Stream) {
+    let until = tokio::time::Instant::now() + HAND_BACK_FOR;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, messages.next()).await {
+        if let Some(reply) = message.reply.clone() {
+            let _ = feeds.acks.send((reply, NAK_SOON));
+        }
     }
 }
 
