@@ -113,8 +113,10 @@ impl Broker {
             rec.disconnected_at_ms
         };
         let elapsed = Duration::from_millis(rs.now_wall.saturating_sub(disconnected_at));
-        let mut plan =
-            after_disconnect(rec.will.is_some(), true, rec.will_delay, rec.session_expiry);
+        // In a cluster the wills bucket has this node's wills, and the
+        // cluster publishes those its restart ended (once, whichever node).
+        let has_will = rec.will.is_some() && self.config.cluster.is_none();
+        let mut plan = after_disconnect(has_will, true, rec.will_delay, rec.session_expiry);
         plan.will_after = plan.will_after.map(|d| d.saturating_sub(elapsed));
         plan.session_ends_after = plan.session_ends_after.map(|d| d.saturating_sub(elapsed));
         (slot, plan)

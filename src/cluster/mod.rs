@@ -275,7 +275,7 @@ async fn run_when_ready(
     ));
     let kept = tokio::spawn(wills::keep(
         buckets.wills.clone(),
-        directory.node.clone(),
+        (directory.node.clone(), link.incarnation),
         Arc::clone(&link.stats),
         will_changes,
         stop.clone(),
@@ -290,7 +290,7 @@ async fn run_when_ready(
         buckets.nodes,
         buckets.wills,
         buckets.sessions.clone(),
-        directory.node.clone(),
+        (directory.node.clone(), link.incarnation),
         Arc::clone(&broker),
         Arc::clone(&link.stats),
         stop.clone(),

@@ -52,6 +52,10 @@ pub enum WillChange {
 struct StoredWill {
     client_id: String,
     node: String,
+    /// When the node that wrote it started (ms since the epoch): a will a
+    /// node's earlier run left is its connection's that the restart ended.
+    #[serde(default)]
+    incarnation: u64,
     delay_secs: u32,
     /// The will message as nodes send messages ([`envelope`]), base64.
     record: String,
@@ -64,7 +68,7 @@ fn key(node: &str, client_id: &str) -> String {
 /// Writes this node's will changes in order until `stop`.
 pub async fn keep(
     bucket: kv::Store,
-    node: String,
+    (node, incarnation): (String, u64),
     stats: Arc<ClusterStats>,
     mut changes: mpsc::UnboundedReceiver<WillChange>,
     mut stop: watch::Receiver<bool>,
@@ -86,6 +90,7 @@ pub async fn keep(
                 let stored = StoredWill {
                     client_id: client_id.to_string(),
                     node: node.clone(),
+                    incarnation,
                     delay_secs,
                     record: base64::engine::general_purpose::STANDARD.encode(record),
                 };
@@ -112,6 +117,8 @@ pub async fn keep(
 /// What a node knows of the others, from watching the two buckets.
 #[derive(Default)]
 struct Known {
+    /// This node's last heartbeat before this run, if it ran before.
+    my_last_run: Option<u64>,
     /// The last heartbeat (ms since the epoch) of each node holding a will.
     beats: HashMap<String, u64>,
     /// Every will in the bucket, by key.
@@ -126,12 +133,16 @@ pub async fn watch_nodes(
     nodes: kv::Store,
     wills: kv::Store,
     sessions: kv::Store,
-    node: String,
+    (node, incarnation): (String, u64),
     broker: Arc<Broker>,
     stats: Arc<ClusterStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let known = Arc::new(Mutex::new(Known::default()));
+    let known = Arc::new(Mutex::new(Known {
+        // Read before this run's first heartbeat replaces it.
+        my_last_run: last_heartbeat(&nodes, &node).await.or(Some(incarnation)),
+        ..Known::default()
+    }));
     let follower = {
         let (wills, known, mut stop) = (wills.clone(), Arc::clone(&known), stop.clone());
         tokio::spawn(async move {
@@ -156,7 +167,7 @@ pub async fn watch_nodes(
         }
         beat(&nodes, &node, &broker, &stats).await;
         refresh_beats(&nodes, &known, &node).await;
-        let due = due_wills(&known, &node);
+        let due = due_wills(&known, (&node, incarnation));
         if !due.is_empty() {
             tracing::debug!(wills = due.len(), "cluster: wills of silent nodes due");
         }
@@ -221,19 +232,32 @@ async fn refresh_beats(nodes: &kv::Store, known: &Mutex<Known>, me: &str) {
     }
 }
 
-/// The wills of nodes silent for [`DEAD_AFTER`]: (key, node, last seen).
-fn due_wills(known: &Mutex<Known>, me: &str) -> Vec<(String, String, u64)> {
+/// The wills of nodes silent for [`DEAD_AFTER`], and those this node's
+/// earlier run left (its restart ended their connections; the local store
+/// does not publish them, see `Broker::restore`): (key, node, last seen).
+fn due_wills(known: &Mutex<Known>, (me, incarnation): (&str, u64)) -> Vec<(String, String, u64)> {
     let now = now_ms();
     let k = known.lock();
     k.wills
         .iter()
-        .filter(|(_, w)| w.node != me)
         .filter_map(|(key, w)| {
+            if w.node == me {
+                let last = k.my_last_run?;
+                return (w.incarnation != incarnation).then(|| (key.clone(), w.node.clone(), last));
+            }
             let last = *k.beats.get(&w.node)?;
             (now.saturating_sub(last) > DEAD_AFTER.as_millis() as u64)
                 .then(|| (key.clone(), w.node.clone(), last))
         })
         .collect()
+}
+
+/// `node`'s heartbeat as its last run left it.
+async fn last_heartbeat(nodes: &kv::Store, node: &str) -> Option<u64> {
+    let value = nodes.get(node).await.ok()??;
+    serde_json::from_slice::<Heartbeat>(&value)
+        .ok()
+        .map(|b| b.at_ms)
 }
 
 /// Publishes the will under `key` of the dead node `node` once its delay

@@ -343,14 +343,15 @@ fn another_identity_cannot_take_a_client_id_held_on_another_node() {
     let (_alice_again, _) = Raw::connect_with(cluster.port(1), login("alice", "a-secret"));
 }
 
-#[test]
-fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
-    let mut cluster = SluiceCluster::start(3, 2, 3);
+/// A persistent session with a will on node 0 of a two-node cluster (its
+/// connection, kept open), and a subscriber of its topic on node 1 (the
+/// route checked).
+fn mortal_on_node_0(cluster: &SluiceCluster) -> (Raw, Raw) {
     let mut watcher = client(cluster.port(1), V5, "will-watcher");
     watcher.subscribe(1, &[("w/#", sub_opts(QoS::AtLeastOnce))]);
     let mut prober = client(cluster.port(0), V5, "will-prober");
     wait_for_route(&mut prober, &mut watcher, "w/probe");
-    let mut c = crate::harness::connect_packet(V5, "mortal", true);
+    let mut c = crate::harness::connect_v5("mortal", false, 600);
     c.will = Some(Will {
         topic: ByteString::from("w/mortal"),
         payload: bytes::Bytes::from_static(b"gone"),
@@ -358,15 +359,22 @@ fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
         retain: false,
         properties: Properties::default(),
     });
-    let (_mortal, _) = Raw::connect_with(cluster.port(0), c);
+    let (mortal, _) = Raw::connect_with(cluster.port(0), c);
     // The will reaches the bucket a moment after CONNACK (a node killed
     // before that loses it: the window the README states), and node 0 is
     // seen alive since (its death is told by the end of its heartbeats).
     wait_for_counters(&cluster.nodes[0], &[("wills_kept", 1), ("heartbeats", 2)]);
+    (watcher, mortal)
+}
+
+#[test]
+fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
+    let mut cluster = SluiceCluster::start(3, 2, 3);
+    let (mut watcher, _mortal) = mortal_on_node_0(&cluster);
     // SIGKILL: node 0 cannot publish anything any more.
-    drop(cluster.nodes.remove(0));
+    cluster.nodes[0].kill();
     let Some(will) = receive(&mut watcher, Duration::from_secs(60)) else {
-        let log = cluster.nodes[0].log_lines();
+        let log = cluster.nodes[1].log_lines();
         let log: Vec<&String> = log
             .iter()
             .filter(|l| !l.contains("client connected"))
@@ -375,11 +383,33 @@ fn the_will_of_a_client_of_a_killed_node_is_published_by_another_node_once() {
     };
     assert_eq!(will.topic, "w/mortal");
     assert_eq!(&will.payload[..], b"gone");
+    let (_, body) = cluster.nodes[1].admin("GET", "/api/v1/cluster", None, None);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["counters"]["wills_of_dead_nodes"], 1, "{body}");
+    // Node 0 comes back with the session in its store: the will is not
+    // published a second time.
+    let node0 = cluster.nodes.remove(0).kill_and_restart();
+    crate::cluster_nodes::wait_ready(&node0, 0);
+    wait_for_counters(&node0, &[("heartbeats", 3)]);
+    assert!(
+        receive(&mut watcher, Duration::from_secs(3)).is_none(),
+        "published once"
+    );
+}
+
+#[test]
+fn a_node_restarted_at_once_publishes_the_wills_its_restart_ended_once() {
+    let mut cluster = SluiceCluster::start(3, 2, 3);
+    let (mut watcher, _mortal) = mortal_on_node_0(&cluster);
+    // Back before the other node takes it for dead.
+    let node0 = cluster.nodes.remove(0).kill_and_restart();
+    cluster.nodes.insert(0, node0);
+    let Some(will) = receive(&mut watcher, Duration::from_secs(60)) else {
+        panic!("no will after the restart");
+    };
+    assert_eq!(&will.payload[..], b"gone");
     assert!(
         receive(&mut watcher, Duration::from_secs(5)).is_none(),
         "published once"
     );
-    let (_, body) = cluster.nodes[0].admin("GET", "/api/v1/cluster", None, None);
-    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(view["counters"]["wills_of_dead_nodes"], 1, "{body}");
 }
