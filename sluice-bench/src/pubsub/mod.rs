@@ -39,6 +39,8 @@ struct Shared {
     sent_total: AtomicU64,
     sent_window: AtomicU64,
     received_total: AtomicU64,
+    /// Subscribers whose SUBACK arrived.
+    subscribed: AtomicU64,
     fan: u64,
     max_owed: u64,
 }
@@ -111,12 +113,21 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         sent_total: AtomicU64::new(0),
         sent_window: AtomicU64::new(0),
         received_total: AtomicU64::new(0),
+        subscribed: AtomicU64::new(0),
         fan: plan.fan,
         max_owed: args.max_owed,
     });
     let subs = start_subscribers(args, &plan, &shared).await?;
-    // Let the SUBACKs land before publishing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every SUBACK before publishing (what is published before a SUBACK
+    // need not reach its subscriber; a broker may take its time to
+    // acknowledge a subscription, a cluster node records it first).
+    let subacks_by = Instant::now() + Duration::from_secs(30);
+    while shared.subscribed.load(Ordering::Acquire) < subs.len() as u64 {
+        if Instant::now() > subacks_by {
+            bail!("not every subscription was acknowledged within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pubs = start_publishers(args, &plan, &shared).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let window = measure(args, &shared).await;

@@ -181,6 +181,9 @@ fn take_packets(
                     put_ack(out, 0x70, u16::from_be_bytes([id[0], id[1]]));
                 }
             }
+            frames::SUBACK => {
+                shared.subscribed.fetch_add(1, Ordering::Release);
+            }
             _ => {}
         }
         pos += f.end;
