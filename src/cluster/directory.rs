@@ -179,7 +179,7 @@ impl Directory {
             ClusterStats::add(&self.stats.claims_written, 1);
         }
         let elsewhere = held.as_ref().is_some_and(|h| h.node != self.node);
-        if clean_start {
+        if clean_start && held.is_some() {
             // The session it may have had anywhere ends here.
             let _ = self.consumers.delete(client_id).await;
         } else if elsewhere {

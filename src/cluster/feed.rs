@@ -197,6 +197,9 @@ async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
                     delay = Duration::from_millis(100);
                 }
             }
+            // No subscription, no consumer: nothing to feed until one
+            // comes (its SUBSCRIBE starts a feed again, see `ensure`).
+            None if leave_if_unsubscribed(&feeds, &slot) => return,
             None => record_again(&feeds, &slot),
         }
         tokio::time::sleep(delay).await;
@@ -210,6 +213,26 @@ async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
     if running.get(&client_id).is_some_and(|w| w.ptr_eq(&slot)) {
         running.remove(&client_id);
     }
+}
+
+/// Ends the feed of a session without subscriptions; whether it did.
+/// Decided under the lock [`Feeds::ensure`] takes, after the session's
+/// subscriptions are read: a SUBSCRIBE either finds this feed still
+/// running (which then sees its subscription) or starts a new one.
+fn leave_if_unsubscribed(feeds: &Feeds, slot: &Weak<SessionSlot>) -> bool {
+    let mut running = feeds.running.lock();
+    let unsubscribed = slot
+        .upgrade()
+        .is_none_or(|s| s.subscriptions.lock().is_empty());
+    if unsubscribed {
+        let client_id = slot.upgrade().map(|s| s.client_id.clone());
+        if let Some(id) = client_id {
+            if running.get(&id).is_some_and(|w| w.ptr_eq(slot)) {
+                running.remove(&id);
+            }
+        }
+    }
+    unsubscribed
 }
 
 /// A session that has subscriptions but no consumer (its consumer could
