@@ -120,6 +120,7 @@ impl SessionDirectory for Directory {
 
     fn session_ended(&self, slot: &SessionSlot) {
         drop(self.consumers.delete(&slot.client_id));
+        self.feeds.forget(&slot.client_id);
     }
 }
 
@@ -198,7 +199,7 @@ impl Directory {
 pub async fn watch_claims(
     bucket: kv::Store,
     node: String,
-    broker: Arc<Broker>,
+    (broker, feeds): (Arc<Broker>, Arc<Feeds>),
     mut stop: watch::Receiver<bool>,
 ) {
     super::follow::follow(&bucket, "sessions", &mut stop, |entry| {
@@ -206,8 +207,8 @@ pub async fn watch_claims(
             return;
         };
         if holder.node != node {
-            let broker = Arc::clone(&broker);
-            tokio::spawn(async move { let_go(&broker, holder).await });
+            let (broker, feeds) = (Arc::clone(&broker), Arc::clone(&feeds));
+            tokio::spawn(async move { let_go(&broker, &feeds, holder).await });
         }
     })
     .await;
@@ -223,7 +224,7 @@ pub async fn holder_node(bucket: &kv::Store, client_id: &str) -> Option<String> 
 
 /// Closes this node's connection of a client id another node claimed, and
 /// ends its session here.
-async fn let_go(broker: &Broker, holder: Holder) {
+async fn let_go(broker: &Broker, feeds: &Feeds, holder: Holder) {
     let client_id = ByteString::from(holder.client_id);
     let Some(slot) = broker.find_session(&client_id) else {
         return;
@@ -238,4 +239,5 @@ async fn let_go(broker: &Broker, holder: Holder) {
     let _ = tokio::time::timeout(LET_GO_WITHIN, lock.lock_owned()).await;
     // What the cluster keeps of it (its consumer) stays for the new node.
     broker.let_go_session(&slot);
+    feeds.forget(&client_id);
 }

@@ -7,9 +7,11 @@
 //! from here ([`is_fed`]; the router leaves such sessions out), so each
 //! arrives once whichever node published it.
 //!
-//! A message JetStream offers again while the session still holds it (its
-//! client is slow or offline past `redeliver_after_secs`) is not queued a
-//! second time. When the session leaves this node, the messages it held
+//! While the client is away the feed pauses (no pull: JetStream keeps what
+//! comes, and ends the consumer after the session expiry); it goes on when
+//! the client is back. A message JetStream offers again while the session
+//! still holds it (its client is slow, or was away past
+//! `redeliver_after_secs`) is not queued a second time. When the session leaves this node, the messages it held
 //! unacknowledged are handed back at once (negative acknowledgement), so
 //! the node that resumes it gets them without waiting.
 
@@ -118,9 +120,17 @@ impl Drop for StreamAck {
     }
 }
 
+/// A session's feed: whether it runs now (it pauses while the client is
+/// away), and what the session holds, kept across pauses.
+struct Running {
+    slot: Weak<SessionSlot>,
+    unacknowledged: Arc<Unacknowledged>,
+    active: bool,
+}
+
 /// The feeds of one node.
 pub struct Feeds {
-    running: Mutex<HashMap<ByteString, Weak<SessionSlot>>>,
+    running: Mutex<HashMap<ByteString, Running>>,
     consumers: Arc<Consumers>,
     broker: Weak<Broker>,
     acks: Acks,
@@ -148,18 +158,64 @@ impl Feeds {
         })
     }
 
-    /// Feeds `slot` from its consumer unless a feed already does.
+    /// Feeds `slot` from its consumer unless a feed already does (a
+    /// paused feed goes on with what the session holds).
     pub fn ensure(self: &Arc<Self>, slot: &Arc<SessionSlot>) {
         if !is_fed(slot) {
             return;
         }
         let mut running = self.running.lock();
-        let current = running.get(&slot.client_id).and_then(Weak::upgrade);
-        if current.is_some_and(|s| Arc::ptr_eq(&s, slot)) {
-            return;
+        let unacknowledged = match running.get_mut(&slot.client_id) {
+            Some(r) if std::ptr::eq(r.slot.as_ptr(), Arc::as_ptr(slot)) => {
+                if r.active {
+                    return;
+                }
+                r.active = true;
+                Arc::clone(&r.unacknowledged)
+            }
+            _ => {
+                let unacknowledged = Arc::new(Unacknowledged::default());
+                running.insert(
+                    slot.client_id.clone(),
+                    Running {
+                        slot: Arc::downgrade(slot),
+                        unacknowledged: Arc::clone(&unacknowledged),
+                        active: true,
+                    },
+                );
+                unacknowledged
+            }
+        };
+        tokio::spawn(feed(Arc::clone(self), Arc::downgrade(slot), unacknowledged));
+    }
+
+    /// Forgets the feed of `client_id` once its session left this node.
+    pub fn forget(&self, client_id: &ByteString) {
+        let mut running = self.running.lock();
+        if running.get(client_id).is_some_and(|r| !r.active) {
+            running.remove(client_id);
         }
-        running.insert(slot.client_id.clone(), Arc::downgrade(slot));
-        tokio::spawn(feed(Arc::clone(self), Arc::downgrade(slot)));
+    }
+
+    /// Pauses the feed of a session whose client is away (decided under
+    /// the lock [`Feeds::ensure`] takes, after the client's connection
+    /// state is read); whether it did. The consumer is not pulled while
+    /// the client is away: JetStream keeps what comes meanwhile.
+    fn pause_if_offline(&self, slot: &Weak<SessionSlot>) -> bool {
+        let mut running = self.running.lock();
+        let Some(session) = slot.upgrade() else {
+            return false;
+        };
+        if session.is_online() {
+            return false;
+        }
+        match running.get_mut(&session.client_id) {
+            Some(r) if r.slot.ptr_eq(slot) => {
+                r.active = false;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The session, while it is still this node's.
@@ -171,12 +227,12 @@ impl Feeds {
     }
 }
 
-/// Feeds one session until it is no longer this node's.
-async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
+/// Feeds one session until it is no longer this node's (or pauses while
+/// its client is away).
+async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>, unacknowledged: Arc<Unacknowledged>) {
     let Some(client_id) = slot.upgrade().map(|s| s.client_id.clone()) else {
         return;
     };
-    let unacknowledged = Arc::new(Unacknowledged::default());
     let name = consumer_name(&client_id);
     let mut delay = Duration::from_millis(100);
     while let Some((_, session)) = feeds.current(&slot) {
@@ -192,11 +248,11 @@ async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
             None => None,
         };
         match consumer {
-            Some(consumer) => {
-                if drain(&feeds, &slot, consumer, &unacknowledged).await {
-                    delay = Duration::from_millis(100);
-                }
-            }
+            Some(consumer) => match drain(&feeds, &slot, consumer, &unacknowledged).await {
+                Drained::Offline if feeds.pause_if_offline(&slot) => return,
+                Drained::Offline | Drained::Ended(true) => delay = Duration::from_millis(100),
+                Drained::Ended(false) => {}
+            },
             // No subscription, no consumer: nothing to feed until one
             // comes (its SUBSCRIBE starts a feed again, see `ensure`).
             None if leave_if_unsubscribed(&feeds, &slot) => return,
@@ -210,7 +266,10 @@ async fn feed(feeds: Arc<Feeds>, slot: Weak<SessionSlot>) {
         let _ = feeds.acks.send((reply, b"-NAK"));
     }
     let mut running = feeds.running.lock();
-    if running.get(&client_id).is_some_and(|w| w.ptr_eq(&slot)) {
+    if running
+        .get(&client_id)
+        .is_some_and(|r| r.slot.ptr_eq(&slot))
+    {
         running.remove(&client_id);
     }
 }
@@ -227,7 +286,7 @@ fn leave_if_unsubscribed(feeds: &Feeds, slot: &Weak<SessionSlot>) -> bool {
     if unsubscribed {
         let client_id = slot.upgrade().map(|s| s.client_id.clone());
         if let Some(id) = client_id {
-            if running.get(&id).is_some_and(|w| w.ptr_eq(slot)) {
+            if running.get(&id).is_some_and(|r| r.slot.ptr_eq(slot)) {
                 running.remove(&id);
             }
         }
@@ -249,19 +308,28 @@ fn record_again(feeds: &Feeds, slot: &Weak<SessionSlot>) {
     }
 }
 
+/// Why a feed stopped pulling.
+enum Drained {
+    /// The session left, the node stops or the consumer failed; whether
+    /// any message came first.
+    Ended(bool),
+    /// The client is away.
+    Offline,
+}
+
 /// Queues the consumer's messages for the session until the session is no
-/// longer this node's or the consumer fails; whether any came.
+/// longer this node's, its client is away or the consumer fails.
 async fn drain(
     feeds: &Feeds,
     slot: &Weak<SessionSlot>,
     consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
     unacknowledged: &Arc<Unacknowledged>,
-) -> bool {
+) -> Drained {
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cluster: session's consumer not readable");
-            return false;
+            return Drained::Ended(false);
         }
     };
     let mut stop = feeds.stop.clone();
@@ -270,21 +338,24 @@ async fn drain(
         let next = tokio::select! {
             next = messages.next() => next,
             _ = tokio::time::sleep(CHECK_EVERY) => {
-                if feeds.current(slot).is_none() {
-                    hand_back(feeds, &mut messages).await;
-                    return any;
+                match feeds.current(slot) {
+                    None => {
+                        hand_back(feeds, &mut messages).await;
+                        return Drained::Ended(any);
+                    }
+                    Some((_, session)) if !session.is_online() => return Drained::Offline,
+                    Some(_) => continue,
                 }
-                continue;
             }
-            _ = stop.changed() => return any,
+            _ = stop.changed() => return Drained::Ended(any),
         };
         let message = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cluster: session's consumer failed");
-                return any;
+                return Drained::Ended(any);
             }
-            None => return any,
+            None => return Drained::Ended(any),
         };
         any = true;
         let Some((broker, session)) = feeds.current(slot) else {
@@ -292,7 +363,7 @@ async fn drain(
                 let _ = feeds.acks.send((reply, NAK_SOON));
             }
             hand_back(feeds, &mut messages).await;
-            return any;
+            return Drained::Ended(any);
         };
         offer(feeds, &broker, &session, message, unacknowledged);
     }

@@ -270,7 +270,7 @@ async fn run_when_ready(
     let claims = tokio::spawn(directory::watch_claims(
         buckets.sessions.clone(),
         directory.node.clone(),
-        Arc::clone(&broker),
+        (Arc::clone(&broker), Arc::clone(&directory.feeds)),
         stop.clone(),
     ));
     let kept = tokio::spawn(wills::keep(

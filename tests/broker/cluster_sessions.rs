@@ -85,6 +85,39 @@ fn a_persistent_session_resumes_on_another_node_with_its_queued_messages() {
     again.expect_silence(Duration::from_secs(1));
 }
 
+#[test]
+fn a_persistent_session_back_on_its_own_node_gets_what_came_while_it_was_away_once() {
+    let cluster = SluiceCluster::start(3, 2, 3);
+    let mut publisher = client(cluster.port(1), ProtocolVersion::V5, "pub");
+    for round in 0..2 {
+        let (mut homebody, _) =
+            Raw::connect_with(cluster.port(0), connect_v5("homebody", false, 600));
+        if round == 0 {
+            homebody.subscribe(1, &[("home/#", sub_opts(QoS::AtLeastOnce))]);
+        }
+        // Its feed pauses while it is away (and goes on when it is back).
+        homebody.disconnect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let names: Vec<String> = (0..10).map(|i| format!("r{round}-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            publisher.publish(publish(
+                "home/x",
+                name.as_bytes(),
+                QoS::AtLeastOnce,
+                1 + i as u16,
+            ));
+        }
+        let (mut homebody, ack) =
+            Raw::connect_with(cluster.port(0), connect_v5("homebody", false, 600));
+        assert!(ack.session_present);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let got = collect(&mut homebody, &names);
+        assert_eq!(got.len(), 10, "round {round}: {got:?}");
+        assert!(got.values().all(|n| *n == 1), "round {round}: {got:?}");
+        homebody.disconnect();
+    }
+}
+
 /// The admin API of node 2 lists the three nodes (node 2 with the
 /// resumed client's connection) and the session's consumer; `/metrics`
 /// counts the nodes alive.
