@@ -237,3 +237,27 @@ def test_keep_alive_timeout_closes_and_publishes_will(mqtt_client, version):
     assert (m.topic, m.payload) == ("ka/status", b"timed out")
     # 1.5 x keep alive, measured from the last packet (CONNECT).
     assert 1.0 <= elapsed <= 4.5, elapsed
+
+
+@pytest.mark.parametrize(
+    "filter_, topic",
+    [
+        ("odd topics/with spaces/+", "odd topics/with spaces/ünïcødé ✓"),
+        ("dots.in/a.level/#", "dots.in/a.level/x.y"),
+        ("/leading//empty/", "/leading//empty/"),
+        ("long/" + "l" * 2000 + "/#", "long/" + "l" * 2000 + "/end"),
+        ("$app/+/status", "$app/unit-7/status"),
+    ],
+    ids=["spaces-unicode", "dots", "empty-levels", "long", "dollar"],
+)
+def test_persistent_subscriber_gets_unusual_topics(mqtt_client, filter_, topic):
+    """A persistent session's unusual filters (in a cluster: the subject
+    filters of its JetStream consumer) are granted and deliver."""
+    sub = mqtt_client(mqtt.MQTTv5, "py-odd-sub", connect=False)
+    sub.connect(clean=False, session_expiry=300)
+    assert sub.subscribe(filter_, 1) == [1]
+    pub = mqtt_client(mqtt.MQTTv5, "py-odd-pub")
+    pub.publish(topic, "x", qos=1)
+    m = sub.recv()
+    assert (m.topic, m.payload, m.qos) == (topic, b"x", 1)
+    sub.expect_nothing(0.2)
