@@ -67,7 +67,7 @@ fn tree() -> SubscriptionTree<u32> {
 
 fn count_matches(tree: &SubscriptionTree<u32>, topic: &str) -> usize {
     let mut n = 0;
-    tree.for_each_match(topic, &|_| sluice::topic::Pick::Preferred, &mut |m| {
+    tree.for_each_match(topic, Some(&|_| sluice::topic::Pick::Preferred), &mut |m| {
         black_box(m);
         n += 1;
     });

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::stream::{ConsumerErrorKind, Stream};
+use async_nats::jetstream::ErrorCode;
 use base64::Engine;
 use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -127,8 +128,9 @@ impl Consumers {
         let _ = self.workers[worker].send(job);
     }
 
-    /// Records the session's subscriptions (and the rest of its record);
-    /// the returned signal says it is done.
+    /// Records the session's subscriptions (and the rest of its record,
+    /// but its will: wills have their own bucket); the returned signal
+    /// says it is done.
     pub fn save(&self, client_id: &ByteString, record: SessionRecord) -> oneshot::Receiver<()> {
         let (done, wait) = oneshot::channel();
         let job = Job::Save {
@@ -226,8 +228,15 @@ impl Consumers {
             Job::Delete { client_id, .. } => {
                 match stream.delete_consumer(&consumer_name(client_id)).await {
                     Ok(_) => Ok(()),
-                    Err(e) if e.to_string().contains("not found") => Ok(()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => match e.kind() {
+                        // Already gone: what a delete is for.
+                        ConsumerErrorKind::JetStream(j)
+                            if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
+                        {
+                            Ok(())
+                        }
+                        _ => Err(e.to_string()),
+                    },
                 }
             }
         }

@@ -110,9 +110,7 @@ impl SessionDirectory for Directory {
     fn subscriptions_changed(&self, slot: &Arc<SessionSlot>) -> Vec<oneshot::Receiver<()>> {
         let mut waits = vec![self.interest.settled()];
         if is_fed(slot) {
-            let mut record = slot.record(0);
-            record.will = None;
-            waits.push(self.consumers.save(&slot.client_id, record));
+            waits.push(self.consumers.save(&slot.client_id, slot.record(0)));
             self.feeds.ensure(slot);
         }
         waits

@@ -302,9 +302,7 @@ fn record_again(feeds: &Feeds, slot: &Weak<SessionSlot>) {
         return;
     };
     if slot.is_online() && !slot.subscriptions.lock().is_empty() {
-        let mut record = slot.record(0);
-        record.will = None;
-        drop(feeds.consumers.save(&slot.client_id, record));
+        drop(feeds.consumers.save(&slot.client_id, slot.record(0)));
     }
 }
 

@@ -140,11 +140,13 @@ impl<V> SubscriptionTree<V> {
     /// members `eligible` calls [`Pick::Preferred`], else among the
     /// [`Pick::Fallback`] ones (an online member is preferred over one whose
     /// session is offline); a group with neither yields nothing, so a
-    /// member that may not read the topic is never picked.
+    /// member that may not read the topic is never picked. Without
+    /// `eligible`, shared groups yield nothing and keep their turn (a
+    /// clustered node routes without picking: NATS picks for it).
     pub fn for_each_match<'a>(
         &'a self,
         topic: &str,
-        eligible: &dyn Fn(&V) -> Pick,
+        eligible: Option<&dyn Fn(&V) -> Pick>,
         visit: &mut dyn FnMut(Match<'a, V>),
     ) {
         let levels: Vec<&str> = topic.split('/').collect();
@@ -205,15 +207,6 @@ fn remove_at<V>(
 /// else among the fallbacks, never one marked [`Pick::Never`].
 fn pick_member<V>(group: &SharedGroup<V>, eligible: &dyn Fn(&V) -> Pick) -> Option<usize> {
     let n = group.members.len();
-    // A group none of whose members may be picked keeps its turn (a
-    // clustered node routes without picking: NATS picks for it).
-    if group
-        .members
-        .iter()
-        .all(|(_, v)| eligible(v) == Pick::Never)
-    {
-        return None;
-    }
     let start = group.next.fetch_add(1, Ordering::Relaxed);
     let mut fallback = None;
     for i in (0..n).map(|i| (start + i) % n) {
@@ -228,7 +221,7 @@ fn pick_member<V>(group: &SharedGroup<V>, eligible: &dyn Fn(&V) -> Pick) -> Opti
 
 fn emit<'a, V>(
     node: &'a Node<V>,
-    eligible: &dyn Fn(&V) -> Pick,
+    eligible: Option<&dyn Fn(&V) -> Pick>,
     visit: &mut dyn FnMut(Match<'a, V>),
 ) {
     for (client, value) in &node.subscribers {
@@ -238,6 +231,9 @@ fn emit<'a, V>(
             shared: false,
         });
     }
+    let Some(eligible) = eligible else {
+        return;
+    };
     for group in node.shared.values() {
         let n = group.members.len();
         if n == 0 {
@@ -260,7 +256,7 @@ fn walk<'a, V>(
     levels: &[&str],
     idx: usize,
     dollar: bool,
-    eligible: &dyn Fn(&V) -> Pick,
+    eligible: Option<&dyn Fn(&V) -> Pick>,
     visit: &mut dyn FnMut(Match<'a, V>),
 ) {
     let leading_wildcard_allowed = !(idx == 0 && dollar);
@@ -295,7 +291,7 @@ mod tests {
 
     fn matches(tree: &SubscriptionTree<u8>, topic: &str) -> Vec<(String, u8, bool)> {
         let mut out = Vec::new();
-        tree.for_each_match(topic, &|_| Pick::Preferred, &mut |m| {
+        tree.for_each_match(topic, Some(&|_| Pick::Preferred), &mut |m| {
             out.push((m.client.to_string(), *m.value, m.shared))
         });
         out.sort();
@@ -391,13 +387,13 @@ mod tests {
             let mut got = Vec::new();
             t.for_each_match(
                 "a",
-                &|v| {
+                Some(&|v| {
                     if *v == 2 {
                         Pick::Preferred
                     } else {
                         Pick::Fallback
                     }
-                },
+                }),
                 &mut |m| got.push(m.client.to_string()),
             );
             assert_eq!(got, vec!["on"]);
@@ -413,13 +409,13 @@ mod tests {
             let mut got = Vec::new();
             t.for_each_match(
                 "a",
-                &|v| if *v == 2 { Pick::Fallback } else { Pick::Never },
+                Some(&|v| if *v == 2 { Pick::Fallback } else { Pick::Never }),
                 &mut |m| got.push(m.client.to_string()),
             );
             assert_eq!(got, vec!["allowed"]);
         }
         let mut got = Vec::new();
-        t.for_each_match("a", &|_| Pick::Never, &mut |m| {
+        t.for_each_match("a", Some(&|_| Pick::Never), &mut |m| {
             got.push(m.client.to_string())
         });
         assert!(got.is_empty(), "no member may read: nobody is picked");
@@ -432,8 +428,8 @@ mod tests {
         t.insert(&f("$share/g/a"), "m2".into(), 2);
         let mut seen = Vec::new();
         for _ in 0..4 {
-            // A clustered node's own routing walk, then NATS' pick.
-            t.for_each_match("a", &|_| Pick::Never, &mut |_| {});
+            // A clustered node's own routing walk (no pick), then NATS'.
+            t.for_each_match("a", None, &mut |_| {});
             let picked = t.pick_shared(&f("$share/g/a"), &|_| Pick::Preferred);
             seen.push(*picked.unwrap());
         }

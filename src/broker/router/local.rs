@@ -22,12 +22,19 @@ impl LocalRouter {
     /// picked, no group's turn taken (a clustered node gets its shared
     /// deliveries from NATS, which picks).
     pub fn route_unshared(&self, message: &Message) -> Vec<Target> {
+        self.targets(message, None)
+    }
+
+    /// The merged targets of one tree walk.
+    fn targets(
+        &self,
+        message: &Message,
+        eligible: Option<&dyn Fn(&RouteEntry) -> Pick>,
+    ) -> Vec<Target> {
         let mut targets = Targets::default();
         self.tree
             .read()
-            .for_each_match(&message.topic, &|_| Pick::Never, &mut |m| {
-                targets.add(message, m)
-            });
+            .for_each_match(&message.topic, eligible, &mut |m| targets.add(message, m));
         targets.finish()
     }
 }
@@ -44,12 +51,8 @@ impl Router for LocalRouter {
     }
 
     fn route(&self, message: &Message, acl: Option<&Acl>) -> Vec<Target> {
-        let mut targets = Targets::default();
         let eligible = |e: &RouteEntry| shared_rank(acl, e, &message.topic);
-        self.tree
-            .read()
-            .for_each_match(&message.topic, &eligible, &mut |m| targets.add(message, m));
-        targets.finish()
+        self.targets(message, Some(&eligible))
     }
 
     fn pick_shared(
