@@ -13,7 +13,7 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use super::SessionSlot;
-use crate::session::Message;
+use crate::session::{Flows, Message};
 use crate::store::SessionRecord;
 
 /// What a claim found.
@@ -24,8 +24,8 @@ pub enum Claim {
     Granted,
     /// Granted, and the client's persistent session lives on: another
     /// node held it, and this is what it was (its subscriptions, expiry,
-    /// owner); the node resumes it from there.
-    Moved(Box<SessionRecord>),
+    /// owner) with its QoS 2 flows; the node resumes it from there.
+    Moved(Box<(SessionRecord, Flows)>),
     /// Another identity's session holds the client id on another node,
     /// and the takeover policy keeps it.
     Refused,
@@ -57,6 +57,13 @@ pub trait SessionDirectory: Send + Sync {
     /// the connection closes).
     fn subscriptions_changed(&self, _slot: &Arc<SessionSlot>) -> Vec<oneshot::Receiver<()>> {
         Vec::new()
+    }
+
+    /// `slot`'s QoS 2 flows changed (a session the cluster feeds); the
+    /// client sees nothing more until the returned signal (dropped unsent:
+    /// not recorded, the connection closes).
+    fn flows_changed(&self, _slot: &SessionSlot, _flows: Flows) -> Option<oneshot::Receiver<()>> {
+        None
     }
 
     /// `client_id`'s session ended on this node (expired, replaced by a

@@ -167,6 +167,16 @@ impl Broker {
         }
     }
 
+    /// What the client's next output waits for once `slot`'s QoS 2 flows
+    /// changed: the cluster's record of them.
+    pub fn flows_recorded(
+        &self,
+        slot: &SessionSlot,
+        flows: crate::session::Flows,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.directory.get()?.flows_changed(slot, flows)
+    }
+
     /// A connection attached to `slot` (the directory may start feeding a
     /// persistent session from the cluster).
     pub fn session_attached(&self, slot: &Arc<SessionSlot>) {

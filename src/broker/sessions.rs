@@ -14,7 +14,7 @@ use super::registry::Opened;
 use super::restore::restore_control;
 use super::{Broker, RouteEntry, SessionSlot, Subscription};
 use crate::codec::RetainHandling;
-use crate::session::Delivery;
+use crate::session::{Delivery, Flows};
 use crate::store::{Op, SessionRecord, Ticket};
 use crate::topic::TopicFilter;
 
@@ -62,13 +62,15 @@ impl Broker {
 
     /// Takes in a persistent session another node held (its client
     /// connected here): its subscriptions and owner, offline until the
-    /// connection attaches; a copy this node still had is replaced.
-    pub fn adopt_session(&self, client_id: &ByteString, record: &SessionRecord) {
+    /// connection attaches, its QoS 2 flows going on where they stood; a
+    /// copy this node still had is replaced.
+    pub fn adopt_session(&self, client_id: &ByteString, record: &SessionRecord, flows: Flows) {
         if let Some(old) = self.sessions.find(client_id) {
             self.let_go_session(&old);
         }
         let slot = Arc::new(SessionSlot::new(client_id.clone(), self.queue_limits()));
         slot.set_persistent(self.store.is_enabled());
+        slot.state.lock().resume_flows(flows);
         restore_control(&slot, record);
         self.restore_subscriptions(&slot, record);
         self.sessions.insert(slot);

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
 use crate::codec::{ProtocolVersion, ReasonCode, SubscriptionOptions, Will};
-use crate::session::{Change, Delivery, Enqueued, QueueLimits, SessionState};
+use crate::session::{Change, Delivery, Enqueued, Flows, QueueLimits, SessionState};
 use crate::store::{Op, SessionRecord, Store, SubscriptionRecord, Ticket};
 use crate::topic::TopicFilter;
 
@@ -262,11 +262,13 @@ impl SessionSlot {
 
     /// Hands the session's journaled changes to the store, in order, and
     /// returns what the serving connection must wait for before writing
-    /// more (also for changes another thread submitted meanwhile).
-    pub fn flush_journal(&self, store: &Store) -> Ticket {
+    /// more (also for changes another thread submitted meanwhile), and
+    /// the session's QoS 2 flows when a cluster keeps them and they
+    /// changed (the output waits for their record too).
+    pub fn flush_journal(&self, store: &Store) -> (Ticket, Option<Flows>) {
         let mut state = self.state.lock();
         submit_journal(&self.client_id, &mut state, store);
-        state.take_wait()
+        (state.take_wait(), state.take_changed_flows())
     }
 
     /// The session's journaled changes as store operations, for the caller

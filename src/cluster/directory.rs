@@ -28,12 +28,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::consumers::Consumers;
 use super::digest::short_hash;
 use super::feed::{is_fed, Feeds};
+use super::flows::FlowRecords;
 use super::status::ClusterStats;
 use super::wills::WillChange;
 use crate::broker::{Broker, Claim, SessionDirectory, SessionSlot};
 use crate::codec::ReasonCode;
 use crate::session::machine::{owner_check, OwnerCheck};
-use crate::session::Message;
+use crate::session::{Flows, Message};
 use crate::store::now_ms;
 
 /// Bound on a claim's round trips to the bucket.
@@ -69,6 +70,8 @@ pub struct Directory {
     /// Persistent sessions' consumers, and the feeds reading them.
     pub consumers: Arc<Consumers>,
     pub feeds: Arc<Feeds>,
+    /// Persistent sessions' QoS 2 flows.
+    pub flows: Arc<FlowRecords>,
 }
 
 impl SessionDirectory for Directory {
@@ -116,8 +119,13 @@ impl SessionDirectory for Directory {
         waits
     }
 
+    fn flows_changed(&self, slot: &SessionSlot, flows: Flows) -> Option<oneshot::Receiver<()>> {
+        Some(self.flows.save(&slot.client_id, flows))
+    }
+
     fn session_ended(&self, slot: &SessionSlot) {
         drop(self.consumers.delete(&slot.client_id));
+        self.flows.clear(&slot.client_id);
         self.feeds.forget(&slot.client_id);
     }
 }
@@ -183,9 +191,14 @@ impl Directory {
             let _ = self.consumers.delete(client_id).await;
         } else if elsewhere {
             if let Some(record) = self.consumers.fetch(client_id).await? {
+                let flows = self.flows.fetch(client_id).await?;
                 ClusterStats::add(&self.stats.sessions_resumed, 1);
-                return Ok(Claim::Moved(Box::new(record)));
+                return Ok(Claim::Moved(Box::new((record, flows))));
             }
+        }
+        if clean_start || elsewhere {
+            // A new session: no flow of an earlier one goes on.
+            self.flows.clear(client_id);
         }
         Ok(Claim::Granted)
     }

@@ -102,6 +102,10 @@ impl SinkAck for StreamAck {
             let _ = self.acks.send((reply, b"+ACK"));
         }
     }
+
+    fn position(&self) -> Option<u64> {
+        Some(self.seq)
+    }
 }
 
 /// A negative acknowledgement asking for the message again in a second:
@@ -164,6 +168,7 @@ impl Feeds {
         if !is_fed(slot) {
             return;
         }
+        slot.state.lock().keep_flows();
         let mut running = self.running.lock();
         let unacknowledged = match running.get_mut(&slot.client_id) {
             Some(r) if std::ptr::eq(r.slot.as_ptr(), Arc::as_ptr(slot)) => {

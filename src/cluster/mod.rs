@@ -31,6 +31,7 @@ mod digest;
 mod directory;
 mod envelope;
 mod feed;
+mod flows;
 mod follow;
 mod inbound;
 mod interest;
@@ -244,6 +245,7 @@ fn open_directory(
         interest,
         consumers,
         feeds,
+        flows: Default::default(),
     });
     broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
     (directory, will_rx)
@@ -267,6 +269,7 @@ async fn run_when_ready(
     };
     directory.consumers.set_stream(buckets.messages.clone());
     let _ = directory.bucket.set(buckets.sessions.clone());
+    let _ = directory.flows.bucket.set(buckets.flows.clone());
     let claims = tokio::spawn(directory::watch_claims(
         buckets.sessions.clone(),
         directory.node.clone(),

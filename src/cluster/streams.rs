@@ -25,6 +25,7 @@ pub struct Names {
     pub sessions_bucket: String,
     pub wills_bucket: String,
     pub nodes_bucket: String,
+    pub flows_bucket: String,
 }
 
 impl Names {
@@ -36,6 +37,7 @@ impl Names {
             sessions_bucket: format!("{prefix}_sessions"),
             wills_bucket: format!("{prefix}_wills"),
             nodes_bucket: format!("{prefix}_nodes"),
+            flows_bucket: format!("{prefix}_flows"),
         }
     }
 }
@@ -51,6 +53,8 @@ pub struct Buckets {
     pub sessions: kv::Store,
     pub wills: kv::Store,
     pub nodes: kv::Store,
+    /// Persistent sessions' QoS 2 flows (`super::flows`).
+    pub flows: kv::Store,
 }
 
 /// Creates the stream and the buckets if they are missing.
@@ -91,6 +95,13 @@ pub async fn ensure(
         )
         .await?,
         nodes: bucket(js, &names.nodes_bucket, "node heartbeats", replicas).await?,
+        flows: bucket(
+            js,
+            &names.flows_bucket,
+            "persistent sessions' QoS 2 flows",
+            replicas,
+        )
+        .await?,
     })
 }
 

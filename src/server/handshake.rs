@@ -99,9 +99,10 @@ pub async fn attach(
             ReasonCode::ServerUnavailable
         }));
     }
-    if let Claim::Moved(record) = &claim {
+    if let Claim::Moved(moved) = claim {
         if !clean_start {
-            broker.adopt_session(&client_id, record);
+            let (record, flows) = *moved;
+            broker.adopt_session(&client_id, &record, flows);
         }
     }
     let (slot, guard, session_present) = take_session(broker, &client_id, clean_start).await?;

@@ -137,8 +137,13 @@ impl ConnectionHost for BrokerHost<'_> {
     }
 
     fn flush_journal(&mut self) {
-        let ticket = self.slot.flush_journal(self.store);
+        let (ticket, flows) = self.slot.flush_journal(self.store);
         self.held.wait_for(ticket);
+        if let Some(flows) = flows {
+            self.held
+                .sink_waits
+                .extend(self.broker.flows_recorded(self.slot, flows));
+        }
     }
 
     fn drained(&self, state: &SessionState, more: bool) {

@@ -167,4 +167,11 @@ pub trait SinkAck: Send + Sync + std::fmt::Debug {
     /// The sink acknowledged (or the message needs no delivery). Only the
     /// first call counts.
     fn fire(&self);
+
+    /// Where the message sits in a cluster's stream, when the sink is a
+    /// persistent session fed from there: names the delivery's QoS 2 flow
+    /// in the record the cluster keeps of it (`state::Flows`).
+    fn position(&self) -> Option<u64> {
+        None
+    }
 }

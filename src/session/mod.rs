@@ -16,4 +16,6 @@ pub use message::{Delivery, Message, MessageRelease, SinkAck, StoredMessage};
 pub use outbox::{OutboxRecord, OutboxState, Ticket};
 pub use queue_limits::{QueueFullPolicy, QueueLimits};
 pub use queued_bytes::QueuedBytes;
-pub use state::{build_publish, Change, Enqueued, FlowError, RestoredDelivery, SessionState};
+pub use state::{
+    build_publish, Change, Enqueued, FlowError, Flows, OutgoingFlow, RestoredDelivery, SessionState,
+};

@@ -104,6 +104,9 @@ pub struct SessionState {
     /// Ticket of submitted changes that the serving connection must see
     /// durable before writing more (whoever submitted them).
     wait_ticket: Ticket,
+    /// QoS 2 flows kept for a cluster's record (a session the cluster
+    /// feeds); boxed and absent otherwise, so a session stays small.
+    kept_flows: Option<Box<flows::KeptFlows>>,
 }
 
 fn outbox_record(d: &Delivery, state: OutboxState, packet_id: u16) -> Option<OutboxRecord> {
@@ -154,22 +157,28 @@ impl SessionState {
                         (_, QoS::ExactlyOnce) => OutState::AwaitPubRec,
                         _ => OutState::AwaitPubAck,
                     };
-                    let seq = s.next_seq;
-                    s.next_seq += 1;
-                    s.inflight.insert(
-                        id.get(),
-                        Inflight {
-                            delivery: r.delivery,
-                            state,
-                            seq,
-                        },
-                    );
+                    s.start_flow(id.get(), r.delivery, state);
                     s.next_packet_id = id.get().checked_add(1).unwrap_or(1);
                 }
             }
         }
         s.incoming_qos2 = incoming.into_iter().collect();
         s
+    }
+
+    /// Puts a flow in flight under `id`, after those already there (the
+    /// order a reconnect resends them in).
+    fn start_flow(&mut self, id: u16, delivery: Delivery, state: OutState) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight.insert(
+            id,
+            Inflight {
+                delivery,
+                state,
+                seq,
+            },
+        );
     }
 
     pub fn set_persistent(&mut self, persistent: bool) {
@@ -241,7 +250,7 @@ impl SessionState {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
-            if id != 0 && !self.inflight.contains_key(&id) {
+            if id != 0 && !self.inflight.contains_key(&id) && !self.reserved(id) {
                 return PacketId::new(id);
             }
         }
@@ -298,22 +307,16 @@ impl SessionState {
                 if d.qos == QoS::ExactlyOnce {
                     let record = outbox_record(&d, OutboxState::Sent, id.get());
                     self.journal_outbox(&d, record, true);
+                    if flows::position(&d).is_some() {
+                        self.flows_changed();
+                    }
                 }
                 let state = if d.qos == QoS::AtLeastOnce {
                     OutState::AwaitPubAck
                 } else {
                     OutState::AwaitPubRec
                 };
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.inflight.insert(
-                    id.get(),
-                    Inflight {
-                        delivery: d,
-                        state,
-                        seq,
-                    },
-                );
+                self.start_flow(id.get(), d, state);
             }
             return Some(emitted);
         }
@@ -432,6 +435,9 @@ impl SessionState {
                 // restart we resend PUBREL, never the PUBLISH again.
                 let record = outbox_record(&d, OutboxState::Released, id.get());
                 self.journal_outbox(&d, record, true);
+                if flows::position(&d).is_some() {
+                    self.flows_changed();
+                }
                 Some(Ack::new(id))
             }
             _ => {
@@ -471,6 +477,7 @@ impl SessionState {
             return Err(FlowError::ReceiveMaximumExceeded);
         }
         self.incoming_qos2.insert(id.get());
+        self.flows_changed();
         if self.persistent {
             self.journal.push(Change::Incoming {
                 packet_id: id.get(),
@@ -484,6 +491,7 @@ impl SessionState {
     /// PUBREL from the client: releases the id. Returns the PUBCOMP.
     pub fn on_pubrel(&mut self, id: PacketId) -> Ack {
         if self.incoming_qos2.remove(&id.get()) {
+            self.flows_changed();
             if self.persistent {
                 self.journal.push(Change::Incoming {
                     packet_id: id.get(),
@@ -501,6 +509,7 @@ impl SessionState {
     /// PUBLISH again with DUP set, and PUBREL for those already received,
     /// in their original order.
     pub fn resend(&mut self, now: Instant) -> Vec<Packet> {
+        self.forget_resends();
         let mut flows: Vec<(&u16, &Inflight)> = self.inflight.iter().collect();
         flows.sort_by_key(|(_, f)| f.seq);
         flows
@@ -541,5 +550,9 @@ pub fn build_publish(
 }
 
 mod enqueue;
+mod flows;
+pub use flows::{Flows, OutgoingFlow};
+#[cfg(test)]
+mod flows_tests;
 #[cfg(test)]
 mod tests;

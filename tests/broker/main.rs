@@ -19,6 +19,7 @@ mod bridges_single_copy;
 mod clients_mosquitto;
 mod clients_rumqttc;
 mod closing;
+mod cluster_exactly_once;
 mod cluster_nats_peer;
 mod cluster_nodes;
 mod cluster_routing;

@@ -37,6 +37,11 @@ impl Machine {
     pub fn drain<H: ConnectionHost>(&mut self, now: Instant, host: &mut H) {
         let tally = host.with_acl(|acl| {
             let mut state = host.state();
+            // Flows of a session resumed from the cluster go first, under
+            // their packet ids (their messages just came again).
+            for p in state.take_resends(now) {
+                self.send(p);
+            }
             let (tally, budget_used) = self.deliver(&mut state, acl, now);
             // Come back after writing; a full window waits for acks instead.
             host.drained(&state, budget_used && state.has_pending());

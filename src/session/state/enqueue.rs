@@ -51,6 +51,10 @@ impl SessionState {
     /// Offers a message to the session. Bounded by count and bytes, except
     /// for a lossless queue's QoS 1/2 deliveries.
     pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
+        let d = match self.continue_flow(d) {
+            Ok(()) => return Enqueued::Queued,
+            Err(d) => d,
+        };
         if self.lossless && d.qos != QoS::AtMostOnce {
             self.keep(d);
             return Enqueued::Queued;

@@ -7,7 +7,7 @@ use super::*;
 use crate::session::message::Message;
 use crate::session::{QueueFullPolicy, QueuedBytes};
 
-fn delivery(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Delivery {
+pub(super) fn delivery(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Delivery {
     Delivery {
         message: Arc::new(Message {
             topic: topic.into(),

@@ -1,0 +1,144 @@
+//! The record of each persistent session's QoS 2 flows
+//! (`<prefix>_flows`, one key per session, replicated like the stream), so
+//! the node that resumes a session continues them under their packet ids
+//! ([`crate::session::Flows`]): exactly once survives a client moving to
+//! another node and a node's death.
+//!
+//! The node holding the session writes the whole record whenever a flow
+//! starts, is released or an incoming id comes or goes, before the client
+//! sees the packet that follows (the connection's output waits). Writes of
+//! one session go in order, one at a time; changes that come meanwhile
+//! are written together as the latest record (they are snapshots, so the
+//! newest holds every earlier change). A write that fails or does not
+//! finish within [`WRITE_WITHIN`] closes the connection: the client comes
+//! back and the flow resumes from the last record written.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::digest::short_hash;
+use crate::session::Flows;
+
+/// Bound on one write of a record.
+const WRITE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Records waiting to be written for one session.
+#[derive(Default)]
+struct Pending {
+    latest: Option<Flows>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// The flows records of this node's sessions.
+#[derive(Default)]
+pub struct FlowRecords {
+    /// Set once the bucket exists; before, there is nothing to keep the
+    /// records in (and no session to resume elsewhere): writes succeed.
+    pub bucket: OnceLock<kv::Store>,
+    /// By key, while a write of that key is under way.
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl FlowRecords {
+    /// Writes `flows` as `client_id`'s record; the signal comes once it is
+    /// stored (dropped unsent if it could not be).
+    pub fn save(self: &Arc<Self>, client_id: &str, flows: Flows) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let key = short_hash(client_id);
+        let start = {
+            let mut pending = self.pending.lock();
+            let start = !pending.contains_key(&key);
+            let p = pending.entry(key.clone()).or_default();
+            p.latest = Some(flows);
+            p.waiters.push(tx);
+            start
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).write(key));
+        }
+        rx
+    }
+
+    /// Forgets `client_id`'s record (its session ended, or starts anew).
+    pub fn clear(self: &Arc<Self>, client_id: &str) {
+        drop(self.save(client_id, Flows::default()));
+    }
+
+    /// Writes `key`'s latest record until none waits.
+    async fn write(self: Arc<Self>, key: String) {
+        loop {
+            let (flows, waiters) = {
+                let mut pending = self.pending.lock();
+                let Some(p) = pending.get_mut(&key) else {
+                    return;
+                };
+                match p.latest.take() {
+                    Some(flows) => (flows, std::mem::take(&mut p.waiters)),
+                    None => {
+                        pending.remove(&key);
+                        return;
+                    }
+                }
+            };
+            if self.put(&key, &flows).await {
+                for w in waiters {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    /// Writes one record, again after a failure (a bucket just made may
+    /// not be known to every NATS server yet) until [`WRITE_WITHIN`].
+    async fn put(&self, key: &str, flows: &Flows) -> bool {
+        let Some(bucket) = self.bucket.get() else {
+            return true;
+        };
+        let value = match serde_json::to_vec(flows) {
+            Ok(v) => bytes::Bytes::from(v),
+            Err(_) => return false,
+        };
+        let deadline = tokio::time::Instant::now() + WRITE_WITHIN;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let attempt = async {
+                if flows.is_empty() {
+                    bucket.delete(key).await.map_err(|e| e.to_string())
+                } else {
+                    bucket
+                        .put(key, value.clone())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let error = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(())) => return true,
+                Ok(Err(e)) => e,
+                Err(_) => "timed out".to_owned(),
+            };
+            if tokio::time::Instant::now() + pause >= deadline {
+                tracing::warn!(error = %error, "cluster: a session's QoS 2 flows were not recorded");
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// `client_id`'s record (none: no flow under way).
+    pub async fn fetch(&self, client_id: &str) -> Result<Flows, async_nats::Error> {
+        let Some(bucket) = self.bucket.get() else {
+            return Ok(Flows::default());
+        };
+        let value = bucket.get(short_hash(client_id)).await?;
+        Ok(value
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default())
+    }
+}
