@@ -35,6 +35,12 @@ fn decide(slot: &SessionSlot, message: &Message) -> Option<(QoS, bool, Vec<u32>)
     decided
 }
 
+/// Whether the message `ack` stands for continues a QoS 2 flow `slot`
+/// resumed from another node.
+fn resumes(slot: &SessionSlot, ack: &dyn SinkAck) -> bool {
+    ack.position().is_some_and(|p| slot.state.lock().awaits(p))
+}
+
 impl Broker {
     /// Queues `message` for `slot` if its subscriptions (and read access)
     /// still want it; `ack` fires once the message needs no more keeping:
@@ -53,6 +59,9 @@ impl Broker {
         let decided = decide(slot, &message);
         let (qos, retain, subscription_ids) = match decided {
             Some(d) if readable && !message.is_expired(Instant::now()) => d,
+            // A QoS 2 flow the session resumed goes on whatever its
+            // subscriptions say now: the client may hold the message (4.4).
+            _ if resumes(slot, ack.as_ref()) => (QoS::ExactlyOnce, false, Vec::new()),
             _ => {
                 ack.fire();
                 return false;

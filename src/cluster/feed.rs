@@ -325,9 +325,10 @@ enum Drained {
 async fn drain(
     feeds: &Feeds,
     slot: &Weak<SessionSlot>,
-    consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
     unacknowledged: &Arc<Unacknowledged>,
 ) -> Drained {
+    forget_done_flows(slot, &mut consumer, true).await;
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
         Err(e) => {
@@ -347,7 +348,10 @@ async fn drain(
                         return Drained::Ended(any);
                     }
                     Some((_, session)) if !session.is_online() => return Drained::Offline,
-                    Some(_) => continue,
+                    Some(_) => {
+                        forget_done_flows(slot, &mut consumer, false).await;
+                        continue;
+                    }
                 }
             }
             _ = stop.changed() => return Drained::Ended(any),
@@ -369,6 +373,31 @@ async fn drain(
             return Drained::Ended(any);
         };
         offer(feeds, &broker, &session, message, unacknowledged);
+    }
+}
+
+/// Frees the resumed QoS 2 flows of `slot` whose messages the stream will
+/// not offer again: those at or below the consumer's acknowledgement
+/// floor (`cached`: the consumer was just read, its floor is fresh).
+/// Asks JetStream only while some flow waits.
+async fn forget_done_flows(
+    slot: &Weak<SessionSlot>,
+    consumer: &mut async_nats::jetstream::consumer::Consumer<pull::Config>,
+    cached: bool,
+) {
+    if !slot.upgrade().is_some_and(|s| s.state.lock().awaits_any()) {
+        return;
+    }
+    let floor = if cached {
+        consumer.cached_info().ack_floor.stream_sequence
+    } else {
+        match consumer.info().await {
+            Ok(info) => info.ack_floor.stream_sequence,
+            Err(_) => return,
+        }
+    };
+    if let Some(session) = slot.upgrade() {
+        session.state.lock().forget_awaiting_through(floor);
     }
 }
 

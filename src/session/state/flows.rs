@@ -135,6 +135,33 @@ impl SessionState {
         }
     }
 
+    /// Whether a resumed flow waits for the message at `position`.
+    pub fn awaits(&self, position: u64) -> bool {
+        self.kept_flows
+            .as_ref()
+            .is_some_and(|k| k.awaiting.contains_key(&position))
+    }
+
+    /// Whether resumed flows still wait for their messages.
+    pub fn awaits_any(&self) -> bool {
+        self.kept_flows
+            .as_ref()
+            .is_some_and(|k| !k.awaiting.is_empty())
+    }
+
+    /// Forgets resumed flows whose messages the stream will not offer
+    /// again: every position up to `floor` was acknowledged (the record
+    /// keeps a completed flow until its next write, so a session resumed
+    /// from it may await a message that is done with). Their packet ids
+    /// are free again.
+    pub fn forget_awaiting_through(&mut self, floor: u64) {
+        if let Some(k) = &mut self.kept_flows {
+            let before = k.awaiting.len();
+            k.awaiting.retain(|position, _| *position > floor);
+            k.changed |= k.awaiting.len() != before;
+        }
+    }
+
     /// Whether `id` is promised to a resumed flow whose message has not
     /// come yet.
     pub(super) fn reserved(&self, id: u16) -> bool {

@@ -125,3 +125,25 @@ fn a_resumed_session_goes_on_with_each_flow_under_its_packet_id() {
     assert!(s.on_pubcomp(id(1)));
     assert!(s.on_pubcomp(id(2)));
 }
+
+#[test]
+fn resumed_flows_the_stream_is_done_with_free_their_packet_ids() {
+    let now = Instant::now();
+    let mut s = kept();
+    s.resume_flows(Flows {
+        outgoing: vec![out(40, 1, true), out(45, 2, false)],
+        incoming: vec![],
+    });
+    assert!(s.awaits(40) && s.awaits(45));
+    s.forget_awaiting_through(44);
+    assert!(!s.awaits(40), "acknowledged in the stream: done with");
+    assert!(s.awaits_any());
+    assert_eq!(
+        s.take_changed_flows().unwrap().outgoing,
+        [out(45, 2, false)]
+    );
+    s.enqueue(fed("new", QoS::ExactlyOnce, 50));
+    assert_eq!(s.next_publish(now, 10).unwrap().packet_id, Some(id(1)));
+    s.forget_awaiting_through(45);
+    assert!(!s.awaits_any());
+}
