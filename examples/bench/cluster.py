@@ -103,6 +103,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--setups", default="single,cluster1,cluster2,cluster3")
+    # Full speed (throughput; latency is then queueing), and QoS 1 at a
+    # fixed 2,000 msg/s (latency of one message); QoS 1 again with
+    # persistent subscribers (in a cluster, fed from their JetStream
+    # consumers). Each load is qos:rate:c (clean) or qos:rate:p.
+    ap.add_argument("--loads", default="0:0:c,1:0:c,1:2000:c,1:0:p,1:2000:p")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release"],
                    cwd=ROOT, check=True)
@@ -114,12 +119,8 @@ def main():
             for kind in a.setups.split(","):
                 procs, pubs, subs = setup(workdir, kind, urls)
                 try:
-                    # Full speed (throughput; latency is then queueing), and
-                    # QoS 1 at a fixed 2,000 msg/s (latency of one message);
-                    # QoS 1 again with persistent subscribers (in a cluster,
-                    # fed from their JetStream consumers).
-                    loads = ((0, 0, False), (1, 0, False), (1, 2000, False), (1, 0, True),
-                             (1, 2000, True))
+                    loads = [(int(q), int(r), kind_ == "p")
+                             for q, r, kind_ in (l.split(":") for l in a.loads.split(","))]
                     for qos, rate, persistent in loads:
                         tag = f"b{r}{kind}q{qos}r{rate}{'p' if persistent else ''}"
                         res = load(pubs, subs, qos, a.seconds, tag, rate, persistent)

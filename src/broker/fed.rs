@@ -58,10 +58,14 @@ impl Broker {
         };
         let decided = decide(slot, &message);
         let (qos, retain, subscription_ids) = match decided {
+            // A QoS 2 flow the session resumed goes on at QoS 2 whatever
+            // its subscriptions say now: the client may hold the message
+            // under its packet id (4.4).
+            d if resumes(slot, ack.as_ref()) => {
+                let (_, retain, ids) = d.unwrap_or((QoS::ExactlyOnce, false, Vec::new()));
+                (QoS::ExactlyOnce, retain, ids)
+            }
             Some(d) if readable && !message.is_expired(Instant::now()) => d,
-            // A QoS 2 flow the session resumed goes on whatever its
-            // subscriptions say now: the client may hold the message (4.4).
-            _ if resumes(slot, ack.as_ref()) => (QoS::ExactlyOnce, false, Vec::new()),
             _ => {
                 ack.fire();
                 return false;

@@ -191,12 +191,13 @@ impl Directory {
             let _ = self.consumers.delete(client_id).await;
         } else if elsewhere {
             if let Some(record) = self.consumers.fetch(client_id).await? {
-                let flows = self.flows.fetch(client_id).await?;
+                let holder = held.as_ref().map_or("", |h| h.node.as_str());
+                let flows = self.flows.fetch(client_id, holder).await?;
                 ClusterStats::add(&self.stats.sessions_resumed, 1);
                 return Ok(Claim::Moved(Box::new((record, flows))));
             }
         }
-        if clean_start || elsewhere {
+        if held.is_some() && (clean_start || elsewhere) {
             // A new session: no flow of an earlier one goes on.
             self.flows.clear(client_id);
         }

@@ -37,6 +37,10 @@ use crate::session::SinkAck;
 /// How often an idle feed checks that its session is still this node's.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest pause between two checks of a resumed session's flows
+/// against its consumer's acknowledgement floor.
+const TIDY_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
 /// Whether `slot`'s QoS 1/2 messages come from its consumer: a persistent
 /// session of a client (not a bridge's).
 pub fn is_fed(slot: &SessionSlot) -> bool {
@@ -338,6 +342,9 @@ async fn drain(
     };
     let mut stop = feeds.stop.clone();
     let mut any = false;
+    // Resumed flows are checked against the stream less and less often.
+    let mut tidy_every = CHECK_EVERY;
+    let mut tidy_at = tokio::time::Instant::now() + tidy_every;
     loop {
         let next = tokio::select! {
             next = messages.next() => next,
@@ -348,10 +355,13 @@ async fn drain(
                         return Drained::Ended(any);
                     }
                     Some((_, session)) if !session.is_online() => return Drained::Offline,
-                    Some(_) => {
+                    Some(_) if tokio::time::Instant::now() >= tidy_at => {
                         forget_done_flows(slot, &mut consumer, false).await;
+                        tidy_every = (tidy_every * 2).min(TIDY_AT_MOST_EVERY);
+                        tidy_at = tokio::time::Instant::now() + tidy_every;
                         continue;
                     }
+                    Some(_) => continue,
                 }
             }
             _ = stop.changed() => return Drained::Ended(any),

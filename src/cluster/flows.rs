@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::digest::short_hash;
@@ -26,6 +27,14 @@ use crate::session::Flows;
 
 /// Bound on one write of a record.
 const WRITE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A record as stored: the flows and the node that wrote them.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    node: String,
+    #[serde(flatten)]
+    flows: Flows,
+}
 
 /// Records waiting to be written for one session.
 #[derive(Default)]
@@ -37,6 +46,8 @@ struct Pending {
 /// The flows records of this node's sessions.
 #[derive(Default)]
 pub struct FlowRecords {
+    /// This node's name, written into each record.
+    node: String,
     /// Set once the bucket exists; before, there is nothing to keep the
     /// records in (and no session to resume elsewhere): writes succeed.
     pub bucket: OnceLock<kv::Store>,
@@ -45,6 +56,13 @@ pub struct FlowRecords {
 }
 
 impl FlowRecords {
+    pub fn new(node: &str) -> FlowRecords {
+        FlowRecords {
+            node: node.to_owned(),
+            ..Default::default()
+        }
+    }
+
     /// Writes `flows` as `client_id`'s record; the signal comes once it is
     /// stored (dropped unsent if it could not be).
     pub fn save(self: &Arc<Self>, client_id: &str, flows: Flows) -> oneshot::Receiver<()> {
@@ -99,7 +117,11 @@ impl FlowRecords {
         let Some(bucket) = self.bucket.get() else {
             return true;
         };
-        let value = match serde_json::to_vec(flows) {
+        let record = Record {
+            node: self.node.clone(),
+            flows: flows.clone(),
+        };
+        let value = match serde_json::to_vec(&record) {
             Ok(v) => bytes::Bytes::from(v),
             Err(_) => return false,
         };
@@ -131,14 +153,22 @@ impl FlowRecords {
         }
     }
 
-    /// `client_id`'s record (none: no flow under way).
-    pub async fn fetch(&self, client_id: &str) -> Result<Flows, async_nats::Error> {
+    /// `client_id`'s record as `holder` (the node that held the session)
+    /// wrote it; none when no flow is under way, or when the record is
+    /// another node's (a late write of a node the session had left).
+    pub async fn fetch(&self, client_id: &str, holder: &str) -> Result<Flows, async_nats::Error> {
         let Some(bucket) = self.bucket.get() else {
             return Ok(Flows::default());
         };
         let value = bucket.get(short_hash(client_id)).await?;
-        Ok(value
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default())
+        let record = value.and_then(|v| serde_json::from_slice::<Record>(&v).ok());
+        Ok(match record {
+            Some(r) if r.node == holder => r.flows,
+            Some(r) => {
+                tracing::debug!(client_id, writer = %r.node, holder, "cluster: flows record of a node the session had left, ignored");
+                Flows::default()
+            }
+            None => Flows::default(),
+        })
     }
 }

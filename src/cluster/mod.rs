@@ -245,7 +245,7 @@ fn open_directory(
         interest,
         consumers,
         feeds,
-        flows: Default::default(),
+        flows: Arc::new(flows::FlowRecords::new(&cfg.node_name)),
     });
     broker.set_directory(Arc::clone(&directory) as Arc<dyn crate::broker::SessionDirectory>);
     (directory, will_rx)

@@ -244,7 +244,7 @@ impl SessionState {
     }
 
     fn allocate_packet_id(&mut self) -> Option<PacketId> {
-        if self.inflight.len() >= usize::from(u16::MAX) {
+        if self.inflight.len() + self.awaiting_len() >= usize::from(u16::MAX) {
             return None;
         }
         loop {
@@ -276,7 +276,7 @@ impl SessionState {
     ) -> Option<R> {
         loop {
             let front = self.queue.front()?;
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+            if front.qos != QoS::AtMostOnce && self.inflight.len() + self.awaiting_len() >= window {
                 return None;
             }
             let d = self.queue.pop_front()?;
@@ -307,9 +307,7 @@ impl SessionState {
                 if d.qos == QoS::ExactlyOnce {
                     let record = outbox_record(&d, OutboxState::Sent, id.get());
                     self.journal_outbox(&d, record, true);
-                    if flows::position(&d).is_some() {
-                        self.flows_changed();
-                    }
+                    self.flows_changed();
                 }
                 let state = if d.qos == QoS::AtLeastOnce {
                     OutState::AwaitPubAck
@@ -435,9 +433,7 @@ impl SessionState {
                 // restart we resend PUBREL, never the PUBLISH again.
                 let record = outbox_record(&d, OutboxState::Released, id.get());
                 self.journal_outbox(&d, record, true);
-                if flows::position(&d).is_some() {
-                    self.flows_changed();
-                }
+                self.flows_changed();
                 Some(Ack::new(id))
             }
             _ => {

@@ -14,12 +14,15 @@
 //! [`keep_flows`]: SessionState::keep_flows
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Ack, Packet, PacketId, QoS};
-use crate::session::Delivery;
+use crate::session::{Delivery, Message};
 
 use super::{build_publish, OutState, SessionState};
 
@@ -35,7 +38,10 @@ pub struct Flows {
 /// One outgoing QoS 2 flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutgoingFlow {
-    /// The message's position in the cluster's stream.
+    /// The message's position in the cluster's stream; 0 for a message
+    /// that is not in the stream (a retained message sent on SUBSCRIBE, a
+    /// `$` topic): the resuming node cannot send it again, so it releases
+    /// the packet id (PUBREL) the client may still hold.
     pub position: u64,
     pub packet_id: u16,
     /// PUBREC came and PUBREL went: the client has the message.
@@ -62,12 +68,24 @@ pub(super) struct KeptFlows {
     resend: Vec<u16>,
 }
 
-/// The stream position of a QoS 2 delivery the cluster feeds.
-pub(super) fn position(d: &Delivery) -> Option<u64> {
-    if d.qos != QoS::ExactlyOnce {
-        return None;
-    }
+/// The stream position of a delivery the cluster feeds.
+fn position(d: &Delivery) -> Option<u64> {
     d.sink_ack.as_ref().and_then(|a| a.position())
+}
+
+/// What stands in flight for a flow whose message is not at hand: only
+/// its PUBREL is sent again.
+fn placeholder() -> Delivery {
+    let message = Message::from_broker(ByteString::new(), Bytes::new(), QoS::ExactlyOnce, false, 0);
+    Delivery {
+        message: Arc::new(message),
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        subscription_ids: Vec::new(),
+        seq: None,
+        sink_ack: None,
+        shared_group: None,
+    }
 }
 
 impl SessionState {
@@ -99,12 +117,11 @@ impl SessionState {
         let mut outgoing: Vec<OutgoingFlow> = self
             .inflight
             .iter()
-            .filter_map(|(id, f)| {
-                Some(OutgoingFlow {
-                    position: position(&f.delivery)?,
-                    packet_id: *id,
-                    released: f.state == OutState::AwaitPubComp,
-                })
+            .filter(|(_, f)| f.state != OutState::AwaitPubAck)
+            .map(|(id, f)| OutgoingFlow {
+                position: position(&f.delivery).unwrap_or(0),
+                packet_id: *id,
+                released: f.state == OutState::AwaitPubComp,
             })
             .collect();
         if let Some(k) = &self.kept_flows {
@@ -127,12 +144,33 @@ impl SessionState {
     /// Takes over the flows of a session resumed from the cluster's
     /// record: incoming ids at once, outgoing flows when their messages
     /// come again from the stream ([`SessionState::enqueue`]).
+    /// A flow whose message is not in the stream goes in flight at once,
+    /// released (the connection's first resend sends its PUBREL). The
+    /// record is written again by this node at its first chance.
     pub fn resume_flows(&mut self, flows: Flows) {
-        self.incoming_qos2.extend(flows.incoming);
+        self.incoming_qos2.extend(flows.incoming.iter().copied());
         let k = self.kept_flows.get_or_insert_with(Box::default);
+        k.changed = !flows.is_empty();
+        let mut elsewhere = Vec::new();
         for f in flows.outgoing {
-            k.awaiting.insert(f.position, (f.packet_id, f.released));
+            match f.position {
+                0 => elsewhere.push(f.packet_id),
+                position => {
+                    k.awaiting.insert(position, (f.packet_id, f.released));
+                }
+            }
         }
+        for id in elsewhere {
+            if id != 0 && !self.inflight.contains_key(&id) {
+                self.start_flow(id, placeholder(), OutState::AwaitPubComp);
+            }
+        }
+    }
+
+    /// How many resumed flows wait for their messages (they count in the
+    /// client's receive maximum).
+    pub(super) fn awaiting_len(&self) -> usize {
+        self.kept_flows.as_ref().map_or(0, |k| k.awaiting.len())
     }
 
     /// Whether a resumed flow waits for the message at `position`.

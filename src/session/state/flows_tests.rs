@@ -147,3 +147,46 @@ fn resumed_flows_the_stream_is_done_with_free_their_packet_ids() {
     s.forget_awaiting_through(45);
     assert!(!s.awaits_any());
 }
+
+#[test]
+fn a_qos2_flow_not_from_the_stream_is_recorded_and_resumed_as_released() {
+    let now = Instant::now();
+    let mut s = kept();
+    // A retained message sent on SUBSCRIBE: not in the stream.
+    s.enqueue(super::tests::delivery("retained", QoS::ExactlyOnce, None));
+    let p = s.next_publish(now, 10).unwrap().packet_id.unwrap();
+    assert_eq!(
+        s.take_changed_flows().unwrap().outgoing,
+        [out(0, p.get(), false)]
+    );
+
+    // Resumed: its packet id is released at once, never reused meanwhile.
+    let mut resumed = SessionState::new(QueueLimits::default());
+    resumed.resume_flows(s.flows());
+    assert_eq!(resumed.resend(now), [Packet::PubRel(Ack::new(p))]);
+    resumed.enqueue(fed("new", QoS::ExactlyOnce, 60));
+    assert_ne!(resumed.next_publish(now, 10).unwrap().packet_id, Some(p));
+    assert!(resumed.on_pubcomp(p));
+}
+
+#[test]
+fn flows_awaiting_their_messages_count_in_the_receive_maximum() {
+    let now = Instant::now();
+    let mut s = SessionState::new(QueueLimits::default());
+    s.resume_flows(Flows {
+        outgoing: vec![out(40, 1, false), out(41, 2, false)],
+        incoming: vec![],
+    });
+    s.enqueue(fed("new", QoS::ExactlyOnce, 50));
+    assert!(
+        s.next_publish(now, 2).is_none(),
+        "window full of resumed flows"
+    );
+    s.enqueue(fed("sent", QoS::ExactlyOnce, 40));
+    s.take_resends(now);
+    assert!(s.next_publish(now, 2).is_none(), "still two flows");
+    assert!(s.on_pubrec(id(1), ReasonCode::Success).is_some());
+    assert!(s.on_pubcomp(id(1)));
+    // One flow in flight, one awaited (its id 2 held back): room for one.
+    assert_eq!(s.next_publish(now, 2).unwrap().packet_id, Some(id(1)));
+}
