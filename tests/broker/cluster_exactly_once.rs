@@ -96,7 +96,7 @@ fn a_qos2_delivery_goes_on_under_its_packet_id_wherever_the_session_goes() {
     // id back (a fresh session's first id).
     sub.drop_connection();
     let mut sub = resumed(cluster.port(1), "eo-sub");
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     publisher.publish(publish("eo/t", b"third", QoS::ExactlyOnce, 4));
     let third = receive(&mut sub, Duration::from_secs(15)).expect("no third message");
     assert_eq!(&third.payload[..], b"third");
