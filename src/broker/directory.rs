@@ -59,11 +59,17 @@ pub trait SessionDirectory: Send + Sync {
         Vec::new()
     }
 
-    /// `slot`'s QoS 2 flows changed (a session the cluster feeds); the
-    /// client sees nothing more until the returned signal (dropped unsent:
-    /// not recorded, the connection closes).
-    fn flows_changed(&self, _slot: &SessionSlot, _flows: Flows) -> Option<oneshot::Receiver<()>> {
-        None
+    /// `slot`'s QoS 2 flows changed (a session the cluster feeds): they
+    /// are recorded once every signal of `after` came; the client sees
+    /// nothing more until the returned signals (one dropped unsent: not
+    /// recorded, the connection closes).
+    fn flows_changed(
+        &self,
+        _slot: &SessionSlot,
+        _flows: Flows,
+        after: Vec<oneshot::Receiver<()>>,
+    ) -> Vec<oneshot::Receiver<()>> {
+        after
     }
 
     /// `client_id`'s session ended on this node (expired, replaced by a

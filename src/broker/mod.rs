@@ -168,13 +168,18 @@ impl Broker {
     }
 
     /// What the client's next output waits for once `slot`'s QoS 2 flows
-    /// changed: the cluster's record of them.
+    /// changed: the cluster's record of them, written after what the
+    /// output waited for already (`after`).
     pub fn flows_recorded(
         &self,
         slot: &SessionSlot,
         flows: crate::session::Flows,
-    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        self.directory.get()?.flows_changed(slot, flows)
+        after: Vec<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        match self.directory.get() {
+            Some(d) => d.flows_changed(slot, flows, after),
+            None => after,
+        }
     }
 
     /// A connection attached to `slot` (the directory may start feeding a

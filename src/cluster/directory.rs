@@ -119,8 +119,13 @@ impl SessionDirectory for Directory {
         waits
     }
 
-    fn flows_changed(&self, slot: &SessionSlot, flows: Flows) -> Option<oneshot::Receiver<()>> {
-        Some(self.flows.save(&slot.client_id, flows))
+    fn flows_changed(
+        &self,
+        slot: &SessionSlot,
+        flows: Flows,
+        after: Vec<oneshot::Receiver<()>>,
+    ) -> Vec<oneshot::Receiver<()>> {
+        vec![self.flows.save(&slot.client_id, flows, after)]
     }
 
     fn session_ended(&self, slot: &SessionSlot) {

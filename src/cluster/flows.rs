@@ -6,7 +6,11 @@
 //!
 //! The node holding the session writes the whole record whenever a flow
 //! starts, is released or an incoming id comes or goes, before the client
-//! sees the packet that follows (the connection's output waits). Writes of
+//! sees the packet that follows (the connection's output waits), and after
+//! what that output waited for already: an incoming id is recorded only
+//! once its message is in the stream, so a resuming node that takes a
+//! publisher's repeat for one it has is never wrong (a death in between
+//! routes the repeat again: a duplicate, never a loss). Writes of
 //! one session go in order, one at a time; changes that come meanwhile
 //! are written together as the latest record (they are snapshots, so the
 //! newest holds every earlier change). A write that fails or does not
@@ -41,6 +45,8 @@ struct Record {
 struct Pending {
     latest: Option<Flows>,
     waiters: Vec<oneshot::Sender<()>>,
+    /// What must be confirmed before the record is written.
+    after: Vec<oneshot::Receiver<()>>,
 }
 
 /// The flows records of this node's sessions.
@@ -63,9 +69,15 @@ impl FlowRecords {
         }
     }
 
-    /// Writes `flows` as `client_id`'s record; the signal comes once it is
-    /// stored (dropped unsent if it could not be).
-    pub fn save(self: &Arc<Self>, client_id: &str, flows: Flows) -> oneshot::Receiver<()> {
+    /// Writes `flows` as `client_id`'s record once every signal of `after`
+    /// came; the returned signal comes once it is stored (dropped unsent
+    /// if it could not be, or one of `after` was dropped).
+    pub fn save(
+        self: &Arc<Self>,
+        client_id: &str,
+        flows: Flows,
+        after: Vec<oneshot::Receiver<()>>,
+    ) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let key = short_hash(client_id);
         let start = {
@@ -74,6 +86,7 @@ impl FlowRecords {
             let p = pending.entry(key.clone()).or_default();
             p.latest = Some(flows);
             p.waiters.push(tx);
+            p.after.extend(after);
             start
         };
         if start {
@@ -84,26 +97,36 @@ impl FlowRecords {
 
     /// Forgets `client_id`'s record (its session ended, or starts anew).
     pub fn clear(self: &Arc<Self>, client_id: &str) {
-        drop(self.save(client_id, Flows::default()));
+        drop(self.save(client_id, Flows::default(), Vec::new()));
     }
 
     /// Writes `key`'s latest record until none waits.
     async fn write(self: Arc<Self>, key: String) {
         loop {
-            let (flows, waiters) = {
+            let (flows, waiters, after) = {
                 let mut pending = self.pending.lock();
                 let Some(p) = pending.get_mut(&key) else {
                     return;
                 };
                 match p.latest.take() {
-                    Some(flows) => (flows, std::mem::take(&mut p.waiters)),
+                    Some(flows) => (
+                        flows,
+                        std::mem::take(&mut p.waiters),
+                        std::mem::take(&mut p.after),
+                    ),
                     None => {
                         pending.remove(&key);
                         return;
                     }
                 }
             };
-            if self.put(&key, &flows).await {
+            let mut confirmed = true;
+            for signal in after {
+                confirmed &= signal.await.is_ok();
+            }
+            // Unconfirmed, the connection closes (its waiters get nothing)
+            // and the record stays as it was.
+            if confirmed && self.put(&key, &flows).await {
                 for w in waiters {
                     let _ = w.send(());
                 }

@@ -140,9 +140,14 @@ impl ConnectionHost for BrokerHost<'_> {
         let (ticket, flows) = self.slot.flush_journal(self.store);
         self.held.wait_for(ticket);
         if let Some(flows) = flows {
-            self.held
-                .sink_waits
-                .extend(self.broker.flows_recorded(self.slot, flows));
+            // The record follows what the output already waits for (a QoS 2
+            // message into the cluster's stream): an incoming packet id is
+            // recorded only once its message is stored, so the node that
+            // resumes the session never takes a repeat of a message the
+            // stream lacks for one it has.
+            let after: Vec<_> = self.held.sink_waits.drain(..).collect();
+            let waits = self.broker.flows_recorded(self.slot, flows, after);
+            self.held.sink_waits.extend(waits);
         }
     }
 
