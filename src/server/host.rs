@@ -32,6 +32,9 @@ pub struct Held {
     pub sink_waits: VecDeque<oneshot::Receiver<()>>,
     /// A bridge could not confirm one of them: the held acks never go out.
     pub sink_failed: bool,
+    /// Deliveries waited for the held output to go out (see the
+    /// connection's `drain`).
+    pub drain_deferred: bool,
 }
 
 impl Held {
@@ -114,7 +117,8 @@ impl ConnectionHost for BrokerHost<'_> {
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed {
         // QoS 2 only: its incoming packet id must share the message's
         // commit; QoS 1 keeps the publish path free of the extra lock.
-        let journal = if message.qos == QoS::ExactlyOnce {
+        let message_qos = message.qos;
+        let journal = if message_qos == QoS::ExactlyOnce {
             let (journal, waits) = self.slot.take_journal_ops(self.store);
             self.held.wait_for(waits);
             journal
@@ -127,7 +131,21 @@ impl ConnectionHost for BrokerHost<'_> {
         // Refused, the ticket is the journal's alone.
         self.held.wait_for(published.ticket);
         if !published.refused {
-            self.held.sink_waits.extend(published.sink_acks);
+            // A QoS 2 message's incoming packet id (a cluster keeps it in
+            // the session's flows record) is recorded once the message is
+            // stored: the node that resumes the session then never takes a
+            // publisher's repeat for a message the stream lacks.
+            let flows = match message_qos {
+                QoS::ExactlyOnce => self.slot.state.lock().take_changed_flows(),
+                _ => None,
+            };
+            let waits = match flows {
+                Some(flows) => self
+                    .broker
+                    .flows_recorded(self.slot, flows, published.sink_acks),
+                None => published.sink_acks,
+            };
+            self.held.sink_waits.extend(waits);
         }
         Routed {
             matched: published.matched,
@@ -140,13 +158,7 @@ impl ConnectionHost for BrokerHost<'_> {
         let (ticket, flows) = self.slot.flush_journal(self.store);
         self.held.wait_for(ticket);
         if let Some(flows) = flows {
-            // The record follows what the output already waits for (a QoS 2
-            // message into the cluster's stream): an incoming packet id is
-            // recorded only once its message is stored, so the node that
-            // resumes the session never takes a repeat of a message the
-            // stream lacks for one it has.
-            let after: Vec<_> = self.held.sink_waits.drain(..).collect();
-            let waits = self.broker.flows_recorded(self.slot, flows, after);
+            let waits = self.broker.flows_recorded(self.slot, flows, Vec::new());
             self.held.sink_waits.extend(waits);
         }
     }

@@ -5,11 +5,16 @@
 //! same packet id with DUP set, a released one only its PUBREL, and does
 //! not route a publisher's repeat of a message it already took.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use sluice::codec::*;
 
 use crate::cluster_nodes::{client, receive, wait_for_route, SluiceCluster};
+use crate::cluster_sessions::Roaming;
 use crate::harness::{connect_v5, pid, publish, sub_opts, Raw};
 
 /// The next packet that is not a PINGRESP, within `within`.
@@ -165,4 +170,118 @@ fn a_qos2_publish_sent_again_on_another_node_is_routed_once() {
     let mut got = payloads(&mut watcher);
     got.sort();
     assert_eq!(got, ["eight", "new seven", "seven"]);
+}
+
+/// What a QoS 2 subscriber handed its application: copies per payload.
+type Delivered = Arc<Mutex<HashMap<Vec<u8>, usize>>>;
+
+/// A persistent QoS 2 subscriber that keeps its side of the flows across
+/// connections, as a client must (4.3.3): a PUBLISH under a packet id it
+/// holds (received, not yet released) is not handed on again. Reconnects
+/// to the next node when its node goes; stops after `done` and 5 s quiet.
+fn exactly_once_subscriber(ports: Vec<u16>, k: usize, got: Delivered, done: Arc<AtomicBool>) {
+    let mut client = Roaming::connect(ports, 0, connect_v5(&format!("eo-durable-{k}"), false, 600));
+    let mut held: HashSet<u16> = HashSet::new();
+    while !client.finished(&done) {
+        match client.next() {
+            Some(Packet::Publish(p)) => {
+                let Some(id) = p.packet_id else { continue };
+                if held.insert(id.get()) {
+                    *got.lock().unwrap().entry(p.payload.to_vec()).or_insert(0) += 1;
+                }
+                client.raw.send(&Packet::PubRec(Ack::new(id)));
+            }
+            Some(Packet::PubRel(a)) => {
+                held.remove(&a.packet_id.get());
+                client.raw.send(&Packet::PubComp(Ack::new(a.packet_id)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A QoS 2 publisher on node 1 (which stays up) until `stop`: what got
+/// PUBREC is acknowledged.
+fn exactly_once_publisher(port: u16, acked: Arc<Mutex<Vec<Vec<u8>>>>, stop: Arc<AtomicBool>) {
+    let mut raw = client(port, ProtocolVersion::V5, "eo-loader");
+    let mut n = 0u32;
+    while !stop.load(Ordering::Acquire) && n < 3000 {
+        let payload = format!("q{n}").into_bytes();
+        raw.publish(publish(
+            "eoload/x",
+            &payload,
+            QoS::ExactlyOnce,
+            (n % 60000 + 1) as u16,
+        ));
+        acked.lock().unwrap().push(payload);
+        n += 1;
+    }
+}
+
+#[test]
+fn qos2_subscribers_get_every_message_exactly_once_when_their_node_dies() {
+    let mut cluster = SluiceCluster::start(3, 3, 3);
+    let ports: Vec<u16> = (0..3).map(|i| cluster.port(i)).collect();
+    let delivered: Vec<Delivered> = (0..2).map(|_| Delivered::default()).collect();
+    for k in 0..2 {
+        let (mut raw, _) =
+            Raw::connect_with(ports[0], connect_v5(&format!("eo-durable-{k}"), false, 600));
+        raw.subscribe(1, &[("eoload/#", sub_opts(QoS::ExactlyOnce))]);
+        raw.drop_connection();
+    }
+    let (stop, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let subscribers: Vec<_> = (0..2)
+        .map(|k| {
+            let (p, g, d) = (ports.clone(), Arc::clone(&delivered[k]), Arc::clone(&done));
+            thread::spawn(move || exactly_once_subscriber(p, k, g, d))
+        })
+        .collect();
+    let publisher = {
+        let (a, s) = (Arc::clone(&acked), Arc::clone(&stop));
+        let port = ports[1];
+        thread::spawn(move || exactly_once_publisher(port, a, s))
+    };
+    thread::sleep(Duration::from_secs(3));
+    cluster.nodes[0].kill();
+    thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Release);
+    publisher.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !delivered
+            .iter()
+            .all(|d| acked.iter().all(|p| d.lock().unwrap().contains_key(p)))
+    {
+        thread::sleep(Duration::from_millis(500));
+    }
+    done.store(true, Ordering::Release);
+    for s in subscribers {
+        s.join().unwrap();
+    }
+    assert!(acked.len() > 50, "too little load: {}", acked.len());
+    for (k, d) in delivered.iter().enumerate() {
+        let d = d.lock().unwrap();
+        let missing = acked.iter().filter(|p| !d.contains_key(*p)).count();
+        let twice: Vec<String> = d
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(p, _)| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        eprintln!(
+            "eo-durable-{k}: {} acknowledged, {} delivered, {missing} missing, {} twice",
+            acked.len(),
+            d.len(),
+            twice.len()
+        );
+        assert_eq!(missing, 0, "eo-durable-{k} misses acknowledged messages");
+        assert!(
+            twice.is_empty(),
+            "eo-durable-{k} got these twice: {twice:?}"
+        );
+    }
 }

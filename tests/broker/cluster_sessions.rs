@@ -167,39 +167,69 @@ fn connect_somewhere(ports: &[u16], from: usize, c: &Connect) -> (Raw, usize) {
     }
 }
 
+/// A client that moves to the next node when its node stops answering
+/// (two pings unanswered), as a fleet's devices do.
+pub struct Roaming {
+    pub raw: Raw,
+    at: usize,
+    silent: u32,
+    ports: Vec<u16>,
+    connect: Connect,
+    quiet_since: Instant,
+}
+
+impl Roaming {
+    pub fn connect(ports: Vec<u16>, from: usize, connect: Connect) -> Roaming {
+        let (raw, at) = connect_somewhere(&ports, from, &connect);
+        Roaming {
+            raw,
+            at,
+            silent: 0,
+            ports,
+            connect,
+            quiet_since: Instant::now(),
+        }
+    }
+
+    /// The next packet within half a second; on silence a ping, or a move
+    /// to the next node.
+    pub fn next(&mut self) -> Option<Packet> {
+        if let Some(p) = self.raw.recv_timeout(Duration::from_millis(500)) {
+            self.silent = 0;
+            if matches!(p, Packet::Publish(_)) {
+                self.quiet_since = Instant::now();
+            }
+            return Some(p);
+        }
+        self.silent += 1;
+        if self.silent >= 3 {
+            let next = (self.at + 1) % self.ports.len();
+            (self.raw, self.at) = connect_somewhere(&self.ports, next, &self.connect);
+            self.silent = 0;
+        } else {
+            self.raw.send(&Packet::PingReq);
+        }
+        None
+    }
+
+    /// `done` was set and no message came for 5 s.
+    pub fn finished(&self, done: &AtomicBool) -> bool {
+        done.load(Ordering::Acquire) && self.quiet_since.elapsed() > Duration::from_secs(5)
+    }
+}
+
 /// A persistent subscriber that reconnects to the next node when its node
 /// goes, until `done` and 5 s of quiet.
 fn subscriber(ports: Vec<u16>, k: usize, seen: Arc<Seen>, done: Arc<AtomicBool>) {
-    let c = connect_v5(&format!("durable-{k}"), false, 600);
-    let (mut raw, mut at) = connect_somewhere(&ports, k, &c);
-    let mut silent = 0;
-    let mut quiet_since = Instant::now();
-    loop {
-        match raw.recv_timeout(Duration::from_millis(500)) {
-            Some(Packet::Publish(p)) => {
-                if let Some(id) = p.packet_id {
-                    raw.send(&Packet::PubAck(Ack::new(id)));
-                }
-                *seen.received.lock().unwrap()[k]
-                    .entry(p.payload.to_vec())
-                    .or_insert(0) += 1;
-                silent = 0;
-                quiet_since = Instant::now();
+    let mut client = Roaming::connect(ports, k, connect_v5(&format!("durable-{k}"), false, 600));
+    while !client.finished(&done) {
+        if let Some(Packet::Publish(p)) = client.next() {
+            if let Some(id) = p.packet_id {
+                client.raw.send(&Packet::PubAck(Ack::new(id)));
             }
-            Some(_) => silent = 0,
-            None => {
-                silent += 1;
-                if silent >= 3 {
-                    // No answer to two pings: the node is gone.
-                    (raw, at) = connect_somewhere(&ports, (at + 1) % ports.len(), &c);
-                    silent = 0;
-                } else {
-                    raw.send(&Packet::PingReq);
-                }
-            }
-        }
-        if done.load(Ordering::Acquire) && quiet_since.elapsed() > Duration::from_secs(5) {
-            return;
+            *seen.received.lock().unwrap()[k]
+                .entry(p.payload.to_vec())
+                .or_insert(0) += 1;
         }
     }
 }

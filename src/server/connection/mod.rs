@@ -272,7 +272,17 @@ impl Connection {
         }
     }
 
+    /// Moves queued deliveries into the output, unless the output is held
+    /// for a bridge's sink or the cluster: deliveries added to it then
+    /// would keep it held (each may bring a wait of its own, a cluster's
+    /// QoS 2 flows record), and under a steady flow nothing would go out.
+    /// They follow once it is written.
     fn drain(&mut self) {
+        if self.machine.has_output() && !self.held.sink_waits.is_empty() {
+            self.held.drain_deferred = true;
+            return;
+        }
+        self.held.drain_deferred = false;
         let now = Instant::now();
         let (machine, mut host, _) = self.split();
         machine.drain(now, &mut host);
@@ -310,6 +320,10 @@ impl Connection {
             if self.ready_to_write(durable_now) {
                 if let Err(stop) = self.flush_out(stream).await {
                     return Served::Ended(self.stopped_writing(stream, stop).await);
+                }
+                if self.held.drain_deferred {
+                    self.drain();
+                    continue;
                 }
             }
             // Shutdown reaches a waiting connection as a kick (see
