@@ -100,8 +100,14 @@ impl FlowRecords {
         drop(self.save(client_id, Flows::default(), Vec::new()));
     }
 
-    /// Writes `key`'s latest record until none waits.
+    /// Writes `key`'s latest record until none waits. Once a record's
+    /// `after` went unconfirmed (its message never reached the stream),
+    /// no later record of this run is written either: they all still hold
+    /// that message's packet id, and a node resuming the session from one
+    /// would take the publisher's repeat for a message the stream lacks.
+    /// Their connection closes (its waiters get nothing).
     async fn write(self: Arc<Self>, key: String) {
+        let mut unconfirmed = false;
         loop {
             let (flows, waiters, after) = {
                 let mut pending = self.pending.lock();
@@ -120,13 +126,14 @@ impl FlowRecords {
                     }
                 }
             };
-            let mut confirmed = true;
             for signal in after {
-                confirmed &= signal.await.is_ok();
+                if unconfirmed {
+                    break;
+                }
+                unconfirmed |= signal.await.is_err();
             }
-            // Unconfirmed, the connection closes (its waiters get nothing)
-            // and the record stays as it was.
-            if confirmed && self.put(&key, &flows).await {
+            // Unconfirmed, the record stays as it was.
+            if !unconfirmed && self.put(&key, &flows).await {
                 for w in waiters {
                     let _ = w.send(());
                 }
@@ -193,5 +200,55 @@ impl FlowRecords {
             }
             None => Flows::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_incoming(id: u16) -> Flows {
+        Flows {
+            outgoing: Vec::new(),
+            incoming: vec![id],
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_message_missed_the_stream_no_later_record_is_written() {
+        // No bucket: a record that gets to be written is confirmed at once.
+        let records = Arc::new(FlowRecords::new("node0"));
+        let (stored, stored_rx) = oneshot::channel::<()>();
+        let first = records.save("c", with_incoming(7), vec![stored_rx]);
+        tokio::task::yield_now().await;
+        // Written after the first: it still holds id 7.
+        let second = records.save("c", with_incoming(7), Vec::new());
+        drop(stored);
+        assert!(
+            first.await.is_err(),
+            "id 7's message never reached the stream"
+        );
+        assert!(
+            second.await.is_err(),
+            "a later record holding id 7 was written"
+        );
+        // The next run of writes starts clean.
+        tokio::task::yield_now().await;
+        let third = records.save("c", Flows::default(), Vec::new());
+        assert!(third.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn records_wait_for_what_they_follow() {
+        let records = Arc::new(FlowRecords::new("node0"));
+        let (stored, stored_rx) = oneshot::channel::<()>();
+        let mut written = records.save("c", with_incoming(7), vec![stored_rx]);
+        tokio::task::yield_now().await;
+        assert!(
+            written.try_recv().is_err(),
+            "written before the message was stored"
+        );
+        stored.send(()).unwrap();
+        assert!(written.await.is_ok());
     }
 }
