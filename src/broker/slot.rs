@@ -273,9 +273,11 @@ impl SessionSlot {
 
     /// The session's journaled changes as store operations, for the caller
     /// to submit in one commit with its own (a client's QoS 2 publish: the
-    /// incoming packet id with the message), and what the serving
-    /// connection must wait for besides (changes others submitted).
-    pub fn take_journal_ops(&self, store: &Store) -> (Vec<Op>, Ticket) {
+    /// incoming packet id with the message), what the serving connection
+    /// must wait for besides (changes others submitted), and the QoS 2
+    /// flows when a cluster keeps them and they changed (for the caller
+    /// to record once its message is stored).
+    pub fn take_journal_ops(&self, store: &Store) -> (Vec<Op>, Ticket, Option<Flows>) {
         let mut state = self.state.lock();
         let (changes, _) = state.take_journal();
         let ops = if store.is_enabled() {
@@ -283,7 +285,7 @@ impl SessionSlot {
         } else {
             Vec::new()
         };
-        (ops, state.take_wait())
+        (ops, state.take_wait(), state.take_changed_flows())
     }
 
     /// The session as the store keeps it.

@@ -117,13 +117,14 @@ impl ConnectionHost for BrokerHost<'_> {
     fn route(&mut self, message: Message, refuse_if_saturated: bool) -> Routed {
         // QoS 2 only: its incoming packet id must share the message's
         // commit; QoS 1 keeps the publish path free of the extra lock.
-        let message_qos = message.qos;
-        let journal = if message_qos == QoS::ExactlyOnce {
-            let (journal, waits) = self.slot.take_journal_ops(self.store);
+        // Its flows record too, from the same lock (in a cluster, the
+        // incoming id just taken).
+        let (journal, flows) = if message.qos == QoS::ExactlyOnce {
+            let (journal, waits, flows) = self.slot.take_journal_ops(self.store);
             self.held.wait_for(waits);
-            journal
+            (journal, flows)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let published = self
             .broker
@@ -135,10 +136,6 @@ impl ConnectionHost for BrokerHost<'_> {
             // the session's flows record) is recorded once the message is
             // stored: the node that resumes the session then never takes a
             // publisher's repeat for a message the stream lacks.
-            let flows = match message_qos {
-                QoS::ExactlyOnce => self.slot.state.lock().take_changed_flows(),
-                _ => None,
-            };
             let waits = match flows {
                 Some(flows) => self
                     .broker

@@ -51,9 +51,14 @@ impl SessionState {
     /// Offers a message to the session. Bounded by count and bytes, except
     /// for a lossless queue's QoS 1/2 deliveries.
     pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
-        let d = match self.continue_flow(d) {
-            Ok(()) => return Enqueued::Queued,
-            Err(d) => d,
+        // Only a session a cluster feeds has flows to continue: every
+        // other delivery (the publish path's) passes with one branch.
+        let d = match self.kept_flows {
+            None => d,
+            Some(_) => match self.continue_flow(d) {
+                Ok(()) => return Enqueued::Queued,
+                Err(d) => d,
+            },
         };
         if self.lossless && d.qos != QoS::AtMostOnce {
             self.keep(d);

@@ -214,7 +214,7 @@ impl SessionState {
         let Some(k) = &mut self.kept_flows else {
             return Err(d);
         };
-        let Some(position) = d.sink_ack.as_ref().and_then(|a| a.position()) else {
+        let Some(position) = position(&d) else {
             return Err(d);
         };
         let Some((id, released)) = k.awaiting.remove(&position) else {
