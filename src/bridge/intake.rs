@@ -170,7 +170,7 @@ fn unacknowledged(shared: &Shared) -> Vec<Publish> {
         .slot
         .state
         .lock()
-        .resend(Instant::now())
+        .resend(Instant::now(), &|_| true)
         .into_iter()
         .filter_map(|p| match p {
             Packet::Publish(p) => Some(p),

@@ -503,23 +503,51 @@ impl SessionState {
 
     /// What a resumed session sends first (4.4): every unacknowledged
     /// PUBLISH again with DUP set, and PUBREL for those already received,
-    /// in their original order.
-    pub fn resend(&mut self, now: Instant) -> Vec<Packet> {
+    /// in their original order (see [`SessionState::send_again`] for a
+    /// PUBLISH that no longer `fits`).
+    pub fn resend(&mut self, now: Instant, fits: &dyn Fn(&Packet) -> bool) -> Vec<Packet> {
         self.forget_resends();
-        let mut flows: Vec<(&u16, &Inflight)> = self.inflight.iter().collect();
-        flows.sort_by_key(|(_, f)| f.seq);
+        let mut flows: Vec<(u16, u64)> = self.inflight.iter().map(|(id, f)| (*id, f.seq)).collect();
+        flows.sort_by_key(|(_, seq)| *seq);
         flows
             .into_iter()
-            .filter_map(|(id, f)| {
-                let id = PacketId::new(*id)?;
-                Some(match f.state {
-                    OutState::AwaitPubAck | OutState::AwaitPubRec => {
-                        Packet::Publish(build_publish(&f.delivery, Some(id), true, now))
-                    }
-                    OutState::AwaitPubComp => Packet::PubRel(Ack::new(id)),
-                })
-            })
+            .filter_map(|(id, _)| self.send_again(id, now, fits))
             .collect()
+    }
+
+    /// One in-flight flow sent again: its PUBLISH with DUP set, or its
+    /// PUBREL. A PUBLISH larger than the client's Maximum Packet Size (a
+    /// new connection may set a smaller one) is not sent, and its flow
+    /// goes on as if it had been (3.1.2.11.4): a QoS 1 flow ends, a QoS 2
+    /// flow is released (the client may hold the message from a
+    /// connection that took it). Kept in flight, it would hold a window
+    /// slot and its packet id forever.
+    pub(super) fn send_again(
+        &mut self,
+        id: u16,
+        now: Instant,
+        fits: &dyn Fn(&Packet) -> bool,
+    ) -> Option<Packet> {
+        let packet_id = PacketId::new(id)?;
+        let f = self.inflight.get(&id)?;
+        if f.state == OutState::AwaitPubComp {
+            return Some(Packet::PubRel(Ack::new(packet_id)));
+        }
+        let publish = Packet::Publish(build_publish(&f.delivery, Some(packet_id), true, now));
+        if fits(&publish) {
+            return Some(publish);
+        }
+        tracing::debug!(
+            packet_id = id,
+            "in-flight message exceeds the client's maximum size now, not sent again"
+        );
+        if f.state == OutState::AwaitPubRec {
+            return self
+                .on_pubrec(packet_id, ReasonCode::Success)
+                .map(Packet::PubRel);
+        }
+        self.discard_inflight(packet_id);
+        None
     }
 }
 

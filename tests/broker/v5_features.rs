@@ -223,6 +223,38 @@ fn message_over_the_client_maximum_packet_size_is_skipped() {
     assert_eq!(&*got[0].payload, b"small");
 }
 
+/// A session resumed with a smaller Maximum Packet Size: the in-flight
+/// messages that no longer fit are not sent again, and their flows end as
+/// if they had been (3.1.2.11.4). Kept in flight, they held the client's
+/// one Receive Maximum slot and nothing else came.
+#[test]
+fn resumed_in_flight_message_over_the_new_maximum_packet_size_completes() {
+    let s = Sluice::start();
+    let mut c = connect_v5("mps-resume", false, 300);
+    c.properties.receive_maximum = Some(1);
+    let (mut sub, _) = Raw::connect_with(s.port, c.clone());
+    sub.subscribe(1, &[("mpsr/#", sub_opts(QoS::AtLeastOnce))]);
+    let (mut p, _) = Raw::connect(s.port, V5, "mps-resume-pub", true);
+    p.publish(publish("mpsr/big", &[b'L'; 200], QoS::AtLeastOnce, 1));
+    let big = sub.recv_publish();
+    assert_eq!(big.payload.len(), 200);
+    // Not acknowledged: gone with the connection, in flight in the session.
+    sub.drop_connection();
+    std::thread::sleep(Duration::from_millis(200));
+    p.publish(publish("mpsr/small", b"small", QoS::AtLeastOnce, 2));
+    c.clean_start = false;
+    c.properties.maximum_packet_size = Some(100);
+    let (mut sub, ack) = Raw::connect_with(s.port, c);
+    assert!(ack.session_present);
+    let got = sub.collect_publishes(QUIET * 3);
+    let payloads: Vec<&[u8]> = got.iter().map(|p| &p.payload[..]).collect();
+    assert_eq!(
+        payloads,
+        [&b"small"[..]],
+        "the big one is not resent, the next one comes"
+    );
+}
+
 #[test]
 fn packet_over_the_broker_maximum_packet_size_is_refused_with_0x95() {
     let s = Sluice::start_with(&[("SLUICE__LIMITS__MAX_PACKET_SIZE", "1024")]);

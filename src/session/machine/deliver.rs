@@ -39,7 +39,7 @@ impl Machine {
             let mut state = host.state();
             // Flows of a session resumed from the cluster go first, under
             // their packet ids (their messages just came again).
-            for p in state.take_resends(now) {
+            for p in state.take_resends(now, &|p| self.outgoing.fits(p)) {
                 self.send(p);
             }
             let (tally, budget_used) = self.deliver(&mut state, acl, now);

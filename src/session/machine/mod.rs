@@ -210,7 +210,7 @@ impl Machine {
                     );
                 }
             }
-            state.resend(now)
+            state.resend(now, &|p| self.outgoing.fits(p))
         });
         for p in resend {
             self.send(p);

@@ -21,10 +21,10 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{Ack, Packet, PacketId, QoS};
+use crate::codec::{Packet, QoS};
 use crate::session::{Delivery, Message};
 
-use super::{build_publish, OutState, SessionState};
+use super::{OutState, SessionState};
 
 /// What a session's QoS 2 flows are, for the record a cluster keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,21 +244,14 @@ impl SessionState {
     }
 
     /// What resumed flows send again now: their PUBLISH with DUP set, or
-    /// their PUBREL.
-    pub fn take_resends(&mut self, now: Instant) -> Vec<Packet> {
+    /// their PUBREL (see [`SessionState::send_again`]).
+    pub fn take_resends(&mut self, now: Instant, fits: &dyn Fn(&Packet) -> bool) -> Vec<Packet> {
         let Some(k) = &mut self.kept_flows else {
             return Vec::new();
         };
         let ids = std::mem::take(&mut k.resend);
         ids.into_iter()
-            .filter_map(|id| {
-                let f = self.inflight.get(&id)?;
-                let id = PacketId::new(id)?;
-                Some(match f.state {
-                    OutState::AwaitPubComp => Packet::PubRel(Ack::new(id)),
-                    _ => Packet::Publish(build_publish(&f.delivery, Some(id), true, now)),
-                })
-            })
+            .filter_map(|id| self.send_again(id, now, fits))
             .collect()
     }
 }

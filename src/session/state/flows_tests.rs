@@ -99,7 +99,7 @@ fn a_resumed_session_goes_on_with_each_flow_under_its_packet_id() {
     s.enqueue(fed("released", QoS::ExactlyOnce, 41));
     s.enqueue(fed("sent", QoS::AtLeastOnce, 40));
     assert_eq!(s.queued_len(), 0, "a resumed flow is not queued again");
-    let resent = s.take_resends(now);
+    let resent = s.take_resends(now, &|_| true);
     assert_eq!(resent.len(), 2);
     assert_eq!(resent[0], Packet::PubRel(Ack::new(id(2))));
     let Packet::Publish(p) = &resent[1] else {
@@ -110,7 +110,7 @@ fn a_resumed_session_goes_on_with_each_flow_under_its_packet_id() {
         (Some(id(1)), true, QoS::ExactlyOnce)
     );
     assert_eq!(&p.topic[..], "sent");
-    assert!(s.take_resends(now).is_empty(), "sent once");
+    assert!(s.take_resends(now, &|_| true).is_empty(), "sent once");
     // They go on as any flow, and stay in the record meanwhile.
     let mut record = s.flows().outgoing;
     record.sort_by_key(|f| f.position);
@@ -163,7 +163,10 @@ fn a_qos2_flow_not_from_the_stream_is_recorded_and_resumed_as_released() {
     // Resumed: its packet id is released at once, never reused meanwhile.
     let mut resumed = SessionState::new(QueueLimits::default());
     resumed.resume_flows(s.flows());
-    assert_eq!(resumed.resend(now), [Packet::PubRel(Ack::new(p))]);
+    assert_eq!(
+        resumed.resend(now, &|_| true),
+        [Packet::PubRel(Ack::new(p))]
+    );
     resumed.enqueue(fed("new", QoS::ExactlyOnce, 60));
     assert_ne!(resumed.next_publish(now, 10).unwrap().packet_id, Some(p));
     assert!(resumed.on_pubcomp(p));
@@ -183,7 +186,7 @@ fn flows_awaiting_their_messages_count_in_the_receive_maximum() {
         "window full of resumed flows"
     );
     s.enqueue(fed("sent", QoS::ExactlyOnce, 40));
-    s.take_resends(now);
+    s.take_resends(now, &|_| true);
     assert!(s.next_publish(now, 2).is_none(), "still two flows");
     assert!(s.on_pubrec(id(1), ReasonCode::Success).is_some());
     assert!(s.on_pubcomp(id(1)));

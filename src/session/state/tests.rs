@@ -103,7 +103,7 @@ fn resend_sets_dup_and_keeps_order_and_pubrel_state() {
         .map(|_| s.next_publish(now, 10).unwrap().packet_id.unwrap())
         .collect();
     s.on_pubrec(ids[1], ReasonCode::Success);
-    let again = s.resend(now);
+    let again = s.resend(now, &|_| true);
     assert_eq!(again.len(), 3);
     match &again[0] {
         Packet::Publish(p) => {
@@ -421,7 +421,7 @@ fn restore_puts_each_state_where_it_belongs() {
         },
     ];
     let mut s = SessionState::restore(QueueLimits::default(), restored, vec![9]);
-    let again = s.resend(now);
+    let again = s.resend(now, &|_| true);
     assert_eq!(again[0], Packet::PubRel(Ack::new(pid(5))));
     assert!(matches!(&again[1], Packet::Publish(p) if p.dup && p.packet_id == Some(pid(6))));
     let next = s.next_publish(now, 10).unwrap();
@@ -504,4 +504,38 @@ fn an_expired_delivery_is_settled_and_a_dropped_one_is_not() {
     s.enqueue(gone);
     assert!(s.next_publish(now + Duration::from_secs(1), 10).is_none());
     assert_eq!(count(&gone_fired), 1, "expired: settled");
+}
+
+#[test]
+fn a_flow_too_large_for_the_client_now_completes_instead_of_being_sent_again() {
+    let now = Instant::now();
+    let mut s = SessionState::new(QueueLimits::default());
+    let (one, one_fired) = watched("big/1", QoS::AtLeastOnce, None);
+    let (two, two_fired) = watched("big/2", QoS::ExactlyOnce, None);
+    s.enqueue(one);
+    s.enqueue(two);
+    s.enqueue(delivery("small", QoS::AtLeastOnce, None));
+    let ids: Vec<PacketId> = (0..3)
+        .map(|_| s.next_publish(now, 10).unwrap().packet_id.unwrap())
+        .collect();
+    // The client reconnects with a smaller Maximum Packet Size.
+    let fits = |p: &Packet| !matches!(p, Packet::Publish(p) if p.topic.starts_with("big"));
+    let again = s.resend(now, &fits);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(
+        again[0],
+        Packet::PubRel(Ack::new(ids[1])),
+        "QoS 2: released"
+    );
+    assert!(matches!(&again[1], Packet::Publish(p) if p.dup && p.packet_id == Some(ids[2])));
+    assert_eq!(count(&one_fired), 1, "QoS 1: completed as if sent");
+    assert_eq!(count(&two_fired), 0, "QoS 2: waits for PUBCOMP");
+    assert_eq!(s.inflight_len(), 2, "the QoS 1 flow holds no window slot");
+    assert!(s.on_pubcomp(ids[1]));
+    assert_eq!(count(&two_fired), 1);
+    assert_eq!(
+        s.resend(now, &fits).len(),
+        1,
+        "next time only the one that fits"
+    );
 }
