@@ -328,24 +328,6 @@ impl SessionState {
         }
     }
 
-    /// Forgets every in-flight message whose topic `deny` refuses, as if
-    /// its flow completed; returns how many. PUBRELs stay: the receiver
-    /// already has those messages.
-    pub fn discard_inflight_where(&mut self, deny: impl Fn(&str) -> bool) -> usize {
-        let ids: Vec<u16> = self
-            .inflight
-            .iter()
-            .filter(|(_, f)| f.state != OutState::AwaitPubComp && deny(&f.delivery.message.topic))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
-            if let Some(f) = self.inflight.remove(id) {
-                self.settle(&f.delivery);
-            }
-        }
-        ids.len()
-    }
-
     /// Takes every delivery a shared subscription picked this session for
     /// and that the client has not received for certain (queued, or sent
     /// and not acknowledged; a QoS 2 message already PUBRECed stays), as if

@@ -2,10 +2,11 @@
 //! the inflight window and a per-wake-up byte budget, checked against the
 //! ACL and the client's Maximum Packet Size as they go.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use crate::auth::{Access, Acl};
-use crate::codec::QoS;
+use crate::codec::{Packet, QoS};
 use crate::session::SessionState;
 
 use super::{ConnectionHost, Count, Machine};
@@ -33,16 +34,41 @@ struct Tally {
 }
 
 impl Machine {
+    /// Whether an in-flight packet may be sent again on this connection
+    /// (see [`SessionState::send_again`] for one that may not): it fits
+    /// the client's Maximum Packet Size and, for a PUBLISH, this identity
+    /// may still read its topic (the ACL may have changed since it was
+    /// routed); `denied` counts the refusals.
+    pub(super) fn sendable_again<'a>(
+        &'a self,
+        acl: Option<&'a Acl>,
+        denied: &'a Cell<usize>,
+    ) -> impl Fn(&Packet) -> bool + 'a {
+        move |packet| {
+            if let (Some(acl), Packet::Publish(p)) = (acl, packet) {
+                let (client_id, username) = (&self.client_id, self.username.as_deref());
+                if !acl.check_topic(client_id, username, &p.topic, Access::Read) {
+                    denied.set(denied.get() + 1);
+                    return false;
+                }
+            }
+            self.outgoing.fits(packet)
+        }
+    }
+
     /// Moves queued messages into the output.
     pub fn drain<H: ConnectionHost>(&mut self, now: Instant, host: &mut H) {
         let tally = host.with_acl(|acl| {
             let mut state = host.state();
             // Flows of a session resumed from the cluster go first, under
             // their packet ids (their messages just came again).
-            for p in state.take_resends(now, &|p| self.outgoing.fits(p)) {
+            let denied = Cell::new(0);
+            let resends = state.take_resends(now, &self.sendable_again(acl, &denied));
+            for p in resends {
                 self.send(p);
             }
-            let (tally, budget_used) = self.deliver(&mut state, acl, now);
+            let (mut tally, budget_used) = self.deliver(&mut state, acl, now);
+            tally.denied += denied.get() as u64;
             // Come back after writing; a full window waits for acks instead.
             host.drained(&state, budget_used && state.has_pending());
             tally

@@ -20,13 +20,13 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
 
-use crate::auth::Access;
 use crate::codec::{
     decode_packet, encode_packet, ConnAck, Connect, Disconnect, Packet, ReasonCode,
 };
@@ -193,25 +193,18 @@ impl Machine {
 
     /// The CONNACK, then what a resumed session owes (4.4): in-flight
     /// messages again, those this identity may still read (the ACL may
-    /// have changed meanwhile).
+    /// have changed meanwhile) and that fit the client's limit.
     pub fn start<H: ConnectionHost>(&mut self, connack: ConnAck, now: Instant, host: &mut H) {
         self.send(Packet::ConnAck(connack));
-        let resend = host.with_acl(|acl| {
-            let mut state = host.state();
-            if let Some(acl) = acl {
-                let (client_id, username) = (&self.client_id, self.username.as_deref());
-                let denied = state.discard_inflight_where(|topic| {
-                    !acl.check_topic(client_id, username, topic, Access::Read)
-                });
-                if denied > 0 {
-                    tracing::info!(
-                        denied,
-                        "in-flight messages the ACL no longer allows dropped"
-                    );
-                }
-            }
-            state.resend(now, &|p| self.outgoing.fits(p))
-        });
+        let denied = Cell::new(0);
+        let resend =
+            host.with_acl(|acl| host.state().resend(now, &self.sendable_again(acl, &denied)));
+        if denied.get() > 0 {
+            tracing::info!(
+                denied = denied.get(),
+                "in-flight messages the ACL no longer allows not sent again"
+            );
+        }
         for p in resend {
             self.send(p);
         }

@@ -8,7 +8,7 @@ use bytestring::ByteString;
 
 use super::{disconnect_reason, id, machine, sent, setup, Host};
 use crate::codec::{
-    Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck, Subscribe,
+    ConnAck, Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck, Subscribe,
     SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use crate::session::machine::{Count, Exit, Machine};
@@ -225,4 +225,45 @@ fn drain_drops_what_the_acl_denies_or_the_client_cannot_take() {
     assert_eq!(host.counted(Count::Sent(QoS::AtLeastOnce)), 1);
     assert_eq!(host.counted(Count::DroppedTooLarge), 1);
     assert_eq!(host.drained.get(), 1);
+}
+
+#[test]
+fn a_resumed_session_sends_again_only_what_the_acl_allows_and_the_client_takes() {
+    let now = Instant::now();
+    let mut host = Host::new().with_acl("topic read public/#\n");
+    let mut s = setup(V5, 0);
+    s.client_max_packet = 64;
+    let mut m = Machine::new(s, now);
+    let ids: Vec<_> = {
+        let mut state = host.state.borrow_mut();
+        state.enqueue(delivery("secret/1", b"x", QoS::AtLeastOnce));
+        state.enqueue(delivery("secret/2", b"x", QoS::ExactlyOnce));
+        state.enqueue(delivery("public/big", &[b'x'; 100], QoS::AtLeastOnce));
+        state.enqueue(delivery("public/ok", b"x", QoS::AtLeastOnce));
+        // In flight from an earlier connection (no ACL, no size limit).
+        (0..4)
+            .filter_map(|_| state.next_publish(now, 10)?.packet_id)
+            .collect()
+    };
+    assert_eq!(ids.len(), 4);
+    let connack = ConnAck {
+        session_present: true,
+        code: ReasonCode::Success,
+        properties: Properties::default(),
+    };
+    m.start(connack, now, &mut host);
+    match sent(&mut m).as_slice() {
+        [Packet::ConnAck(_), Packet::PubRel(rel), Packet::Publish(p)] => {
+            // The client may hold the QoS 2 message from the earlier
+            // connection: released, so its packet id can be used again.
+            assert_eq!(rel.packet_id, ids[1]);
+            assert!(p.dup && &*p.topic == "public/ok", "{p:?}");
+        }
+        other => panic!("expected CONNACK, PUBREL, PUBLISH; got {other:?}"),
+    }
+    assert_eq!(
+        host.state.borrow().inflight_len(),
+        2,
+        "the QoS 1 flows not sent again end"
+    );
 }
