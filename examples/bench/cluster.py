@@ -18,7 +18,8 @@ consumers):
 Every cluster setup uses the same three nats-server processes (JetStream,
 streams with 3 replicas), started once; each setup gets its own subject
 prefix. Prints the delivered rate and publish-to-delivery latency (median
-of the rounds). Needs `nats-server` on PATH (tests/install-deps.sh) and
+of the rounds), and the cores the Sluice processes and the NATS servers
+kept busy over each load (from /proc: where the CPU goes). Needs `nats-server` on PATH (tests/install-deps.sh) and
 builds the release binaries itself. Bounded: every process stops by itself.
 """
 
@@ -73,6 +74,19 @@ def start_node(workdir, name, cluster=None):
     return proc, port
 
 
+def cpu_seconds(procs):
+    """User plus system CPU time the processes used so far."""
+    total = 0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def load(pub_ports, sub_ports, qos, seconds, prefix, rate=0, persistent=False):
     out = subprocess.run(
         [os.path.join(REL, "sluice-bench"), "--qos", str(qos), "--duration", str(seconds),
@@ -123,12 +137,20 @@ def main():
                              for q, r, kind_ in (l.split(":") for l in a.loads.split(","))]
                     for qos, rate, persistent in loads:
                         tag = f"b{r}{kind}q{qos}r{rate}{'p' if persistent else ''}"
+                        # Cores busy in Sluice and in NATS over the whole
+                        # load (connects, warm-up and drain included).
+                        before = cpu_seconds(procs), cpu_seconds(nats), time.monotonic()
                         res = load(pubs, subs, qos, a.seconds, tag, rate, persistent)
+                        span = time.monotonic() - before[2]
+                        cpu = [(after - b) / span
+                               for after, b in zip((cpu_seconds(procs), cpu_seconds(nats)), before)]
+                        res["cores"] = cpu
                         results.setdefault((kind, qos, rate, persistent), []).append(res)
                         print(kind, f"qos{qos}", f"rate{rate}", "persistent" * persistent,
                               round(res["received_per_sec"]),
                               "msg/s p50", res["latency_us"]["p50"], "us p99",
-                              res["latency_us"]["p99"], "lost", res["lost"], flush=True)
+                              res["latency_us"]["p99"], "lost", res["lost"],
+                              "cores: sluice %.2f nats %.2f" % tuple(cpu), flush=True)
                 finally:
                     for p in procs:
                         stop(p)
@@ -136,8 +158,9 @@ def main():
         for p in nats:
             stop(p)
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n| setup | QoS | subscribers | offered | delivered msg/s | p50 latency | p99 latency | lost |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| setup | QoS | subscribers | offered | delivered msg/s | p50 latency | p99 latency | lost "
+          "| cores: Sluice | cores: NATS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (kind, qos, rate, persistent), runs in results.items():
         med = lambda f: statistics.median(f(x) for x in runs)
         offered = f"{rate:,}/s" if rate else "full speed"
@@ -145,7 +168,8 @@ def main():
         print(f"| {kind} | {qos} | {subscribers} | {offered} | {med(lambda x: x['received_per_sec']):,.0f} | "
               f"{med(lambda x: x['latency_us']['p50']) / 1000:.2f} ms | "
               f"{med(lambda x: x['latency_us']['p99']) / 1000:.2f} ms | "
-              f"{sum(x['lost'] for x in runs)} |")
+              f"{sum(x['lost'] for x in runs)} | {med(lambda x: x['cores'][0]):.2f} | "
+              f"{med(lambda x: x['cores'][1]):.2f} |")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ SCENARIOS = {
     "fanout_q0_open": ("fan-out QoS 0, 1 → 100, open loop", ["--qos", "0", "--max-owed", "0", "fanout", "-s", "100"], "received_per_sec", "deliveries/s"),
     "pairs_q1": ("pairs QoS 1 ×50, max", ["--qos", "1", "--inflight", "100", "pairs", "-n", "50"], "received_per_sec", "msg/s"),
     "pairs_q1_20k": ("pairs QoS 1 ×50 at 20k msg/s, p99 latency", ["--qos", "1", "--rate", "20000", "pairs", "-n", "50"], "p99_us", "µs"),
+    "pairs_q2": ("pairs QoS 2 ×50, max", ["--qos", "2", "--inflight", "100", "pairs", "-n", "50"], "received_per_sec", "msg/s"),
+    "pairs_q2_20k": ("pairs QoS 2 ×50 at 20k msg/s, p99 latency", ["--qos", "2", "--rate", "20000", "pairs", "-n", "50"], "p99_us", "µs"),
     # 18,000, not 20,000: this machine's hard open-file limit is 20,000 per
     # process, and the generator needs a descriptor per connection too.
     "conn_18k": ("18,000 idle connections, keep alive 300", ["conn", "-n", "18000", "--source-addresses", "4"], "rss_per_connection", "B/conn"),
