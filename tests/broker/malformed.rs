@@ -122,7 +122,10 @@ fn assert_broker_still_serves(port: u16) {
 #[test]
 fn reserved_fixed_header_flags_are_malformed() {
     let s = Sluice::start();
-    let port = s.port;
+    reserved_fixed_header_flags_are_malformed_on(s.port);
+}
+
+fn reserved_fixed_header_flags_are_malformed_on(port: u16) {
     assert_refused_both(
         port,
         "SUBSCRIBE with flags 0",
@@ -165,8 +168,12 @@ fn reserved_fixed_header_flags_are_malformed() {
 #[test]
 fn publish_with_qos_3_is_malformed() {
     let s = Sluice::start();
+    publish_with_qos_3_is_malformed_on(s.port);
+}
+
+fn publish_with_qos_3_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "PUBLISH QoS 3",
         |v| frame(0x36, &publish_body(v, b"t", Some(1), &[])),
         ReasonCode::MalformedPacket,
@@ -176,8 +183,12 @@ fn publish_with_qos_3_is_malformed() {
 #[test]
 fn publish_with_dup_on_qos_0_is_malformed() {
     let s = Sluice::start();
+    publish_with_dup_on_qos_0_is_malformed_on(s.port);
+}
+
+fn publish_with_dup_on_qos_0_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "PUBLISH DUP with QoS 0",
         |v| frame(0x38, &publish_body(v, b"t", None, &[])),
         ReasonCode::MalformedPacket,
@@ -187,8 +198,12 @@ fn publish_with_dup_on_qos_0_is_malformed() {
 #[test]
 fn publish_with_packet_identifier_0_is_malformed() {
     let s = Sluice::start();
+    publish_with_packet_identifier_0_is_malformed_on(s.port);
+}
+
+fn publish_with_packet_identifier_0_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "PUBLISH QoS 1 with packet id 0",
         |v| frame(0x32, &publish_body(v, b"t", Some(0), &[])),
         ReasonCode::MalformedPacket,
@@ -198,10 +213,14 @@ fn publish_with_packet_identifier_0_is_malformed() {
 #[test]
 fn publish_with_wildcard_in_topic_is_an_invalid_topic_name() {
     let s = Sluice::start();
+    publish_with_wildcard_in_topic_is_an_invalid_topic_name_on(s.port);
+}
+
+fn publish_with_wildcard_in_topic_is_an_invalid_topic_name_on(port: u16) {
     for topic in [&b"a/+"[..], b"a/#", b"#", b"+"] {
         let what = format!("PUBLISH to {:?}", String::from_utf8_lossy(topic));
         assert_refused_both(
-            s.port,
+            port,
             &what,
             |v| frame(0x30, &publish_body(v, topic, None, &[])),
             ReasonCode::TopicNameInvalid,
@@ -212,16 +231,20 @@ fn publish_with_wildcard_in_topic_is_an_invalid_topic_name() {
 #[test]
 fn publish_with_empty_topic_and_no_alias_is_refused() {
     let s = Sluice::start();
+    publish_with_empty_topic_and_no_alias_is_refused_on(s.port);
+}
+
+fn publish_with_empty_topic_and_no_alias_is_refused_on(port: u16) {
     // v5: an empty topic needs a topic alias (protocol error);
     // 3.1.1: an empty topic name is invalid.
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x30, &publish_body(V5, b"", None, &[])),
         ReasonCode::ProtocolError,
         "empty topic",
     );
     assert_v4_closed(
-        s.port,
+        port,
         &frame(0x30, &publish_body(V4, b"", None, &[])),
         "empty topic",
     );
@@ -230,6 +253,10 @@ fn publish_with_empty_topic_and_no_alias_is_refused() {
 #[test]
 fn topic_with_bad_utf8_or_nul_is_malformed() {
     let s = Sluice::start();
+    topic_with_bad_utf8_or_nul_is_malformed_on(s.port);
+}
+
+fn topic_with_bad_utf8_or_nul_is_malformed_on(port: u16) {
     let bad: [(&str, &[u8]); 4] = [
         ("invalid UTF-8 sequence", &[b'a', 0xc3, 0x28]),
         ("UTF-16 surrogate encoded in UTF-8", &[0xed, 0xa0, 0x80]),
@@ -238,7 +265,7 @@ fn topic_with_bad_utf8_or_nul_is_malformed() {
     ];
     for (what, topic) in bad {
         assert_refused_both(
-            s.port,
+            port,
             what,
             |v| frame(0x30, &publish_body(v, topic, None, &[])),
             ReasonCode::MalformedPacket,
@@ -246,7 +273,7 @@ fn topic_with_bad_utf8_or_nul_is_malformed() {
     }
     // The same applies to topic filters.
     assert_refused_both(
-        s.port,
+        port,
         "SUBSCRIBE filter with U+0000",
         |v| frame(0x82, &subscribe_body(v, &[], b"a/\0", 0)),
         ReasonCode::MalformedPacket,
@@ -256,14 +283,18 @@ fn topic_with_bad_utf8_or_nul_is_malformed() {
 #[test]
 fn non_minimal_remaining_length_is_malformed() {
     let s = Sluice::start();
+    non_minimal_remaining_length_is_malformed_on(s.port);
+}
+
+fn non_minimal_remaining_length_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "PINGREQ with remaining length 0 in two bytes",
         |_| vec![0xc0, 0x80, 0x00],
         ReasonCode::MalformedPacket,
     );
     assert_refused_both(
-        s.port,
+        port,
         "PUBLISH with remaining length in three bytes",
         |v| {
             let body = publish_body(v, b"t", None, &[]);
@@ -274,7 +305,7 @@ fn non_minimal_remaining_length_is_malformed() {
         ReasonCode::MalformedPacket,
     );
     assert_refused_both(
-        s.port,
+        port,
         "remaining length of five bytes",
         |_| vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
         ReasonCode::MalformedPacket,
@@ -284,14 +315,18 @@ fn non_minimal_remaining_length_is_malformed() {
 #[test]
 fn packet_body_shorter_than_its_fields_is_malformed() {
     let s = Sluice::start();
+    packet_body_shorter_than_its_fields_is_malformed_on(s.port);
+}
+
+fn packet_body_shorter_than_its_fields_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "topic length beyond the packet",
         |_| frame(0x30, &[0x00, 0x20, b'a']),
         ReasonCode::MalformedPacket,
     );
     assert_refused_both(
-        s.port,
+        port,
         "PINGREQ with a body",
         |_| frame(0xc0, &[0]),
         ReasonCode::MalformedPacket,
@@ -301,6 +336,10 @@ fn packet_body_shorter_than_its_fields_is_malformed() {
 #[test]
 fn v5_property_not_allowed_in_the_packet_is_malformed() {
     let s = Sluice::start();
+    v5_property_not_allowed_in_the_packet_is_malformed_on(s.port);
+}
+
+fn v5_property_not_allowed_in_the_packet_is_malformed_on(port: u16) {
     let cases: [(&str, Vec<u8>); 4] = [
         (
             "session expiry in PUBLISH",
@@ -320,13 +359,17 @@ fn v5_property_not_allowed_in_the_packet_is_malformed() {
         ),
     ];
     for (what, bytes) in cases {
-        assert_v5_refused(s.port, &bytes, ReasonCode::MalformedPacket, what);
+        assert_v5_refused(port, &bytes, ReasonCode::MalformedPacket, what);
     }
 }
 
 #[test]
 fn v5_duplicate_property_is_a_protocol_error() {
     let s = Sluice::start();
+    v5_duplicate_property_is_a_protocol_error_on(s.port);
+}
+
+fn v5_duplicate_property_is_a_protocol_error_on(port: u16) {
     let mut content_type_twice = vec![0x03];
     content_type_twice.extend(field(b"a"));
     content_type_twice.push(0x03);
@@ -349,15 +392,19 @@ fn v5_duplicate_property_is_a_protocol_error() {
         ),
     ];
     for (what, bytes) in cases {
-        assert_v5_refused(s.port, &bytes, ReasonCode::ProtocolError, what);
+        assert_v5_refused(port, &bytes, ReasonCode::ProtocolError, what);
     }
 }
 
 #[test]
 fn v5_topic_alias_0_is_invalid() {
     let s = Sluice::start();
+    v5_topic_alias_0_is_invalid_on(s.port);
+}
+
+fn v5_topic_alias_0_is_invalid_on(port: u16) {
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x30, &publish_body(V5, b"t", None, &[0x23, 0, 0])),
         ReasonCode::TopicAliasInvalid,
         "topic alias 0",
@@ -367,37 +414,41 @@ fn v5_topic_alias_0_is_invalid() {
 #[test]
 fn bad_subscribe_payloads_are_refused() {
     let s = Sluice::start();
+    bad_subscribe_payloads_are_refused_on(s.port);
+}
+
+fn bad_subscribe_payloads_are_refused_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "SUBSCRIBE without filters",
         |v| frame(0x82, if v.is_v5() { &[0, 1, 0] } else { &[0, 1] }),
         ReasonCode::ProtocolError,
     );
     assert_refused_both(
-        s.port,
+        port,
         "subscription options with reserved bits",
         |v| frame(0x82, &subscribe_body(v, &[], b"t", 0xc1)),
         ReasonCode::MalformedPacket,
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x82, &subscribe_body(V5, &[], b"t", 0x03)),
         ReasonCode::ProtocolError,
         "subscription QoS 3",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x82, &subscribe_body(V5, &[], b"t", 0x30)),
         ReasonCode::ProtocolError,
         "retain handling 3",
     );
     assert_v4_closed(
-        s.port,
+        port,
         &frame(0x82, &subscribe_body(V4, &[], b"t", 0x03)),
         "requested QoS 3",
     );
     assert_v4_closed(
-        s.port,
+        port,
         &frame(0x82, &subscribe_body(V4, &[], b"t", 0x04)),
         "no-local bit in 3.1.1",
     );
@@ -406,11 +457,15 @@ fn bad_subscribe_payloads_are_refused() {
 #[test]
 fn auth_packet_is_refused() {
     let s = Sluice::start();
+    auth_packet_is_refused_on(s.port);
+}
+
+fn auth_packet_is_refused_on(port: u16) {
     // 3.1.1 has no AUTH: packet type 15 is reserved.
-    assert_v4_closed(s.port, &frame(0xf0, &[]), "AUTH in 3.1.1");
+    assert_v4_closed(port, &frame(0xf0, &[]), "AUTH in 3.1.1");
     // v5 AUTH without an authentication method in CONNECT.
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0xf0, &[0x19, 0x00]),
         ReasonCode::ProtocolError,
         "AUTH without a method",
@@ -420,32 +475,40 @@ fn auth_packet_is_refused() {
 #[test]
 fn reserved_packet_type_0_is_refused() {
     let s = Sluice::start();
+    reserved_packet_type_0_is_refused_on(s.port);
+}
+
+fn reserved_packet_type_0_is_refused_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "packet type 0",
         |_| frame(0x00, &[]),
         ReasonCode::MalformedPacket,
     );
-    assert_v4_closed(s.port, &frame(0xf0, &[0, 0]), "packet type 15 with a body");
+    assert_v4_closed(port, &frame(0xf0, &[0, 0]), "packet type 15 with a body");
 }
 
 #[test]
 fn server_only_packets_from_a_client_are_protocol_errors() {
     let s = Sluice::start();
+    server_only_packets_from_a_client_are_protocol_errors_on(s.port);
+}
+
+fn server_only_packets_from_a_client_are_protocol_errors_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "CONNACK from a client",
         |v| frame(0x20, if v.is_v5() { &[0, 0, 0] } else { &[0, 0] }),
         ReasonCode::ProtocolError,
     );
     assert_refused_both(
-        s.port,
+        port,
         "SUBACK from a client",
         |v| frame(0x90, if v.is_v5() { &[0, 1, 0, 0] } else { &[0, 1, 0] }),
         ReasonCode::ProtocolError,
     );
     assert_refused_both(
-        s.port,
+        port,
         "PINGRESP from a client",
         |_| frame(0xd0, &[]),
         ReasonCode::ProtocolError,
@@ -481,12 +544,16 @@ fn assert_connect_refused(
 #[test]
 fn malformed_v5_connect_is_refused() {
     let s = Sluice::start();
+    malformed_v5_connect_is_refused_on(s.port);
+}
+
+fn malformed_v5_connect_is_refused_on(port: u16) {
     // Reserved flag (bit 0) set.
     let mut reserved = connect_bytes(connect_packet(V5, "c", true));
     assert_eq!(reserved[9], 0x02, "connect flags at byte 9");
     reserved[9] |= 0x01;
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &reserved,
         ReasonCode::MalformedPacket,
@@ -499,7 +566,7 @@ fn malformed_v5_connect_is_refused() {
     let mut will_qos3 = connect_bytes(c);
     will_qos3[9] |= 0x18;
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &will_qos3,
         ReasonCode::MalformedPacket,
@@ -512,7 +579,7 @@ fn malformed_v5_connect_is_refused() {
     body.extend(props(&[0x11, 0, 0, 0, 10, 0x11, 0, 0, 0, 10]));
     body.extend(field(b"dup"));
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &frame(0x10, &body),
         ReasonCode::ProtocolError,
@@ -525,7 +592,7 @@ fn malformed_v5_connect_is_refused() {
     body.extend(props(&[0x23, 0, 1]));
     body.extend(field(b"alias"));
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &frame(0x10, &body),
         ReasonCode::MalformedPacket,
@@ -537,31 +604,35 @@ fn malformed_v5_connect_is_refused() {
     trailing.push(0xff);
     trailing[1] += 1;
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &trailing,
         ReasonCode::MalformedPacket,
         "trailing bytes",
     );
 
-    assert_broker_still_serves(s.port);
+    assert_broker_still_serves(port);
 }
 
 #[test]
 fn malformed_v311_connect_is_closed_without_connack() {
     let s = Sluice::start();
+    malformed_v311_connect_is_closed_without_connack_on(s.port);
+}
+
+fn malformed_v311_connect_is_closed_without_connack_on(port: u16) {
     let c = connect_packet(V4, "c", true);
     let mut buf = BytesMut::new();
     encode_packet(&Packet::Connect(Box::new(c)), V4, &mut buf).unwrap();
     let mut bytes = buf.to_vec();
     bytes[9] |= 0x01;
-    let mut raw = Raw::open(s.port, V4);
+    let mut raw = Raw::open(port, V4);
     raw.send_bytes(&bytes);
     assert!(
         raw.until_closed().is_empty(),
         "reserved flag in 3.1.1 CONNECT"
     );
-    assert_broker_still_serves(s.port);
+    assert_broker_still_serves(port);
 }
 
 /// Deterministic pseudo-random bytes.
@@ -578,6 +649,10 @@ fn noise(seed: u32, len: usize) -> Vec<u8> {
 #[test]
 fn garbage_before_connect_is_closed_and_the_broker_keeps_serving() {
     let s = Sluice::start();
+    garbage_before_connect_is_closed_and_the_broker_keeps_serving_on(s.port);
+}
+
+fn garbage_before_connect_is_closed_and_the_broker_keeps_serving_on(port: u16) {
     let mut streams: Vec<(String, Vec<u8>)> = vec![(
         "HTTP request".into(),
         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
@@ -592,7 +667,7 @@ fn garbage_before_connect_is_closed_and_the_broker_keeps_serving() {
     }
     for (what, bytes) in streams {
         let started = Instant::now();
-        let mut raw = Raw::open(s.port, V5);
+        let mut raw = Raw::open(port, V5);
         raw.send_bytes(&bytes);
         let got = raw.until_closed();
         assert!(
@@ -605,12 +680,16 @@ fn garbage_before_connect_is_closed_and_the_broker_keeps_serving() {
             started.elapsed()
         );
     }
-    assert_broker_still_serves(s.port);
+    assert_broker_still_serves(port);
 }
 
 #[test]
 fn huge_remaining_length_is_refused_without_waiting_for_the_body() {
     let s = Sluice::start();
+    huge_remaining_length_is_refused_without_waiting_for_the_body_on(s.port);
+}
+
+fn huge_remaining_length_is_refused_without_waiting_for_the_body_on(port: u16) {
     let huge = {
         let mut v = vec![0x30];
         v.extend(varint(200_000_000));
@@ -619,7 +698,7 @@ fn huge_remaining_length_is_refused_without_waiting_for_the_body() {
     // After CONNECT.
     for v in [V5, V4] {
         let started = Instant::now();
-        let got = after_connect(s.port, v, &huge);
+        let got = after_connect(port, v, &huge);
         let took = started.elapsed();
         if v.is_v5() {
             assert_eq!(got, vec![disconnect_packet(ReasonCode::PacketTooLarge)]);
@@ -633,7 +712,7 @@ fn huge_remaining_length_is_refused_without_waiting_for_the_body() {
     }
     // As the first packet: a CONNECT announcing 200 MB.
     let started = Instant::now();
-    let mut raw = Raw::open(s.port, V4);
+    let mut raw = Raw::open(port, V4);
     let mut connect = vec![0x10];
     connect.extend(varint(200_000_000));
     connect.extend(field(b"MQTT"));
@@ -641,14 +720,18 @@ fn huge_remaining_length_is_refused_without_waiting_for_the_body() {
     assert!(raw.until_closed().is_empty());
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "closed after {took:?}");
-    assert_broker_still_serves(s.port);
+    assert_broker_still_serves(port);
 }
 
 #[test]
 fn packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed() {
     let s = Sluice::start();
+    packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed_on(s.port);
+}
+
+fn packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "SUBSCRIBE with packet id 0",
         |v| {
             let mut b = subscribe_body(v, &[], b"t", 0);
@@ -658,7 +741,7 @@ fn packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed() {
         ReasonCode::MalformedPacket,
     );
     assert_refused_both(
-        s.port,
+        port,
         "UNSUBSCRIBE with packet id 0",
         |v| {
             let mut b = vec![0, 0];
@@ -675,8 +758,12 @@ fn packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed() {
 #[test]
 fn unsubscribe_without_filters_is_a_protocol_error() {
     let s = Sluice::start();
+    unsubscribe_without_filters_is_a_protocol_error_on(s.port);
+}
+
+fn unsubscribe_without_filters_is_a_protocol_error_on(port: u16) {
     assert_refused_both(
-        s.port,
+        port,
         "UNSUBSCRIBE without filters",
         |v| frame(0xa2, if v.is_v5() { &[0, 1, 0] } else { &[0, 1] }),
         ReasonCode::ProtocolError,
@@ -686,29 +773,33 @@ fn unsubscribe_without_filters_is_a_protocol_error() {
 #[test]
 fn v5_bad_property_values_are_refused() {
     let s = Sluice::start();
+    v5_bad_property_values_are_refused_on(s.port);
+}
+
+fn v5_bad_property_values_are_refused_on(port: u16) {
     // Property length 0 written in two bytes.
     let mut body = field(b"t");
     body.extend([0x80, 0x00]);
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x30, &body),
         ReasonCode::MalformedPacket,
         "non-minimal property length",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x82, &subscribe_body(V5, &[0x0b, 0], b"t", 0)),
         ReasonCode::ProtocolError,
         "subscription identifier 0",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x30, &publish_body(V5, b"t", None, &[0x01, 2])),
         ReasonCode::ProtocolError,
         "payload format indicator 2",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x30, &publish_body(V5, b"t", None, &[0x02, 0, 0])),
         ReasonCode::MalformedPacket,
         "message expiry cut short by the property length",
@@ -718,20 +809,24 @@ fn v5_bad_property_values_are_refused() {
 #[test]
 fn v5_reason_codes_not_allowed_in_the_packet_are_malformed() {
     let s = Sluice::start();
+    v5_reason_codes_not_allowed_in_the_packet_are_malformed_on(s.port);
+}
+
+fn v5_reason_codes_not_allowed_in_the_packet_are_malformed_on(port: u16) {
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0x62, &[0, 1, 0x80]),
         ReasonCode::MalformedPacket,
         "PUBREL with reason 0x80",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0xe0, &[0x01]),
         ReasonCode::MalformedPacket,
         "DISCONNECT with reason 0x01",
     );
     assert_v5_refused(
-        s.port,
+        port,
         &frame(0xe0, &[0x03]),
         ReasonCode::MalformedPacket,
         "DISCONNECT with an undefined reason 0x03",
@@ -741,10 +836,14 @@ fn v5_reason_codes_not_allowed_in_the_packet_are_malformed() {
 #[test]
 fn packets_split_into_single_bytes_are_reassembled() {
     let s = Sluice::start();
+    packets_split_into_single_bytes_are_reassembled_on(s.port);
+}
+
+fn packets_split_into_single_bytes_are_reassembled_on(port: u16) {
     for v in [V4, V5] {
-        let (mut sub, _) = Raw::connect(s.port, v, "frag-sub", true);
+        let (mut sub, _) = Raw::connect(port, v, "frag-sub", true);
         sub.subscribe(1, &[("frag/t", sub_opts(QoS::AtLeastOnce))]);
-        let (mut p, _) = Raw::connect(s.port, v, "frag-pub", true);
+        let (mut p, _) = Raw::connect(port, v, "frag-pub", true);
         let mut bytes = BytesMut::new();
         let mut m = publish("frag/t", &[b'z'; 300], QoS::AtLeastOnce, 7);
         m.properties.user_properties = vec![("k".into(), "v".into())];
@@ -766,7 +865,11 @@ fn packets_split_into_single_bytes_are_reassembled() {
 #[test]
 fn several_packets_in_one_write_are_all_handled() {
     let s = Sluice::start();
-    let (mut c, _) = Raw::connect(s.port, V5, "batch", true);
+    several_packets_in_one_write_are_all_handled_on(s.port);
+}
+
+fn several_packets_in_one_write_are_all_handled_on(port: u16) {
+    let (mut c, _) = Raw::connect(port, V5, "batch", true);
     let mut bytes = BytesMut::new();
     for p in [
         Packet::PingReq,
@@ -784,11 +887,15 @@ fn several_packets_in_one_write_are_all_handled() {
 #[test]
 fn bad_will_or_credentials_in_connect_are_refused() {
     let s = Sluice::start();
+    bad_will_or_credentials_in_connect_are_refused_on(s.port);
+}
+
+fn bad_will_or_credentials_in_connect_are_refused_on(port: u16) {
     // v5 will topic with a wildcard.
     let mut c = connect_packet(V5, "c", true);
     c.will = Some(will_msg("w/#", b"x", QoS::AtMostOnce, false));
     assert_connect_refused(
-        s.port,
+        port,
         V5,
         &connect_bytes(c),
         ReasonCode::TopicNameInvalid,
@@ -800,7 +907,7 @@ fn bad_will_or_credentials_in_connect_are_refused() {
     let mut buf = BytesMut::new();
     encode_packet(&Packet::Connect(Box::new(c)), V4, &mut buf).unwrap();
     assert_connect_refused(
-        s.port,
+        port,
         V4,
         &buf,
         ReasonCode::MalformedPacket,
@@ -816,11 +923,124 @@ fn bad_will_or_credentials_in_connect_are_refused() {
     .unwrap();
     buf[9] |= 0x08;
     assert_connect_refused(
-        s.port,
+        port,
         V4,
         &buf,
         ReasonCode::MalformedPacket,
         "will QoS without will",
     );
-    assert_broker_still_serves(s.port);
+    assert_broker_still_serves(port);
 }
+
+/// One check of the battery, against the broker at a port.
+pub type Check = fn(u16);
+
+/// The battery, each check against a broker at a port (the cluster tests
+/// run it against a node of a three-node cluster).
+pub const BATTERY: &[(&str, Check)] = &[
+    (
+        "reserved_fixed_header_flags_are_malformed",
+        reserved_fixed_header_flags_are_malformed_on,
+    ),
+    (
+        "publish_with_qos_3_is_malformed",
+        publish_with_qos_3_is_malformed_on,
+    ),
+    (
+        "publish_with_dup_on_qos_0_is_malformed",
+        publish_with_dup_on_qos_0_is_malformed_on,
+    ),
+    (
+        "publish_with_packet_identifier_0_is_malformed",
+        publish_with_packet_identifier_0_is_malformed_on,
+    ),
+    (
+        "publish_with_wildcard_in_topic_is_an_invalid_topic_name",
+        publish_with_wildcard_in_topic_is_an_invalid_topic_name_on,
+    ),
+    (
+        "publish_with_empty_topic_and_no_alias_is_refused",
+        publish_with_empty_topic_and_no_alias_is_refused_on,
+    ),
+    (
+        "topic_with_bad_utf8_or_nul_is_malformed",
+        topic_with_bad_utf8_or_nul_is_malformed_on,
+    ),
+    (
+        "non_minimal_remaining_length_is_malformed",
+        non_minimal_remaining_length_is_malformed_on,
+    ),
+    (
+        "packet_body_shorter_than_its_fields_is_malformed",
+        packet_body_shorter_than_its_fields_is_malformed_on,
+    ),
+    (
+        "v5_property_not_allowed_in_the_packet_is_malformed",
+        v5_property_not_allowed_in_the_packet_is_malformed_on,
+    ),
+    (
+        "v5_duplicate_property_is_a_protocol_error",
+        v5_duplicate_property_is_a_protocol_error_on,
+    ),
+    (
+        "v5_topic_alias_0_is_invalid",
+        v5_topic_alias_0_is_invalid_on,
+    ),
+    (
+        "bad_subscribe_payloads_are_refused",
+        bad_subscribe_payloads_are_refused_on,
+    ),
+    ("auth_packet_is_refused", auth_packet_is_refused_on),
+    (
+        "reserved_packet_type_0_is_refused",
+        reserved_packet_type_0_is_refused_on,
+    ),
+    (
+        "server_only_packets_from_a_client_are_protocol_errors",
+        server_only_packets_from_a_client_are_protocol_errors_on,
+    ),
+    (
+        "malformed_v5_connect_is_refused",
+        malformed_v5_connect_is_refused_on,
+    ),
+    (
+        "malformed_v311_connect_is_closed_without_connack",
+        malformed_v311_connect_is_closed_without_connack_on,
+    ),
+    (
+        "garbage_before_connect_is_closed_and_the_broker_keeps_serving",
+        garbage_before_connect_is_closed_and_the_broker_keeps_serving_on,
+    ),
+    (
+        "huge_remaining_length_is_refused_without_waiting_for_the_body",
+        huge_remaining_length_is_refused_without_waiting_for_the_body_on,
+    ),
+    (
+        "packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed",
+        packet_identifier_0_in_subscribe_and_unsubscribe_is_malformed_on,
+    ),
+    (
+        "unsubscribe_without_filters_is_a_protocol_error",
+        unsubscribe_without_filters_is_a_protocol_error_on,
+    ),
+    (
+        "v5_bad_property_values_are_refused",
+        v5_bad_property_values_are_refused_on,
+    ),
+    (
+        "v5_reason_codes_not_allowed_in_the_packet_are_malformed",
+        v5_reason_codes_not_allowed_in_the_packet_are_malformed_on,
+    ),
+    (
+        "packets_split_into_single_bytes_are_reassembled",
+        packets_split_into_single_bytes_are_reassembled_on,
+    ),
+    (
+        "several_packets_in_one_write_are_all_handled",
+        several_packets_in_one_write_are_all_handled_on,
+    ),
+    (
+        "bad_will_or_credentials_in_connect_are_refused",
+        bad_will_or_credentials_in_connect_are_refused_on,
+    ),
+];
