@@ -52,6 +52,14 @@ pub trait SessionDirectory: Send + Sync {
     /// is settled). Never blocks.
     fn session_attached(&self, _slot: &Arc<SessionSlot>) {}
 
+    /// The bytes of topic filters `slot`'s subscriptions may take in all
+    /// (each counted with [`crate::session::machine::SUBSCRIPTION_RECORD_BYTES`] more), where the
+    /// directory keeps them in a record of bounded size; `None`: bounded
+    /// only by the subscription count.
+    fn subscription_bytes_limit(&self, _slot: &SessionSlot) -> Option<usize> {
+        None
+    }
+
     /// `slot`'s subscriptions changed; the acknowledgement of the change
     /// waits for the returned signals (one dropped unsent: not recorded,
     /// the connection closes).

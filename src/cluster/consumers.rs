@@ -35,6 +35,15 @@ use crate::store::SessionRecord;
 /// Metadata key of the session record (base64 of the store's encoding).
 const SESSION_KEY: &str = "sluice_session";
 
+/// The largest session record a consumer's metadata holds: NATS keeps at
+/// most 128 KiB of metadata, and the record goes in base64 (4 bytes for
+/// 3), with a margin for the key.
+pub const RECORD_BYTES_MAX: usize = (128 * 1024 - 1024) / 4 * 3;
+
+/// What a session record holds besides its subscriptions and user name
+/// (version, expiry, times, flags, counts), rounded up.
+pub const RECORD_FIXED_BYTES: usize = 64;
+
 /// Most messages a session's consumer hands out unacknowledged: its node
 /// holds at most this many of them in memory for an offline client (and
 /// never more than a session's queue takes, `limits.max_queued_messages`:

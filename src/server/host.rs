@@ -15,7 +15,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use crate::auth::Acl;
 use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{QoS, SubscriptionOptions};
-use crate::session::machine::{Count, ProtocolLimits, Routed};
+use crate::session::machine::{Count, ProtocolLimits, Routed, SUBSCRIPTION_RECORD_BYTES};
 use crate::session::{ConnectionHost, Message, SessionState};
 use crate::store::{now_ms, Store, Ticket};
 use crate::topic::TopicFilter;
@@ -80,6 +80,7 @@ impl ConnectionHost for BrokerHost<'_> {
             topic_alias_maximum: l.topic_alias_maximum,
             receive_maximum: l.receive_maximum,
             max_subscriptions_per_client: l.max_subscriptions_per_client,
+            max_subscription_bytes: self.broker.subscription_bytes_limit(self.slot),
             max_session_expiry: l.max_session_expiry,
             maximum_qos: self.broker.maximum_qos(),
         }
@@ -170,6 +171,14 @@ impl ConnectionHost for BrokerHost<'_> {
     fn subscriptions(&self, raw: &ByteString) -> (usize, bool) {
         let subscriptions = self.slot.subscriptions.lock();
         (subscriptions.len(), subscriptions.contains_key(raw))
+    }
+
+    fn subscription_bytes(&self) -> usize {
+        let subscriptions = self.slot.subscriptions.lock();
+        subscriptions
+            .keys()
+            .map(|raw| raw.len() + SUBSCRIPTION_RECORD_BYTES)
+            .sum()
     }
 
     fn subscribe(

@@ -20,6 +20,7 @@ mod clients_mosquitto;
 mod clients_rumqttc;
 mod closing;
 mod cluster_exactly_once;
+mod cluster_hostile;
 mod cluster_malformed;
 mod cluster_nats_peer;
 mod cluster_nodes;

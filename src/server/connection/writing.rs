@@ -54,10 +54,12 @@ impl Connection {
                 held.sink_failed |= wait.await.is_err();
             }
             if held.sink_failed {
-                // A bridge lost the message from memory before its sink had
-                // it: no PUBACK; the client resends after reconnecting.
+                // What the output waited for did not happen: a bridge lost
+                // the message before its sink had it, or the cluster could
+                // not store a message, a session record or QoS 2 flows. No
+                // acknowledgement; the client resends after reconnecting.
                 tracing::warn!(
-                    "bridge could not confirm a message to its sink; closing so the client resends"
+                    "a bridge's sink or the cluster could not confirm what this connection's answer waits for; closing so the client resends"
                 );
                 wbuf.clear();
                 return Err(WriteStop::Io);

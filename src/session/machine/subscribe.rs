@@ -7,7 +7,7 @@ use crate::codec::{Packet, Unsubscribe};
 use crate::codec::{Properties, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck};
 use crate::topic::TopicFilter;
 
-use super::{ConnectionHost, Exit, Machine, ProtocolLimits};
+use super::{ConnectionHost, Exit, Machine, ProtocolLimits, SUBSCRIPTION_RECORD_BYTES};
 
 /// 3.1.1's one failure code in a SUBACK.
 const FAILURE_V311: u8 = 0x80;
@@ -80,6 +80,13 @@ impl Machine {
         let (count, exists) = host.subscriptions(&filter.raw);
         if !exists && count >= limits.max_subscriptions_per_client {
             return Ok(Err(ReasonCode::QuotaExceeded));
+        }
+        if !exists && limits.max_subscription_bytes != usize::MAX {
+            let after = host.subscription_bytes() + filter.raw.len() + SUBSCRIPTION_RECORD_BYTES;
+            if after > limits.max_subscription_bytes {
+                tracing::debug!(filter = %raw, "SUBSCRIBE over the session record's size");
+                return Ok(Err(ReasonCode::QuotaExceeded));
+            }
         }
         Ok(Ok((filter, options)))
     }

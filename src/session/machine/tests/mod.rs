@@ -15,7 +15,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::{ConnectionHost, Count, Machine, ProtocolLimits, Routed, Setup};
+use super::{
+    ConnectionHost, Count, Machine, ProtocolLimits, Routed, Setup, SUBSCRIPTION_RECORD_BYTES,
+};
 use crate::auth::Acl;
 use crate::codec::{
     decode_packet, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
@@ -55,6 +57,7 @@ impl Host {
                 topic_alias_maximum: 2,
                 receive_maximum: 2,
                 max_subscriptions_per_client: 2,
+                max_subscription_bytes: usize::MAX,
                 max_session_expiry: 3600,
                 maximum_qos: QoS::ExactlyOnce,
             },
@@ -144,6 +147,13 @@ impl ConnectionHost for Host {
             self.subscriptions.len(),
             self.subscriptions.contains_key(raw),
         )
+    }
+
+    fn subscription_bytes(&self) -> usize {
+        self.subscriptions
+            .keys()
+            .map(|raw| raw.len() + SUBSCRIPTION_RECORD_BYTES)
+            .sum()
     }
 
     fn subscribe(

@@ -90,6 +90,33 @@ fn the_subscription_quota_counts_new_filters_only() {
 }
 
 #[test]
+fn the_subscription_bytes_limit_refuses_what_would_not_fit_the_record() {
+    let now = Instant::now();
+    let mut host = Host::new();
+    host.limits.max_subscriptions_per_client = 10;
+    // Two 16-byte filters fit, with 8 bytes each for the record.
+    host.limits.max_subscription_bytes = 2 * (16 + 8);
+    for (version, refused) in [(V5, 0x97), (V311, 0x80)] {
+        host.subscriptions.clear();
+        let mut m = machine(version, now);
+        let p = subscribe(&[
+            ("aaaaaaaaaaaaaaaa", options(QoS::AtMostOnce)),
+            ("bbbbbbbbbbbbbbbb", options(QoS::AtMostOnce)),
+            ("cccccccccccccccc", options(QoS::AtMostOnce)),
+            ("aaaaaaaaaaaaaaaa", options(QoS::AtLeastOnce)),
+            ("d", options(QoS::AtMostOnce)),
+        ]);
+        assert_eq!(m.handle(p, now, &mut host), Ok(()));
+        assert_eq!(
+            suback(&mut m),
+            vec![0, 0, refused, 1, refused],
+            "{version:?}: a filter already held takes no more room"
+        );
+        assert_eq!(host.subscriptions.len(), 2);
+    }
+}
+
+#[test]
 fn no_local_on_a_shared_subscription_is_a_protocol_error() {
     let now = Instant::now();
     let mut host = Host::new();
