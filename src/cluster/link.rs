@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use super::envelope;
 use super::retained::retained_key;
 use super::status::ClusterStats;
-use super::subject::SubjectSpace;
+use super::subject::{SubjectError, SubjectSpace};
 use crate::broker::SessionSlot;
 use crate::codec::{PacketId, QoS};
 use crate::session::{Message, SinkAck};
@@ -164,6 +164,12 @@ async fn forward(link: &Link, batch: &[Taken], stop: &mut watch::Receiver<bool>)
         };
         let subject = match space.topic_subject(&t.message.topic) {
             Ok(s) => s,
+            Err(e @ SubjectError::TooLong(_)) => {
+                // NATS would close the connection for it, again and again.
+                ClusterStats::add(&link.stats.too_large, 1);
+                tracing::warn!(error = %e, "cluster: topic too long for NATS, delivered on this node only");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(topic = %t.message.topic, error = %e, "cluster: topic not forwarded");
                 continue;

@@ -24,7 +24,8 @@ pub struct ClusterStats {
     pub decode_errors: AtomicU64,
     /// Retained-bucket updates applied to this node's retained store.
     pub retained_applied: AtomicU64,
-    /// Messages larger than NATS takes, kept on this node.
+    /// Messages larger than NATS takes (payload past `max_payload`, or a
+    /// topic past [`super::subject::MAX_SUBJECT_BYTES`]), kept on this node.
     pub too_large: AtomicU64,
     /// Client ids this node's CONNECTs wrote into the session bucket.
     pub claims_written: AtomicU64,

@@ -31,6 +31,15 @@ pub const PLAIN: &str = "t";
 /// The class token of topics whose first level starts with `$` (`$SYS/…`).
 pub const DOLLAR: &str = "s";
 
+/// The longest subject a node publishes to or subscribes to. A NATS
+/// server reads protocol lines of at most 4,096 bytes (its default
+/// `max_control_line`) and closes a connection that sends a longer one;
+/// a PUB or SUB line holds the subject, a reply inbox and sizes. One
+/// publish to a long topic (escapes take three bytes a character) closed
+/// a node's connection, and the link sent it again after every reconnect.
+/// Topics and filters past this stay on their node.
+pub const MAX_SUBJECT_BYTES: usize = 3_840;
+
 /// Why a prefix, topic or subject could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
@@ -38,6 +47,8 @@ pub enum SubjectError {
     BadPrefix(String),
     #[error("topic name {0:?} is empty or holds a wildcard")]
     BadTopic(String),
+    #[error("topic name of {0} bytes maps to a subject longer than NATS carries ({MAX_SUBJECT_BYTES} bytes)")]
+    TooLong(usize),
     #[error("subject {0:?} is not under this node's subject prefix and class")]
     Foreign(String),
     #[error("subject {0:?} holds a token that no topic maps to")]
@@ -78,13 +89,17 @@ impl SubjectSpace {
             subject.push('.');
             push_level(&mut subject, level);
         }
+        if subject.len() > MAX_SUBJECT_BYTES {
+            return Err(SubjectError::TooLong(topic.len()));
+        }
         Ok(subject)
     }
 
     /// The subjects that together receive what `filter` matches: one, or
-    /// two when it ends in `/#` (the parent level and everything below).
-    /// `filter` is a valid filter without `$share/group/`
-    /// ([`crate::topic::TopicFilter::filter`]).
+    /// two when it ends in `/#` (the parent level and everything below);
+    /// none when they would be longer than [`MAX_SUBJECT_BYTES`] (no
+    /// topic that long crosses nodes either). `filter` is a valid filter
+    /// without `$share/group/` ([`crate::topic::TopicFilter::filter`]).
     pub fn filter_subjects(&self, filter: &str) -> Vec<String> {
         let mut subject = self.class_root(filter);
         let mut parent = None;
@@ -102,6 +117,9 @@ impl SubjectSpace {
                     push_level(&mut subject, literal);
                 }
             }
+        }
+        if subject.len() > MAX_SUBJECT_BYTES {
+            return Vec::new();
         }
         parent.into_iter().chain([subject]).collect()
     }

@@ -246,3 +246,19 @@ fn leading_wildcards_do_not_reach_dollar_topics() {
         .iter()
         .any(|p| nats_matches(p, &subject)));
 }
+
+#[test]
+fn topics_and_filters_past_what_a_nats_protocol_line_holds_are_not_mapped() {
+    let s = space();
+    // `*` is escaped in three bytes: 1,300 of them pass 3,840.
+    let long = format!("a/{}", "*".repeat(1300));
+    assert_eq!(
+        s.topic_subject(&long),
+        Err(SubjectError::TooLong(long.len()))
+    );
+    assert!(s.filter_subjects(&format!("{long}/#")).is_empty());
+    let fits = format!("a/{}", "*".repeat(1200));
+    let subject = s.topic_subject(&fits).expect("fits");
+    assert!(subject.len() <= MAX_SUBJECT_BYTES);
+    assert_eq!(s.filter_subjects(&fits), vec![subject]);
+}

@@ -142,7 +142,7 @@ fn session_families(c: &ClusterCounters) -> [(&'static str, &'static str, u64); 
         ),
         (
             "sluice_cluster_too_large",
-            "Messages over the NATS servers' max_payload, kept on this node.",
+            "Messages over the NATS servers' max_payload or with topics too long for a subject, kept on this node.",
             c.too_large,
         ),
         (
