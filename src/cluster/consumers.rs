@@ -92,6 +92,20 @@ pub fn consumer_name(client_id: &str) -> String {
     format!("s_{}", short_hash(client_id))
 }
 
+/// The longest client id a consumer's description shows: NATS refuses a
+/// description over 4,096 bytes, and MQTT allows client ids of 65,535.
+const DESCRIBED_ID_BYTES: usize = 256;
+
+/// A consumer's description: which session it is (its name is a hash).
+fn description(client_id: &str) -> String {
+    let mut end = client_id.len().min(DESCRIBED_ID_BYTES);
+    while !client_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < client_id.len() { "…" } else { "" };
+    format!("Sluice session {}{more}", &client_id[..end])
+}
+
 impl Consumers {
     /// The workers run until `stop`.
     pub fn start(
@@ -207,7 +221,7 @@ impl Consumers {
         };
         pull::Config {
             durable_name: Some(consumer_name(client_id)),
-            description: Some(format!("Sluice session {client_id}")),
+            description: Some(description(client_id)),
             deliver_policy: DeliverPolicy::New,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.redeliver_after,
@@ -351,6 +365,14 @@ mod tests {
             kept,
             vec!["p.m.t.a", "p.m.t.a.>", "p.m.t.x.*.c", "p.m.t.x.b.*"]
         );
+    }
+
+    #[test]
+    fn a_long_client_id_is_cut_in_the_description_on_a_char_boundary() {
+        assert_eq!(description("dev-1"), "Sluice session dev-1");
+        let long = "é".repeat(40_000);
+        let d = description(&long);
+        assert!(d.len() < 4096 && d.ends_with('…'), "{}", d.len());
     }
 
     #[test]

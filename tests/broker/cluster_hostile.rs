@@ -106,3 +106,21 @@ fn a_topic_too_long_for_a_nats_subject_stays_on_its_node_and_the_link_goes_on() 
     let view: serde_json::Value = serde_json::from_str(&body).expect("cluster view");
     assert_eq!(view["counters"]["too_large"], 1, "{body}");
 }
+
+/// MQTT allows client ids of 65,535 bytes; NATS refuses a consumer
+/// description over 4,096, and the description named the client id: such
+/// a persistent session could never subscribe (every SUBSCRIBE closed the
+/// connection). The description now shows only the id's start.
+#[test]
+fn a_persistent_session_with_a_long_client_id_subscribes() {
+    let cluster = SluiceCluster::start(3, 3, 3);
+    let id = "c".repeat(20_000);
+    let (mut c, _) = Raw::connect_with(cluster.port(0), connect_v5(&id, false, 600));
+    let reasons = subscribe_all(&mut c, 1, &["long/id".to_string()]);
+    assert_eq!(reasons, Some(vec![1]));
+    let mut p = client(cluster.port(1), V5, "long-id-feeder");
+    wait_for_route(&mut p, &mut c, "long/id");
+    p.publish(publish("long/id", b"found", QoS::AtLeastOnce, 1));
+    let got = receive(&mut c, Duration::from_secs(10)).expect("delivered");
+    assert_eq!(&*got.payload, b"found");
+}
