@@ -166,8 +166,9 @@ async fn forward(link: &Link, batch: &[Taken], stop: &mut watch::Receiver<bool>)
             Ok(s) => s,
             Err(e @ SubjectError::TooLong(_)) => {
                 // NATS would close the connection for it, again and again.
-                ClusterStats::add(&link.stats.too_large, 1);
-                tracing::warn!(error = %e, "cluster: topic too long for NATS, delivered on this node only");
+                if ClusterStats::add_one_worth_logging(&link.stats.too_large) {
+                    tracing::warn!(error = %e, "cluster: topic too long for NATS, delivered on this node only (logged at the 1st, 2nd, 4th… time)");
+                }
                 continue;
             }
             Err(e) => {
@@ -179,8 +180,9 @@ async fn forward(link: &Link, batch: &[Taken], stop: &mut watch::Receiver<bool>)
         let (headers, payload) = envelope::encode(&t.message, &link.node, &id);
         if max_payload > 0 && payload.len() + ENVELOPE_HEADERS + 3 * link.node.len() > max_payload {
             // NATS refuses it for good: retrying would stop the link.
-            ClusterStats::add(&link.stats.too_large, 1);
-            tracing::warn!(topic = %t.message.topic, bytes = payload.len(), max_payload, "cluster: message larger than the NATS servers' max_payload, delivered on this node only");
+            if ClusterStats::add_one_worth_logging(&link.stats.too_large) {
+                tracing::warn!(topic = %t.message.topic, bytes = payload.len(), max_payload, "cluster: message larger than the NATS servers' max_payload, delivered on this node only (logged at the 1st, 2nd, 4th… time)");
+            }
             continue;
         }
         if t.message.retain && !put_retained(link, &t.message, payload.clone(), stop).await {

@@ -58,6 +58,13 @@ impl ClusterStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts one event a client can cause at will; whether to log it:
+    /// the 1st, 2nd, 4th, 8th… (one client must not be able to flood the
+    /// log; the counter has them all).
+    pub fn add_one_worth_logging(counter: &AtomicU64) -> bool {
+        (counter.fetch_add(1, Ordering::Relaxed) + 1).is_power_of_two()
+    }
+
     pub fn snapshot(&self) -> ClusterCounters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ClusterCounters {
