@@ -97,8 +97,8 @@ impl SubjectSpace {
 
     /// The subjects that together receive what `filter` matches: one, or
     /// two when it ends in `/#` (the parent level and everything below);
-    /// none when they would be longer than [`MAX_SUBJECT_BYTES`] (no
-    /// topic that long crosses nodes either). `filter` is a valid filter
+    /// those longer than [`MAX_SUBJECT_BYTES`] left out (no topic that
+    /// long crosses nodes either). `filter` is a valid filter
     /// without `$share/group/` ([`crate::topic::TopicFilter::filter`]).
     pub fn filter_subjects(&self, filter: &str) -> Vec<String> {
         let mut subject = self.class_root(filter);
@@ -118,10 +118,13 @@ impl SubjectSpace {
                 }
             }
         }
-        if subject.len() > MAX_SUBJECT_BYTES {
-            return Vec::new();
-        }
-        parent.into_iter().chain([subject]).collect()
+        // `a/#` whose `a.>` is too long may still have `a` short enough:
+        // topic `a` crosses nodes, so its subject is kept.
+        parent
+            .into_iter()
+            .chain([subject])
+            .filter(|s| s.len() <= MAX_SUBJECT_BYTES)
+            .collect()
     }
 
     /// The MQTT topic a subject of this space was mapped from.

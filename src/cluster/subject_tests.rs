@@ -262,3 +262,14 @@ fn topics_and_filters_past_what_a_nats_protocol_line_holds_are_not_mapped() {
     assert!(subject.len() <= MAX_SUBJECT_BYTES);
     assert_eq!(s.filter_subjects(&fits), vec![subject]);
 }
+
+#[test]
+fn a_long_hash_filter_keeps_its_parent_subject_when_only_the_wildcard_one_is_too_long() {
+    let s = space();
+    let base = s.topic_subject("a/x").expect("short").len();
+    // A topic whose subject is one byte under the bound: `.>` passes it.
+    let topic = format!("a/{}", "x".repeat(MAX_SUBJECT_BYTES - base));
+    let subject = s.topic_subject(&topic).expect("fits");
+    assert_eq!(subject.len(), MAX_SUBJECT_BYTES - 1);
+    assert_eq!(s.filter_subjects(&format!("{topic}/#")), vec![subject]);
+}

@@ -80,7 +80,6 @@ impl ConnectionHost for BrokerHost<'_> {
             topic_alias_maximum: l.topic_alias_maximum,
             receive_maximum: l.receive_maximum,
             max_subscriptions_per_client: l.max_subscriptions_per_client,
-            max_subscription_bytes: self.broker.subscription_bytes_limit(self.slot),
             max_session_expiry: l.max_session_expiry,
             maximum_qos: self.broker.maximum_qos(),
         }
@@ -171,6 +170,10 @@ impl ConnectionHost for BrokerHost<'_> {
     fn subscriptions(&self, raw: &ByteString) -> (usize, bool) {
         let subscriptions = self.slot.subscriptions.lock();
         (subscriptions.len(), subscriptions.contains_key(raw))
+    }
+
+    fn subscription_bytes_limit(&self) -> usize {
+        self.broker.subscription_bytes_limit(self.slot)
     }
 
     fn subscription_bytes(&self) -> usize {

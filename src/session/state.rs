@@ -521,7 +521,7 @@ impl SessionState {
         }
         tracing::debug!(
             packet_id = id,
-            "in-flight message exceeds the client's maximum size now, not sent again"
+            "in-flight message not sent again (too large for the client now, or not allowed)"
         );
         if f.state == OutState::AwaitPubRec {
             return self

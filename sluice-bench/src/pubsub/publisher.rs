@@ -106,7 +106,7 @@ enum SlotWait {
     /// A slot (true), or none within the wait.
     Slot(bool),
     /// A PUBREC's packet id, to answer with PUBREL (`None`: the ack
-    /// reader ended).
+    /// reader ended, so none will come).
     Received(Option<u16>),
 }
 
@@ -226,7 +226,7 @@ impl Publisher {
         self.flush().await?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
         let window = Arc::clone(&self.window);
-        let releases = self.cfg.qos == QoS::ExactlyOnce;
+        let mut releases = self.cfg.qos == QoS::ExactlyOnce;
         loop {
             let woke = tokio::select! {
                 p = window.acquire() => SlotWait::Slot(p.is_ok_and(|p| {
@@ -243,7 +243,8 @@ impl Publisher {
                     self.queue_pubrels()?;
                     self.flush().await?;
                 }
-                SlotWait::Received(None) => return Ok(false),
+                // The ack reader ended: no more PUBRECs; wait out the slot.
+                SlotWait::Received(None) => releases = false,
             }
         }
     }

@@ -27,19 +27,15 @@ pub struct ProtocolLimits {
     /// Incoming QoS 2 flows the client may have open at once.
     pub receive_maximum: u16,
     pub max_subscriptions_per_client: usize,
-    /// Bytes of topic filters the session's subscriptions may take in all,
-    /// where its record is bounded (a cluster keeps a persistent session's
-    /// record in its JetStream consumer); `usize::MAX`: no such bound.
-    pub max_subscription_bytes: usize,
     pub max_session_expiry: u32,
     /// The highest QoS a subscription is granted.
     pub maximum_qos: QoS,
 }
 
 /// What one subscription adds to a session record besides its filter
-/// (length prefix, options, identifier), rounded up: how
-/// [`ProtocolLimits::max_subscription_bytes`] counts a subscription.
-pub const SUBSCRIPTION_RECORD_BYTES: usize = 8;
+/// (4-byte length prefix, options byte, 4-byte identifier): how
+/// [`ConnectionHost::subscription_bytes_limit`] counts a subscription.
+pub const SUBSCRIPTION_RECORD_BYTES: usize = 9;
 
 /// A counter the machine moves (the broker's statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +102,16 @@ pub trait ConnectionHost {
     /// How many subscriptions the session has, and whether `raw` is one.
     fn subscriptions(&self, raw: &ByteString) -> (usize, bool);
 
+    /// Bytes of topic filters the session's subscriptions may take in all
+    /// (each counted with [`SUBSCRIPTION_RECORD_BYTES`] more), where its
+    /// record is bounded (a cluster keeps a persistent session's record
+    /// in its JetStream consumer); `usize::MAX`: no such bound. Asked per
+    /// SUBSCRIBE only, not per packet as [`ConnectionHost::limits`] is.
+    fn subscription_bytes_limit(&self) -> usize;
+
     /// The bytes the session's subscriptions take, counted as
-    /// [`ProtocolLimits::max_subscription_bytes`] counts them (asked only
-    /// where that limit is set).
+    /// [`ConnectionHost::subscription_bytes_limit`] counts them (asked
+    /// only where that limit is set).
     fn subscription_bytes(&self) -> usize;
 
     fn subscribe(

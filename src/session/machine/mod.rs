@@ -208,6 +208,10 @@ impl Machine {
         for p in resend {
             self.send(p);
         }
+        // A flow completed instead of sent again wrote a record (released)
+        // that must be durable before the PUBREL leaves: submitted now,
+        // not only with the next packet or delivery pass.
+        host.flush_journal();
     }
 
     /// Bytes arrived from the client (any counts for keep alive): handles

@@ -15,6 +15,36 @@ const FAILURE_V311: u8 = 0x80;
 /// One filter of a SUBSCRIBE: subscribe with these, or refuse with a code.
 type Admitted = Result<(TopicFilter, SubscriptionOptions), ReasonCode>;
 
+/// What a bounded session record still holds during one SUBSCRIBE: the
+/// session's filters are summed once (on the first new filter), not once
+/// per filter.
+struct SubscriptionRoom {
+    limit: usize,
+    used: Option<usize>,
+}
+
+impl SubscriptionRoom {
+    fn of<H: ConnectionHost>(host: &H) -> SubscriptionRoom {
+        SubscriptionRoom {
+            limit: host.subscription_bytes_limit(),
+            used: None,
+        }
+    }
+
+    /// Takes `bytes` for a new subscription if they fit.
+    fn take<H: ConnectionHost>(&mut self, bytes: usize, host: &H) -> bool {
+        if self.limit == usize::MAX {
+            return true;
+        }
+        let used = self.used.get_or_insert_with(|| host.subscription_bytes());
+        if used.saturating_add(bytes) > self.limit {
+            return false;
+        }
+        *used += bytes;
+        true
+    }
+}
+
 impl Machine {
     pub(super) fn on_subscribe<H: ConnectionHost>(
         &mut self,
@@ -25,8 +55,9 @@ impl Machine {
         let limits = host.limits();
         let identifier = s.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut room = SubscriptionRoom::of(host);
         for (raw, options) in s.filters {
-            let reason = match self.admit(raw, options, &limits, host)? {
+            let reason = match self.admit(raw, options, &limits, &mut room, host)? {
                 Ok((filter, mut options)) => {
                     options.qos = options.qos.min(limits.maximum_qos);
                     let granted = options.qos;
@@ -54,6 +85,7 @@ impl Machine {
         raw: bytestring::ByteString,
         options: SubscriptionOptions,
         limits: &ProtocolLimits,
+        room: &mut SubscriptionRoom,
         host: &H,
     ) -> Result<Admitted, Exit> {
         let filter = if raw.len() > limits.max_topic_length {
@@ -81,12 +113,9 @@ impl Machine {
         if !exists && count >= limits.max_subscriptions_per_client {
             return Ok(Err(ReasonCode::QuotaExceeded));
         }
-        if !exists && limits.max_subscription_bytes != usize::MAX {
-            let after = host.subscription_bytes() + filter.raw.len() + SUBSCRIPTION_RECORD_BYTES;
-            if after > limits.max_subscription_bytes {
-                tracing::debug!(filter = %raw, "SUBSCRIBE over the session record's size");
-                return Ok(Err(ReasonCode::QuotaExceeded));
-            }
+        if !exists && !room.take(filter.raw.len() + SUBSCRIPTION_RECORD_BYTES, host) {
+            tracing::debug!(filter = %raw, "SUBSCRIBE over the session record's size");
+            return Ok(Err(ReasonCode::QuotaExceeded));
         }
         Ok(Ok((filter, options)))
     }

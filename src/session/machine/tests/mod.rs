@@ -29,6 +29,7 @@ use crate::topic::TopicFilter;
 /// The broker as the machine sees it, in memory.
 pub struct Host {
     pub limits: ProtocolLimits,
+    pub subscription_bytes_limit: usize,
     pub state: RefCell<SessionState>,
     pub acl: Option<Acl>,
     pub counts: RefCell<Vec<(Count, u64)>>,
@@ -50,6 +51,7 @@ pub struct Host {
 impl Host {
     pub fn new() -> Host {
         Host {
+            subscription_bytes_limit: usize::MAX,
             limits: ProtocolLimits {
                 max_packet_size: 1 << 20,
                 max_topic_length: 64,
@@ -57,7 +59,6 @@ impl Host {
                 topic_alias_maximum: 2,
                 receive_maximum: 2,
                 max_subscriptions_per_client: 2,
-                max_subscription_bytes: usize::MAX,
                 max_session_expiry: 3600,
                 maximum_qos: QoS::ExactlyOnce,
             },
@@ -147,6 +148,10 @@ impl ConnectionHost for Host {
             self.subscriptions.len(),
             self.subscriptions.contains_key(raw),
         )
+    }
+
+    fn subscription_bytes_limit(&self) -> usize {
+        self.subscription_bytes_limit
     }
 
     fn subscription_bytes(&self) -> usize {

@@ -94,8 +94,8 @@ fn the_subscription_bytes_limit_refuses_what_would_not_fit_the_record() {
     let now = Instant::now();
     let mut host = Host::new();
     host.limits.max_subscriptions_per_client = 10;
-    // Two 16-byte filters fit, with 8 bytes each for the record.
-    host.limits.max_subscription_bytes = 2 * (16 + 8);
+    // Two 16-byte filters fit, with 9 bytes each for the record.
+    host.subscription_bytes_limit = 2 * (16 + 9);
     for (version, refused) in [(V5, 0x97), (V311, 0x80)] {
         host.subscriptions.clear();
         let mut m = machine(version, now);
@@ -292,5 +292,9 @@ fn a_resumed_session_sends_again_only_what_the_acl_allows_and_the_client_takes()
         host.state.borrow().inflight_len(),
         2,
         "the QoS 1 flows not sent again end"
+    );
+    assert_eq!(
+        host.journal_flushes, 1,
+        "the released record goes to the disk before the PUBREL is written"
     );
 }
