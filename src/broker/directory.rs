@@ -52,11 +52,10 @@ pub trait SessionDirectory: Send + Sync {
     /// is settled). Never blocks.
     fn session_attached(&self, _slot: &Arc<SessionSlot>) {}
 
-    /// The bytes of topic filters `slot`'s subscriptions may take in all
-    /// (each counted with [`crate::session::machine::SUBSCRIPTION_RECORD_BYTES`] more), where the
-    /// directory keeps them in a record of bounded size; `None`: bounded
-    /// only by the subscription count.
-    fn subscription_bytes_limit(&self, _slot: &SessionSlot) -> Option<usize> {
+    /// The bytes `slot`'s record can still take for new subscriptions,
+    /// where the directory keeps it in a record of bounded size; `None`:
+    /// bounded only by the subscription count.
+    fn subscription_room(&self, _slot: &SessionSlot) -> Option<usize> {
         None
     }
 

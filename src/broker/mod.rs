@@ -190,18 +190,18 @@ impl Broker {
         }
     }
 
-    /// What a change of `slot`'s subscriptions must wait for beyond the
-    /// store: the cluster's record of them, in cluster mode.
-    /// The bytes of topic filters `slot`'s subscriptions may take in all
-    /// (see [`SessionDirectory::subscription_bytes_limit`]); unbounded on
-    /// a single node.
-    pub fn subscription_bytes_limit(&self, slot: &SessionSlot) -> usize {
+    /// The bytes `slot`'s record can still take for new subscriptions
+    /// (see [`SessionDirectory::subscription_room`]); unbounded on a
+    /// single node.
+    pub fn subscription_room(&self, slot: &SessionSlot) -> usize {
         self.directory
             .get()
-            .and_then(|d| d.subscription_bytes_limit(slot))
+            .and_then(|d| d.subscription_room(slot))
             .unwrap_or(usize::MAX)
     }
 
+    /// What a change of `slot`'s subscriptions must wait for beyond the
+    /// store: the cluster's record of them, in cluster mode.
     pub fn subscriptions_recorded(
         &self,
         slot: &Arc<SessionSlot>,

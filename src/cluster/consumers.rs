@@ -38,11 +38,20 @@ const SESSION_KEY: &str = "sluice_session";
 /// The largest session record a consumer's metadata holds: NATS keeps at
 /// most 128 KiB of metadata, and the record goes in base64 (4 bytes for
 /// 3), with a margin for the key.
-pub const RECORD_BYTES_MAX: usize = (128 * 1024 - 1024) / 4 * 3;
+const RECORD_BYTES_MAX: usize = (128 * 1024 - 1024) / 4 * 3;
 
-/// What a session record holds besides its subscriptions and user name
-/// (version, expiry, times, flags, counts), rounded up.
-pub const RECORD_FIXED_BYTES: usize = 64;
+/// The record as a consumer keeps it: without the will (wills have their
+/// own bucket).
+fn kept_bytes(record: &SessionRecord) -> Vec<u8> {
+    let mut kept = record.clone();
+    kept.will = None;
+    kept.encode()
+}
+
+/// The bytes `record` can still grow by in its consumer's metadata.
+pub fn record_room(record: &SessionRecord) -> usize {
+    RECORD_BYTES_MAX.saturating_sub(kept_bytes(record).len())
+}
 
 /// Most messages a session's consumer hands out unacknowledged: its node
 /// holds at most this many of them in memory for an offline client (and
@@ -212,9 +221,7 @@ impl Consumers {
         if filter_subjects.is_empty() {
             filter_subjects.push(self.nothing.clone());
         }
-        let mut kept = record.clone();
-        kept.will = None;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(kept.encode());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(kept_bytes(record));
         let inactive_threshold = match record.session_expiry {
             u32::MAX => Duration::ZERO,
             secs => Duration::from_secs(u64::from(secs.max(1))),
@@ -365,6 +372,30 @@ mod tests {
             kept,
             vec!["p.m.t.a", "p.m.t.a.>", "p.m.t.x.*.c", "p.m.t.x.b.*"]
         );
+    }
+
+    #[test]
+    fn a_subscription_takes_its_filter_and_nine_bytes_of_the_record_room() {
+        let mut record = SessionRecord {
+            protocol: crate::codec::ProtocolVersion::V5,
+            session_expiry: 600,
+            disconnected_at_ms: 0,
+            will: None,
+            will_delay: 0,
+            subscriptions: vec![],
+            username: Some("owner".into()),
+            owner_unknown: false,
+        };
+        let empty = record_room(&record);
+        assert!(empty < RECORD_BYTES_MAX);
+        record.subscriptions.push(crate::store::SubscriptionRecord {
+            filter: "a/b/#".into(),
+            options: crate::codec::SubscriptionOptions::default(),
+            identifier: Some(7),
+        });
+        // The connection machine charges a new filter its length and
+        // `SUBSCRIPTION_RECORD_BYTES` (9): the record's own encoding.
+        assert_eq!(empty - record_room(&record), "a/b/#".len() + 9);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::consumers::{Consumers, RECORD_BYTES_MAX, RECORD_FIXED_BYTES};
+use super::consumers::{record_room, Consumers};
 use super::digest::short_hash;
 use super::feed::{is_fed, Feeds};
 use super::flows::FlowRecords;
@@ -111,14 +111,10 @@ impl SessionDirectory for Directory {
     }
 
     /// A persistent session's record goes into its consumer's metadata,
-    /// which NATS bounds ([`RECORD_BYTES_MAX`]): past it the consumer
-    /// could not be changed and every SUBSCRIBE would end the connection.
-    fn subscription_bytes_limit(&self, slot: &SessionSlot) -> Option<usize> {
-        if !is_fed(slot) {
-            return None;
-        }
-        let username = slot.control.lock().username.as_ref().map_or(0, |u| u.len());
-        Some(RECORD_BYTES_MAX.saturating_sub(RECORD_FIXED_BYTES + username))
+    /// which NATS bounds: past it the consumer could not be changed and
+    /// every SUBSCRIBE would end the connection.
+    fn subscription_room(&self, slot: &SessionSlot) -> Option<usize> {
+        is_fed(slot).then(|| record_room(&slot.record(0)))
     }
 
     fn subscriptions_changed(&self, slot: &Arc<SessionSlot>) -> Vec<oneshot::Receiver<()>> {

@@ -15,7 +15,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use crate::auth::Acl;
 use crate::broker::{Broker, SessionSlot, Subscription};
 use crate::codec::{QoS, SubscriptionOptions};
-use crate::session::machine::{Count, ProtocolLimits, Routed, SUBSCRIPTION_RECORD_BYTES};
+use crate::session::machine::{Count, ProtocolLimits, Routed};
 use crate::session::{ConnectionHost, Message, SessionState};
 use crate::store::{now_ms, Store, Ticket};
 use crate::topic::TopicFilter;
@@ -172,16 +172,8 @@ impl ConnectionHost for BrokerHost<'_> {
         (subscriptions.len(), subscriptions.contains_key(raw))
     }
 
-    fn subscription_bytes_limit(&self) -> usize {
-        self.broker.subscription_bytes_limit(self.slot)
-    }
-
-    fn subscription_bytes(&self) -> usize {
-        let subscriptions = self.slot.subscriptions.lock();
-        subscriptions
-            .keys()
-            .map(|raw| raw.len() + SUBSCRIPTION_RECORD_BYTES)
-            .sum()
+    fn subscription_room(&self) -> usize {
+        self.broker.subscription_room(self.slot)
     }
 
     fn subscribe(

@@ -33,8 +33,8 @@ pub struct ProtocolLimits {
 }
 
 /// What one subscription adds to a session record besides its filter
-/// (4-byte length prefix, options byte, 4-byte identifier): how
-/// [`ConnectionHost::subscription_bytes_limit`] counts a subscription.
+/// (4-byte length prefix, options byte, 4-byte identifier): what a new
+/// subscription takes of [`ConnectionHost::subscription_room`].
 pub const SUBSCRIPTION_RECORD_BYTES: usize = 9;
 
 /// A counter the machine moves (the broker's statistics).
@@ -102,17 +102,13 @@ pub trait ConnectionHost {
     /// How many subscriptions the session has, and whether `raw` is one.
     fn subscriptions(&self, raw: &ByteString) -> (usize, bool);
 
-    /// Bytes of topic filters the session's subscriptions may take in all
-    /// (each counted with [`SUBSCRIPTION_RECORD_BYTES`] more), where its
-    /// record is bounded (a cluster keeps a persistent session's record
-    /// in its JetStream consumer); `usize::MAX`: no such bound. Asked per
-    /// SUBSCRIBE only, not per packet as [`ConnectionHost::limits`] is.
-    fn subscription_bytes_limit(&self) -> usize;
-
-    /// The bytes the session's subscriptions take, counted as
-    /// [`ConnectionHost::subscription_bytes_limit`] counts them (asked
-    /// only where that limit is set).
-    fn subscription_bytes(&self) -> usize;
+    /// The bytes the session's record can still take for new
+    /// subscriptions (each costs its filter and
+    /// [`SUBSCRIPTION_RECORD_BYTES`]), where the record is bounded (a
+    /// cluster keeps a persistent session's record in its JetStream
+    /// consumer); `usize::MAX`: no such bound. Asked once per SUBSCRIBE
+    /// that adds a filter, not per packet as [`ConnectionHost::limits`] is.
+    fn subscription_room(&self) -> usize;
 
     fn subscribe(
         &mut self,

@@ -37,7 +37,7 @@ pub use connect::{
     refusal_because, session_expiry, ClientIdRule, ConnackInputs, OwnerCheck, SessionExpiry,
 };
 pub use exit::{ending, Ending, Exit};
-pub use host::{ConnectionHost, Count, ProtocolLimits, Routed, SUBSCRIPTION_RECORD_BYTES};
+pub use host::{ConnectionHost, Count, ProtocolLimits, Routed};
 pub use outgoing::OutgoingLimits;
 pub use rate::PublishRate;
 pub use reason_text::{

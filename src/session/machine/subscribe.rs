@@ -7,7 +7,8 @@ use crate::codec::{Packet, Unsubscribe};
 use crate::codec::{Properties, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck};
 use crate::topic::TopicFilter;
 
-use super::{ConnectionHost, Exit, Machine, ProtocolLimits, SUBSCRIPTION_RECORD_BYTES};
+use super::host::SUBSCRIPTION_RECORD_BYTES;
+use super::{ConnectionHost, Exit, Machine, ProtocolLimits};
 
 /// 3.1.1's one failure code in a SUBACK.
 const FAILURE_V311: u8 = 0x80;
@@ -15,32 +16,22 @@ const FAILURE_V311: u8 = 0x80;
 /// One filter of a SUBSCRIBE: subscribe with these, or refuse with a code.
 type Admitted = Result<(TopicFilter, SubscriptionOptions), ReasonCode>;
 
-/// What a bounded session record still holds during one SUBSCRIBE: the
-/// session's filters are summed once (on the first new filter), not once
-/// per filter.
-struct SubscriptionRoom {
-    limit: usize,
-    used: Option<usize>,
-}
+/// What a bounded session record still holds during one SUBSCRIBE, asked
+/// of the host once, on the first new filter.
+#[derive(Default)]
+struct SubscriptionRoom(Option<usize>);
 
 impl SubscriptionRoom {
-    fn of<H: ConnectionHost>(host: &H) -> SubscriptionRoom {
-        SubscriptionRoom {
-            limit: host.subscription_bytes_limit(),
-            used: None,
-        }
-    }
-
     /// Takes `bytes` for a new subscription if they fit.
     fn take<H: ConnectionHost>(&mut self, bytes: usize, host: &H) -> bool {
-        if self.limit == usize::MAX {
+        let left = self.0.get_or_insert_with(|| host.subscription_room());
+        if *left == usize::MAX {
             return true;
         }
-        let used = self.used.get_or_insert_with(|| host.subscription_bytes());
-        if used.saturating_add(bytes) > self.limit {
+        if bytes > *left {
             return false;
         }
-        *used += bytes;
+        *left -= bytes;
         true
     }
 }
@@ -55,7 +46,7 @@ impl Machine {
         let limits = host.limits();
         let identifier = s.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(s.filters.len());
-        let mut room = SubscriptionRoom::of(host);
+        let mut room = SubscriptionRoom::default();
         for (raw, options) in s.filters {
             let reason = match self.admit(raw, options, &limits, &mut room, host)? {
                 Ok((filter, mut options)) => {

@@ -15,9 +15,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::{
-    ConnectionHost, Count, Machine, ProtocolLimits, Routed, Setup, SUBSCRIPTION_RECORD_BYTES,
-};
+use super::{ConnectionHost, Count, Machine, ProtocolLimits, Routed, Setup};
 use crate::auth::Acl;
 use crate::codec::{
     decode_packet, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
@@ -29,7 +27,9 @@ use crate::topic::TopicFilter;
 /// The broker as the machine sees it, in memory.
 pub struct Host {
     pub limits: ProtocolLimits,
-    pub subscription_bytes_limit: usize,
+    /// What the session's record can still take (see
+    /// `ConnectionHost::subscription_room`).
+    pub subscription_room: usize,
     pub state: RefCell<SessionState>,
     pub acl: Option<Acl>,
     pub counts: RefCell<Vec<(Count, u64)>>,
@@ -51,7 +51,7 @@ pub struct Host {
 impl Host {
     pub fn new() -> Host {
         Host {
-            subscription_bytes_limit: usize::MAX,
+            subscription_room: usize::MAX,
             limits: ProtocolLimits {
                 max_packet_size: 1 << 20,
                 max_topic_length: 64,
@@ -150,15 +150,8 @@ impl ConnectionHost for Host {
         )
     }
 
-    fn subscription_bytes_limit(&self) -> usize {
-        self.subscription_bytes_limit
-    }
-
-    fn subscription_bytes(&self) -> usize {
-        self.subscriptions
-            .keys()
-            .map(|raw| raw.len() + SUBSCRIPTION_RECORD_BYTES)
-            .sum()
+    fn subscription_room(&self) -> usize {
+        self.subscription_room
     }
 
     fn subscribe(

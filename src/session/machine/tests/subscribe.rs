@@ -95,7 +95,7 @@ fn the_subscription_bytes_limit_refuses_what_would_not_fit_the_record() {
     let mut host = Host::new();
     host.limits.max_subscriptions_per_client = 10;
     // Two 16-byte filters fit, with 9 bytes each for the record.
-    host.subscription_bytes_limit = 2 * (16 + 9);
+    host.subscription_room = 2 * (16 + 9);
     for (version, refused) in [(V5, 0x97), (V311, 0x80)] {
         host.subscriptions.clear();
         let mut m = machine(version, now);
